@@ -1,0 +1,158 @@
+/**
+ * The compiled, frozen configuration: what every other module reads.
+ * Durations are milliseconds, sizes are bytes, names are lower-cased where HTTP says they
+ * are case-insensitive. Produced only by `config/compile.ts`.
+ */
+import type { BlockList } from 'node:net';
+import type { HostPattern } from '../routing/host-pattern.ts';
+
+/** The ways a try can fail without an HTTP answer (SPEC §3). */
+export type FailureName = 'connect-failure' | 'reset' | 'timeout';
+export const FAILURE_NAMES: readonly FailureName[] = ['connect-failure', 'reset', 'timeout'];
+
+export type JitterKind = 'full' | 'equal' | 'decorrelated' | 'none';
+
+export interface Backoff {
+  readonly baseMs: number;
+  readonly maxMs: number;
+  readonly jitter: JitterKind;
+}
+
+export interface RetryPolicy {
+  /** Tries in all, the first included; 1 = never retry. */
+  readonly attempts: number;
+  readonly perTryTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly onFailures: ReadonlySet<FailureName>;
+  /** Every status listed in `on`, ranges such as `5xx` expanded. */
+  readonly onStatuses: ReadonlySet<number>;
+  /** Upper-case method names. */
+  readonly methods: ReadonlySet<string>;
+  /** Lower-case header name; '' = off. */
+  readonly idempotencyHeader: string;
+  readonly backoff: Backoff;
+  readonly retryAfterMaxMs: number;
+  readonly bufferBytes: number;
+  readonly observeOnly: boolean;
+}
+
+export interface Fallback {
+  /** `http://host:port`, no path. */
+  readonly origin: string;
+  /** `host:port`: the fallback's Host header and upstream key. */
+  readonly authority: string;
+  /** The fallback's `retry` merged over the route's. */
+  readonly retry: RetryPolicy;
+}
+
+export interface RoutePolicy {
+  /** The `route` metric label; `default` for `defaults.route`. */
+  readonly name: string;
+  readonly timeoutMs: number;
+  readonly retry: RetryPolicy;
+  readonly fallback: Fallback | undefined;
+}
+
+export interface RouteMatch {
+  readonly host: HostPattern | undefined;
+  readonly pathPrefix: string | undefined;
+  readonly pathRegex: RegExp | undefined;
+  /** Upper-case; undefined = any method. */
+  readonly methods: ReadonlySet<string> | undefined;
+}
+
+export interface Route extends RoutePolicy {
+  readonly match: RouteMatch;
+}
+
+export interface BudgetSettings {
+  readonly ratio: number;
+  readonly minPerSecond: number;
+  readonly windowMs: number;
+}
+
+export interface BreakerSettings {
+  readonly failureRatio: number;
+  readonly minRequests: number;
+  /** 0 = off. */
+  readonly consecutiveFailures: number;
+  readonly windowMs: number;
+  readonly openForMs: number;
+  readonly maxOpenForMs: number;
+  readonly halfOpenRequests: number;
+}
+
+export interface UpstreamSettings {
+  readonly budget: BudgetSettings;
+  readonly circuitBreaker: BreakerSettings;
+  readonly maxConcurrent: number;
+}
+
+export interface UpstreamRule {
+  readonly match: HostPattern;
+  /** `defaults.upstream` deep-merged with this entry. */
+  readonly settings: UpstreamSettings;
+}
+
+export interface Address {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface Listener {
+  readonly listen: Address;
+  /** `http://host:port` */
+  readonly origin: string;
+  /** `host:port` */
+  readonly authority: string;
+}
+
+export interface ConnectSettings {
+  readonly allowedPorts: ReadonlySet<number>;
+  readonly idleTimeoutMs: number;
+  readonly retry: {
+    readonly attempts: number;
+    readonly connectTimeoutMs: number;
+    readonly backoff: Backoff;
+  };
+}
+
+export interface Limits {
+  readonly maxBufferedBytes: number;
+  readonly drainTimeoutMs: number;
+  /** Client connections open at once on all proxy ports; past it new ones are closed. */
+  readonly maxClientConnections: number;
+  /** A client must send its whole request head within this. */
+  readonly headersTimeoutMs: number;
+  /** A client connection with no bytes either way for this long is closed. */
+  readonly idleTimeoutMs: number;
+  readonly maxHeaderBytes: number;
+  readonly maxUrlBytes: number;
+}
+
+export interface Access {
+  /** The CIDRs as written, for /config and messages. */
+  readonly allowedClients: readonly string[];
+  /** undefined = every client (only allowed on loopback listeners). */
+  readonly allowedClientList: BlockList | undefined;
+  readonly deniedUpstreams: readonly string[];
+  /** Checked on the address actually connected to; undefined = none denied. */
+  readonly deniedUpstreamList: BlockList | undefined;
+}
+
+export interface Config {
+  /** The file it came from; undefined for the embedded defaults. */
+  readonly source: string | undefined;
+  readonly listen: Address;
+  readonly admin: Address;
+  readonly defaultRoute: RoutePolicy;
+  readonly routes: readonly Route[];
+  readonly defaultUpstream: UpstreamSettings;
+  readonly upstreams: readonly UpstreamRule[];
+  readonly listeners: readonly Listener[];
+  readonly connect: ConnectSettings;
+  readonly limits: Limits;
+  readonly access: Access;
+  /** The effective config as plain JSON (defaults merged, units as written): `/config`. */
+  readonly effective: unknown;
+}
