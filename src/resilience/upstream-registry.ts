@@ -1,0 +1,246 @@
+/**
+ * Budget, breaker and concurrency per upstream authority (`host:port`, lower-case), created on
+ * first use with the settings of the first matching `upstreams[]` rule, else the defaults.
+ *
+ * Bounded: an upstream that has been idle (nothing in flight, circuit closed) for twice its
+ * longest window holds nothing a fresh one would not (its windows are empty), so it is dropped.
+ * `get` keeps entries in least-recently-used order in an intrusive list (no allocation per call)
+ * and looks at no more than two of the oldest each time. Past `maxEntries`, the least recently
+ * used idle entry goes; if none of the oldest few is idle, the oldest goes regardless.
+ */
+import type { UpstreamRule, UpstreamSettings } from '../config/types.ts';
+import { matchesHost } from '../routing/host-pattern.ts';
+import { type BreakerPermit, type BreakerStateName, CircuitBreaker } from './circuit-breaker.ts';
+import { RetryBudget } from './retry-budget.ts';
+
+export type AdmitResult = BreakerPermit | 'circuit-open' | 'overflow';
+
+export interface RegistryHooks {
+  onTransition(authority: string, to: BreakerStateName): void;
+}
+
+export interface UpstreamSnapshot {
+  readonly authority: string;
+  readonly state: BreakerStateName;
+  readonly budgetAvailable: number;
+  readonly inFlight: number;
+}
+
+export const DEFAULT_MAX_UPSTREAMS = 10_000;
+const SWEEP_STEPS = 2;
+const CAP_SCAN = 8;
+
+export class Upstream {
+  readonly authority: string;
+  readonly settings: UpstreamSettings;
+  readonly budget: RetryBudget;
+  readonly breaker: CircuitBreaker;
+  inFlight = 0;
+  /** Last `get`, `admit` or `finish`; idleness is measured from it. */
+  lastUsedMs: number;
+  /** Idle this long (and closed, nothing in flight) => dropped. */
+  readonly idleMs: number;
+
+  constructor(authority: string, settings: UpstreamSettings, nowMs: number, hooks: RegistryHooks) {
+    this.authority = authority;
+    this.settings = settings;
+    this.budget = new RetryBudget(settings.budget);
+    this.breaker = new CircuitBreaker(settings.circuitBreaker, (to) =>
+      hooks.onTransition(authority, to),
+    );
+    this.lastUsedMs = nowMs;
+    this.idleMs = 2 * Math.max(settings.budget.windowMs, settings.circuitBreaker.windowMs);
+  }
+
+  /** Breaker first, then `maxConcurrent`. On 'pass' or 'probe' one more is in flight. */
+  admit(nowMs: number): AdmitResult {
+    this.lastUsedMs = nowMs;
+    const permit = this.breaker.tryAcquire(nowMs);
+    if (permit === 'open') return 'circuit-open';
+    if (this.inFlight >= this.settings.maxConcurrent) {
+      // the probe never went out: give its slot to the next caller
+      this.breaker.release(permit);
+      return 'overflow';
+    }
+    this.inFlight++;
+    return permit;
+  }
+
+  /** Ends an admitted try: `failed` true/false is recorded, undefined = abandoned (released). */
+  finish(nowMs: number, permit: BreakerPermit, failed: boolean | undefined): void {
+    this.lastUsedMs = nowMs;
+    if (this.inFlight > 0) this.inFlight--;
+    if (failed === undefined) this.breaker.release(permit);
+    else this.breaker.record(nowMs, failed, permit);
+  }
+}
+
+interface Entry {
+  readonly upstream: Upstream;
+  prev: Entry | undefined;
+  next: Entry | undefined;
+}
+
+export class UpstreamRegistry {
+  #defaultSettings: UpstreamSettings;
+  #rules: readonly UpstreamRule[];
+  readonly #hooks: RegistryHooks;
+  readonly #maxEntries: number;
+  readonly #entries = new Map<string, Entry>();
+  /** Least recently used first. */
+  #head: Entry | undefined;
+  #tail: Entry | undefined;
+
+  constructor(
+    defaultSettings: UpstreamSettings,
+    rules: readonly UpstreamRule[],
+    hooks: RegistryHooks,
+    options: { readonly maxEntries?: number } = {},
+  ) {
+    this.#defaultSettings = defaultSettings;
+    this.#rules = rules;
+    this.#hooks = hooks;
+    this.#maxEntries = Math.max(1, options.maxEntries ?? DEFAULT_MAX_UPSTREAMS);
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** The upstream for `authority` (`host:port`, lower-case), created on first use. */
+  get(authority: string, nowMs: number): Upstream {
+    let entry = this.#entries.get(authority);
+    if (entry === undefined) {
+      if (this.#entries.size >= this.#maxEntries) this.#evictForCap();
+      const settings = this.settingsFor(authority);
+      entry = {
+        upstream: new Upstream(authority, settings, nowMs, this.#hooks),
+        prev: undefined,
+        next: undefined,
+      };
+      this.#entries.set(authority, entry);
+      this.#append(entry);
+    } else {
+      if (entry !== this.#tail) {
+        this.#unlink(entry);
+        this.#append(entry);
+      }
+      entry.upstream.lastUsedMs = nowMs;
+    }
+    this.#sweep(nowMs);
+    return entry.upstream;
+  }
+
+  /** The settings `authority` gets (first matching rule, else the default); creates nothing. */
+  settingsFor(authority: string): UpstreamSettings {
+    const { host, port } = parseAuthority(authority.toLowerCase());
+    for (const rule of this.#rules) {
+      if (matchesHost(rule.match, host, port)) return rule.settings;
+    }
+    return this.#defaultSettings;
+  }
+
+  /** Applies new settings: upstreams whose effective settings are unchanged keep their state. */
+  reconfigure(defaultSettings: UpstreamSettings, rules: readonly UpstreamRule[]): void {
+    this.#defaultSettings = defaultSettings;
+    this.#rules = rules;
+    for (const entry of this.#entries.values()) {
+      const { authority, settings } = entry.upstream;
+      if (!isDeepEqual(settings, this.settingsFor(authority))) this.#remove(entry);
+    }
+  }
+
+  /** Every known upstream, least recently used first (may move circuits to half-open). */
+  snapshot(nowMs: number): UpstreamSnapshot[] {
+    const out: UpstreamSnapshot[] = [];
+    for (let e = this.#head; e !== undefined; e = e.next) {
+      const u = e.upstream;
+      out.push({
+        authority: u.authority,
+        state: u.breaker.state(nowMs).state,
+        budgetAvailable: u.budget.available(nowMs),
+        inFlight: u.inFlight,
+      });
+    }
+    return out;
+  }
+
+  #sweep(nowMs: number): void {
+    for (let i = 0; i < SWEEP_STEPS; i++) {
+      const head = this.#head;
+      if (head === undefined || head === this.#tail) return;
+      const u = head.upstream;
+      if (nowMs - u.lastUsedMs <= u.idleMs) return;
+      if (isIdle(u)) {
+        this.#remove(head);
+      } else {
+        // busy or not closed: keep it, and look at it again after the others
+        this.#unlink(head);
+        this.#append(head);
+      }
+    }
+  }
+
+  #evictForCap(): void {
+    for (let i = 0; i < CAP_SCAN; i++) {
+      const head = this.#head;
+      if (head === undefined) return;
+      if (isIdle(head.upstream)) {
+        this.#remove(head);
+        return;
+      }
+      this.#unlink(head);
+      this.#append(head);
+    }
+    // the oldest few are all busy or open: the cap still holds (their tries finish on the
+    // detached object; a new entry for that authority starts afresh)
+    if (this.#head !== undefined) this.#remove(this.#head);
+  }
+
+  #remove(entry: Entry): void {
+    this.#unlink(entry);
+    this.#entries.delete(entry.upstream.authority);
+  }
+
+  #append(entry: Entry): void {
+    entry.prev = this.#tail;
+    entry.next = undefined;
+    if (this.#tail === undefined) this.#head = entry;
+    else this.#tail.next = entry;
+    this.#tail = entry;
+  }
+
+  #unlink(entry: Entry): void {
+    if (entry.prev === undefined) this.#head = entry.next;
+    else entry.prev.next = entry.next;
+    if (entry.next === undefined) this.#tail = entry.prev;
+    else entry.next.prev = entry.prev;
+    entry.prev = undefined;
+    entry.next = undefined;
+  }
+}
+
+function isIdle(u: Upstream): boolean {
+  return u.inFlight === 0 && u.breaker.isClosed();
+}
+
+/** `host:port` → parts; `[::1]:80` keeps its brackets (as host patterns do); no port → -1. */
+export function parseAuthority(authority: string): { host: string; port: number } {
+  const close = authority.startsWith('[') ? authority.indexOf(']') : -1;
+  const colon = authority.lastIndexOf(':');
+  if (colon === -1 || colon < close) return { host: authority, port: -1 };
+  const digits = authority.slice(colon + 1);
+  return { host: authority.slice(0, colon), port: /^\d{1,5}$/.test(digits) ? Number(digits) : -1 };
+}
+
+function isDeepEqual(a: unknown, b: unknown): boolean {
+  if (Object.is(a, b)) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  const keysA = Object.keys(a);
+  if (keysA.length !== Object.keys(b).length) return false;
+  return keysA.every(
+    (k) =>
+      Object.hasOwn(b, k) &&
+      isDeepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]),
+  );
+}

@@ -1,0 +1,243 @@
+import { describe, expect, it } from 'vitest';
+import type { BreakerSettings } from '../../src/config/types.ts';
+import {
+  type BreakerStateName,
+  CircuitBreaker,
+  shouldTrip,
+} from '../../src/resilience/circuit-breaker.ts';
+
+/** SPEC §2 defaults. */
+const defaults: BreakerSettings = {
+  failureRatio: 0.5,
+  minRequests: 20,
+  consecutiveFailures: 0,
+  windowMs: 10_000,
+  openForMs: 5_000,
+  maxOpenForMs: 60_000,
+  halfOpenRequests: 1,
+};
+
+/** Sends one try through the breaker and records its result. */
+function run(breaker: CircuitBreaker, nowMs: number, failed: boolean): void {
+  const permit = breaker.tryAcquire(nowMs);
+  if (permit === 'open') throw new Error('breaker refused a try the test expected to pass');
+  breaker.record(nowMs, failed, permit);
+}
+
+function failTimes(breaker: CircuitBreaker, nowMs: number, n: number): void {
+  for (let i = 0; i < n; i++) run(breaker, nowMs, true);
+}
+
+function tripped(settings: BreakerSettings = defaults, transitions: BreakerStateName[] = []) {
+  const breaker = new CircuitBreaker(settings, (to) => transitions.push(to));
+  failTimes(breaker, 0, settings.minRequests);
+  expect(breaker.state(0).state).toBe('open');
+  return breaker;
+}
+
+describe('shouldTrip', () => {
+  it('needs minRequests tries before the ratio counts', () => {
+    expect(shouldTrip(defaults, 19, 19, 0)).toBe(false);
+    expect(shouldTrip(defaults, 20, 10, 0)).toBe(true);
+    expect(shouldTrip(defaults, 20, 9, 0)).toBe(false);
+  });
+
+  it('trips on consecutive failures only when set', () => {
+    expect(shouldTrip(defaults, 5, 5, 5)).toBe(false);
+    expect(shouldTrip({ ...defaults, consecutiveFailures: 5 }, 5, 5, 5)).toBe(true);
+    expect(shouldTrip({ ...defaults, consecutiveFailures: 5 }, 5, 4, 4)).toBe(false);
+  });
+});
+
+describe('CircuitBreaker closed', () => {
+  it('does not trip on failures before minRequests tries ran', () => {
+    const breaker = new CircuitBreaker(defaults);
+    failTimes(breaker, 0, 19);
+    expect(breaker.state(0).state).toBe('closed');
+    expect(breaker.tryAcquire(0)).toBe('pass');
+  });
+
+  it('trips when minRequests tries ran and the failed share reached failureRatio', () => {
+    const breaker = new CircuitBreaker(defaults);
+    for (let i = 0; i < 10; i++) run(breaker, 0, false);
+    failTimes(breaker, 0, 9);
+    expect(breaker.state(0).state).toBe('closed');
+    run(breaker, 0, true);
+    expect(breaker.state(0)).toEqual({ state: 'open', openedAtMs: 0, openForMs: 5_000 });
+    expect(breaker.tryAcquire(0)).toBe('open');
+  });
+
+  it('does not trip on 1 failure in 20 with the defaults', () => {
+    const breaker = new CircuitBreaker(defaults);
+    for (let i = 0; i < 2_000; i++) run(breaker, i * 10, i % 20 === 0);
+    expect(breaker.state(20_000).state).toBe('closed');
+  });
+
+  it('rides out a burst of 10 failures among 100 tries', () => {
+    const breaker = new CircuitBreaker(defaults);
+    for (let i = 0; i < 90; i++) run(breaker, 0, false);
+    failTimes(breaker, 0, 10);
+    expect(breaker.state(0).state).toBe('closed');
+  });
+
+  it('does not count failures that left the window', () => {
+    const breaker = new CircuitBreaker(defaults);
+    failTimes(breaker, 0, 19);
+    run(breaker, 10_000, true);
+    expect(breaker.state(10_000).state).toBe('closed');
+  });
+
+  it('trips after consecutiveFailures failures in a row when set', () => {
+    const breaker = new CircuitBreaker({ ...defaults, consecutiveFailures: 3 });
+    failTimes(breaker, 0, 2);
+    expect(breaker.state(0).state).toBe('closed');
+    run(breaker, 0, true);
+    expect(breaker.state(0).state).toBe('open');
+  });
+
+  it('restarts the consecutive count after a success', () => {
+    const breaker = new CircuitBreaker({ ...defaults, consecutiveFailures: 3 });
+    failTimes(breaker, 0, 2);
+    run(breaker, 0, false);
+    failTimes(breaker, 0, 2);
+    expect(breaker.state(0).state).toBe('closed');
+  });
+});
+
+describe('CircuitBreaker open', () => {
+  it('refuses tries and tells how long until half-open', () => {
+    const breaker = tripped();
+    expect(breaker.tryAcquire(1_000)).toBe('open');
+    expect(breaker.retryAfterMs(1_000)).toBe(4_000);
+    expect(breaker.retryAfterMs(4_999)).toBe(1);
+  });
+
+  it('turns half-open at tryAcquire once openFor has passed', () => {
+    const transitions: BreakerStateName[] = [];
+    const breaker = tripped(defaults, transitions);
+    expect(breaker.tryAcquire(4_999)).toBe('open');
+    expect(breaker.tryAcquire(5_000)).toBe('probe');
+    expect(transitions).toEqual(['open', 'half-open']);
+  });
+
+  it('turns half-open when the state is read once openFor has passed', () => {
+    const breaker = tripped();
+    expect(breaker.state(5_000)).toEqual({
+      state: 'half-open',
+      probesLeft: 1,
+      probesInFlight: 0,
+      reopenForMs: 10_000,
+    });
+    expect(breaker.retryAfterMs(5_000)).toBe(0);
+  });
+
+  it('ignores results of tries admitted before the trip', () => {
+    const breaker = new CircuitBreaker(defaults);
+    const early = breaker.tryAcquire(0);
+    expect(early).toBe('pass');
+    failTimes(breaker, 0, 20);
+    breaker.record(4_000, true, 'pass');
+    expect(breaker.state(4_000)).toEqual({ state: 'open', openedAtMs: 0, openForMs: 5_000 });
+  });
+});
+
+describe('CircuitBreaker half-open', () => {
+  const three = { ...defaults, halfOpenRequests: 3 };
+
+  it('admits exactly halfOpenRequests probes out of 20 callers', () => {
+    const breaker = tripped(three);
+    const permits = Array.from({ length: 20 }, () => breaker.tryAcquire(5_000));
+    expect(permits.filter((p) => p === 'probe')).toHaveLength(3);
+    expect(permits.filter((p) => p === 'open')).toHaveLength(17);
+  });
+
+  it('closes after halfOpenRequests successful probes, not before', () => {
+    const transitions: BreakerStateName[] = [];
+    const breaker = tripped(three, transitions);
+    for (let i = 0; i < 3; i++) expect(breaker.tryAcquire(5_000)).toBe('probe');
+    breaker.record(5_001, false, 'probe');
+    breaker.record(5_002, false, 'probe');
+    expect(breaker.state(5_002).state).toBe('half-open');
+    breaker.record(5_003, false, 'probe');
+    expect(breaker.state(5_003).state).toBe('closed');
+    expect(transitions).toEqual(['open', 'half-open', 'closed']);
+  });
+
+  it('starts closed with an empty window and the base openFor', () => {
+    const breaker = tripped();
+    breaker.record(5_000, false, breaker.tryAcquire(5_000) as 'probe');
+    failTimes(breaker, 5_000, 19);
+    expect(breaker.state(5_000).state).toBe('closed');
+    run(breaker, 5_000, true);
+    expect(breaker.state(5_000)).toEqual({ state: 'open', openedAtMs: 5_000, openForMs: 5_000 });
+  });
+
+  it('reopens for twice openFor after a failed probe', () => {
+    const transitions: BreakerStateName[] = [];
+    const breaker = tripped(defaults, transitions);
+    breaker.record(5_100, true, breaker.tryAcquire(5_000) as 'probe');
+    expect(breaker.state(5_100)).toEqual({ state: 'open', openedAtMs: 5_100, openForMs: 10_000 });
+    expect(breaker.tryAcquire(15_099)).toBe('open');
+    expect(breaker.tryAcquire(15_100)).toBe('probe');
+    expect(transitions).toEqual(['open', 'half-open', 'open', 'half-open']);
+  });
+
+  it('doubles openFor on each failed probe up to maxOpenFor', () => {
+    const breaker = tripped();
+    const openFor: number[] = [];
+    let nowMs = 0;
+    for (let i = 0; i < 6; i++) {
+      const s = breaker.state(nowMs);
+      if (s.state !== 'open') throw new Error(`expected open, got ${s.state}`);
+      openFor.push(s.openForMs);
+      nowMs += s.openForMs;
+      breaker.record(nowMs, true, breaker.tryAcquire(nowMs) as 'probe');
+    }
+    expect(openFor).toEqual([5_000, 10_000, 20_000, 40_000, 60_000, 60_000]);
+  });
+
+  it('returns a probe slot on release', () => {
+    const breaker = tripped();
+    expect(breaker.tryAcquire(5_000)).toBe('probe');
+    expect(breaker.tryAcquire(5_000)).toBe('open');
+    breaker.release('probe');
+    expect(breaker.tryAcquire(5_000)).toBe('probe');
+  });
+
+  it('ignores pass results while half-open', () => {
+    const breaker = tripped(three);
+    expect(breaker.tryAcquire(5_000)).toBe('probe');
+    breaker.record(5_000, true, 'pass');
+    breaker.record(5_000, false, 'pass');
+    expect(breaker.state(5_000)).toEqual({
+      state: 'half-open',
+      probesLeft: 2,
+      probesInFlight: 1,
+      reopenForMs: 10_000,
+    });
+  });
+
+  it('ignores a probe from an earlier half-open period', () => {
+    const breaker = tripped(three);
+    breaker.tryAcquire(5_000);
+    breaker.tryAcquire(5_000);
+    breaker.record(5_000, true, 'probe');
+    expect(breaker.state(15_000).state).toBe('half-open');
+    breaker.record(15_000, false, 'probe');
+    expect(breaker.state(15_000)).toEqual({
+      state: 'half-open',
+      probesLeft: 3,
+      probesInFlight: 0,
+      reopenForMs: 20_000,
+    });
+  });
+
+  it('ignores a probe result that arrives after the circuit reopened', () => {
+    const breaker = tripped(three);
+    breaker.tryAcquire(5_000);
+    breaker.tryAcquire(5_000);
+    breaker.record(5_100, true, 'probe');
+    breaker.record(5_200, false, 'probe');
+    expect(breaker.state(5_200)).toEqual({ state: 'open', openedAtMs: 5_100, openForMs: 10_000 });
+  });
+});

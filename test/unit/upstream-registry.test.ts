@@ -1,0 +1,251 @@
+import { describe, expect, it } from 'vitest';
+import type { UpstreamRule, UpstreamSettings } from '../../src/config/types.ts';
+import type { BreakerStateName } from '../../src/resilience/circuit-breaker.ts';
+import {
+  parseAuthority,
+  type RegistryHooks,
+  UpstreamRegistry,
+} from '../../src/resilience/upstream-registry.ts';
+import { parseHostPattern } from '../../src/routing/host-pattern.ts';
+
+const base: UpstreamSettings = {
+  budget: { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 },
+  circuitBreaker: {
+    failureRatio: 0.5,
+    minRequests: 20,
+    consecutiveFailures: 3,
+    windowMs: 10_000,
+    openForMs: 5_000,
+    maxOpenForMs: 60_000,
+    halfOpenRequests: 1,
+  },
+  maxConcurrent: 2,
+};
+/** 2 × the longest window. */
+const IDLE_MS = 20_000;
+
+function rule(pattern: string, settings: UpstreamSettings): UpstreamRule {
+  const match = parseHostPattern(pattern);
+  if (typeof match === 'string') throw new Error(match);
+  return { match, settings };
+}
+
+const noHooks: RegistryHooks = { onTransition() {} };
+
+function authorities(registry: UpstreamRegistry, nowMs: number): string[] {
+  return registry.snapshot(nowMs).map((s) => s.authority);
+}
+
+function tripVia(registry: UpstreamRegistry, authority: string, nowMs: number): void {
+  const upstream = registry.get(authority, nowMs);
+  for (let i = 0; i < 3; i++) {
+    const permit = upstream.admit(nowMs);
+    if (permit !== 'pass') throw new Error(`expected pass, got ${permit}`);
+    upstream.finish(nowMs, permit, true);
+  }
+}
+
+describe('parseAuthority', () => {
+  it('splits host and port, keeping IPv6 brackets', () => {
+    expect(parseAuthority('api.example.com:443')).toEqual({ host: 'api.example.com', port: 443 });
+    expect(parseAuthority('[::1]:8080')).toEqual({ host: '[::1]', port: 8080 });
+    expect(parseAuthority('[::1]')).toEqual({ host: '[::1]', port: -1 });
+    expect(parseAuthority('example.com')).toEqual({ host: 'example.com', port: -1 });
+  });
+});
+
+describe('UpstreamRegistry settings', () => {
+  const fast = { ...base, maxConcurrent: 7 };
+  const v6 = { ...base, maxConcurrent: 9 };
+  const rules = [
+    rule('*.svc.cluster.local', fast),
+    rule('[::1]:8080', v6),
+    rule('*.cluster.local', base),
+  ];
+
+  it('creates one upstream per authority, on first use', () => {
+    const registry = new UpstreamRegistry(base, [], noHooks);
+    expect(registry.size).toBe(0);
+    const a = registry.get('a.example:80', 0);
+    expect(registry.get('a.example:80', 1)).toBe(a);
+    expect(registry.size).toBe(1);
+  });
+
+  it('takes settings from the first matching rule', () => {
+    const registry = new UpstreamRegistry(base, rules, noHooks);
+    expect(registry.get('payments.default.svc.cluster.local:80', 0).settings).toBe(fast);
+  });
+
+  it('matches IPv6 authorities with their port', () => {
+    const registry = new UpstreamRegistry(base, rules, noHooks);
+    expect(registry.settingsFor('[::1]:8080')).toBe(v6);
+    expect(registry.settingsFor('[::1]:8081')).toBe(base);
+  });
+
+  it('falls back to the default settings when no rule matches', () => {
+    const registry = new UpstreamRegistry({ ...base, maxConcurrent: 1 }, rules, noHooks);
+    expect(registry.get('example.com:443', 0).settings.maxConcurrent).toBe(1);
+  });
+
+  it('tells the settings without creating state', () => {
+    const registry = new UpstreamRegistry(base, rules, noHooks);
+    expect(registry.settingsFor('x.svc.cluster.local:80')).toBe(fast);
+    expect(registry.size).toBe(0);
+  });
+});
+
+describe('Upstream admit and finish', () => {
+  it('admits up to maxConcurrent in flight, then overflows', () => {
+    const upstream = new UpstreamRegistry(base, [], noHooks).get('a:80', 0);
+    expect(upstream.admit(0)).toBe('pass');
+    expect(upstream.admit(0)).toBe('pass');
+    expect(upstream.admit(0)).toBe('overflow');
+    expect(upstream.inFlight).toBe(2);
+    upstream.finish(1, 'pass', false);
+    expect(upstream.inFlight).toBe(1);
+    expect(upstream.admit(1)).toBe('pass');
+  });
+
+  it('answers circuit-open while the breaker is open, with a Retry-After', () => {
+    const registry = new UpstreamRegistry(base, [], noHooks);
+    tripVia(registry, 'a:80', 0);
+    const upstream = registry.get('a:80', 1_000);
+    expect(upstream.admit(1_000)).toBe('circuit-open');
+    expect(upstream.inFlight).toBe(0);
+    expect(upstream.breaker.retryAfterMs(1_000)).toBe(4_000);
+  });
+
+  it('gives back the probe slot when a probe overflows', () => {
+    const settings = {
+      ...base,
+      circuitBreaker: { ...base.circuitBreaker, consecutiveFailures: 1, halfOpenRequests: 2 },
+    };
+    const upstream = new UpstreamRegistry(settings, [], noHooks).get('a:80', 0);
+    expect(upstream.admit(0)).toBe('pass');
+    expect(upstream.admit(0)).toBe('pass');
+    upstream.finish(0, 'pass', true);
+    // one try from before the trip still runs; the first probe fills the upstream
+    expect(upstream.admit(5_000)).toBe('probe');
+    expect(upstream.admit(5_000)).toBe('overflow');
+    upstream.finish(5_001, 'pass', undefined);
+    expect(upstream.admit(5_001)).toBe('probe');
+  });
+
+  it('returns an abandoned probe slot on finish without a result', () => {
+    const registry = new UpstreamRegistry(base, [], noHooks);
+    tripVia(registry, 'a:80', 0);
+    const upstream = registry.get('a:80', 5_000);
+    expect(upstream.admit(5_000)).toBe('probe');
+    expect(upstream.admit(5_000)).toBe('circuit-open');
+    upstream.finish(5_001, 'probe', undefined);
+    expect(upstream.inFlight).toBe(0);
+    expect(upstream.admit(5_001)).toBe('probe');
+  });
+
+  it('reports breaker transitions with the authority', () => {
+    const seen: [string, BreakerStateName][] = [];
+    const registry = new UpstreamRegistry(base, [], {
+      onTransition: (authority, to) => seen.push([authority, to]),
+    });
+    tripVia(registry, 'a:80', 0);
+    const upstream = registry.get('a:80', 5_000);
+    upstream.finish(5_000, upstream.admit(5_000) as 'probe', false);
+    expect(seen).toEqual([
+      ['a:80', 'open'],
+      ['a:80', 'half-open'],
+      ['a:80', 'closed'],
+    ]);
+  });
+});
+
+describe('UpstreamRegistry bounds', () => {
+  it('drops an upstream idle for twice its longest window', () => {
+    const registry = new UpstreamRegistry(base, [], noHooks);
+    const a = registry.get('a:80', 0);
+    registry.get('b:80', IDLE_MS);
+    expect(authorities(registry, IDLE_MS)).toEqual(['a:80', 'b:80']);
+    registry.get('b:80', IDLE_MS + 1);
+    expect(authorities(registry, IDLE_MS + 1)).toEqual(['b:80']);
+    expect(registry.get('a:80', IDLE_MS + 2)).not.toBe(a);
+  });
+
+  it('keeps an idle-looking upstream while a try is in flight', () => {
+    const registry = new UpstreamRegistry(base, [], noHooks);
+    registry.get('a:80', 0).admit(0);
+    registry.get('b:80', 100_000);
+    registry.get('b:80', 100_001);
+    expect(authorities(registry, 100_001)).toContain('a:80');
+  });
+
+  it('keeps an upstream whose circuit is not closed', () => {
+    const registry = new UpstreamRegistry(base, [], noHooks);
+    tripVia(registry, 'a:80', 0);
+    registry.get('b:80', 100_000);
+    registry.get('b:80', 100_001);
+    expect(authorities(registry, 100_001)).toContain('a:80');
+  });
+
+  it('evicts the least recently used idle upstream past maxEntries', () => {
+    const registry = new UpstreamRegistry(base, [], noHooks, { maxEntries: 3 });
+    registry.get('a:80', 0);
+    registry.get('b:80', 1);
+    registry.get('c:80', 2);
+    registry.get('a:80', 3);
+    registry.get('d:80', 4);
+    expect(registry.size).toBe(3);
+    expect(authorities(registry, 4)).toEqual(['c:80', 'a:80', 'd:80']);
+  });
+
+  it('skips busy upstreams when evicting for the cap', () => {
+    const registry = new UpstreamRegistry(base, [], noHooks, { maxEntries: 2 });
+    registry.get('a:80', 0).admit(0);
+    registry.get('b:80', 1);
+    registry.get('c:80', 2);
+    expect(authorities(registry, 2).sort()).toEqual(['a:80', 'c:80']);
+  });
+
+  it('holds the cap even when every upstream is busy', () => {
+    const registry = new UpstreamRegistry(base, [], noHooks, { maxEntries: 2 });
+    registry.get('a:80', 0).admit(0);
+    registry.get('b:80', 1).admit(1);
+    registry.get('c:80', 2);
+    expect(registry.size).toBe(2);
+  });
+});
+
+describe('UpstreamRegistry reconfigure and snapshot', () => {
+  it('keeps the state of upstreams whose settings are unchanged', () => {
+    const registry = new UpstreamRegistry(base, [], noHooks);
+    tripVia(registry, 'a:80', 0);
+    const a = registry.get('a:80', 0);
+    registry.reconfigure(structuredClone(base), [rule('b', { ...base, maxConcurrent: 5 })]);
+    expect(registry.get('a:80', 1)).toBe(a);
+    expect(a.admit(1)).toBe('circuit-open');
+  });
+
+  it('drops upstreams whose settings changed', () => {
+    const registry = new UpstreamRegistry(base, [], noHooks);
+    tripVia(registry, 'a:80', 0);
+    const a = registry.get('a:80', 0);
+    registry.reconfigure(base, [rule('a', { ...base, maxConcurrent: 5 })]);
+    expect(registry.size).toBe(0);
+    const fresh = registry.get('a:80', 1);
+    expect(fresh).not.toBe(a);
+    expect(fresh.settings.maxConcurrent).toBe(5);
+    expect(fresh.admit(1)).toBe('pass');
+  });
+
+  it('snapshots state, budget left and in-flight per upstream', () => {
+    const registry = new UpstreamRegistry(base, [], noHooks);
+    tripVia(registry, 'a:80', 0);
+    const b = registry.get('b:80', 0);
+    b.budget.deposit(0);
+    b.budget.tryWithdraw(0);
+    b.admit(0);
+    expect(registry.snapshot(0)).toEqual([
+      { authority: 'a:80', state: 'open', budgetAvailable: 100, inFlight: 0 },
+      { authority: 'b:80', state: 'closed', budgetAvailable: 99, inFlight: 1 },
+    ]);
+    expect(registry.snapshot(5_000)[0]?.state).toBe('half-open');
+  });
+});
