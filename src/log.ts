@@ -1,0 +1,111 @@
+/**
+ * Logging: the only pino user. JSON lines on stdout; one `request` line per finished request
+ * at info, retry decisions at debug (SPEC §9). Credentials and query strings never reach a line.
+ */
+import { pino } from 'pino';
+import type { RequestSummary } from './summary.ts';
+
+export type Logger = pino.Logger;
+
+/** Anything with `write(line)`: a stream, or a test sink. */
+export interface LogDestination {
+  write(line: string): void;
+}
+
+export interface LoggerOptions {
+  /** A pino level name; default LOG_LEVEL, then `info`. */
+  readonly level?: string | undefined;
+  /** Default stdout. */
+  readonly destination?: LogDestination | undefined;
+}
+
+const SECRET_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie'];
+const HEADER_HOLDERS = [
+  'headers',
+  'req.headers',
+  'res.headers',
+  'request.headers',
+  'response.headers',
+];
+const REDACT_PATHS = HEADER_HOLDERS.flatMap((holder) =>
+  SECRET_HEADERS.map((name) => `${holder}["${name}"]`),
+);
+
+/** Throws an Error naming the valid levels when `level` is not one (a user error, from LOG_LEVEL). */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const level = options.level ?? process.env.LOG_LEVEL ?? 'info';
+  if (level !== 'silent' && !Object.hasOwn(pino.levels.values, level)) {
+    const known = [...Object.keys(pino.levels.values), 'silent'].join(', ');
+    throw new Error(`LOG_LEVEL: unknown level "${level}" (one of ${known})`);
+  }
+  const settings: pino.LoggerOptions = {
+    level,
+    base: { service: 'reprise' },
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    formatters: { level: (label) => ({ level: label }) },
+  };
+  return options.destination === undefined
+    ? pino(settings)
+    : pino(settings, options.destination as pino.DestinationStream);
+}
+
+/** The one access line of a finished request. */
+export function logRequestDone(logger: Logger, s: RequestSummary): void {
+  logger.info(
+    {
+      route: s.route,
+      upstream: s.upstream,
+      method: s.method,
+      path: stripQuery(s.path),
+      status: s.status,
+      attempts: s.attempts,
+      retries: s.retryReasons,
+      suppressed: s.suppressed,
+      fallback: s.fallback,
+      error: s.error,
+      durationMs: s.durationMs,
+    },
+    'request',
+  );
+}
+
+export interface RetryLine {
+  readonly route: string;
+  readonly upstream: string;
+  /** The try that just ended, 1-based. */
+  readonly attempt: number;
+  /** A failure name or a status code (`503`). */
+  readonly reason: string;
+  readonly delayMs: number;
+}
+
+export function logRetry(logger: Logger, line: RetryLine): void {
+  logger.debug(line, 'retry');
+}
+
+export interface SuppressedLine {
+  readonly route: string;
+  readonly upstream: string;
+  readonly attempt: number;
+  readonly cause: string;
+}
+
+export function logSuppressed(logger: Logger, line: SuppressedLine): void {
+  logger.debug(line, 'retry suppressed');
+}
+
+/** `source` undefined: the embedded defaults. */
+export function logConfigLoaded(logger: Logger, source: string | undefined): void {
+  logger.info({ source: source ?? 'embedded defaults' }, 'config loaded');
+}
+
+/** `lines` as ConfigError.format() gives them: `FILE:LINE:COL: key.path: message`. */
+export function logConfigError(logger: Logger, lines: readonly string[]): void {
+  logger.error({ errors: lines }, 'config rejected');
+}
+
+/** The summary holds a path only; this is the last guard (SPEC §9: no query strings). */
+function stripQuery(path: string): string {
+  const query = path.indexOf('?');
+  return query === -1 ? path : path.slice(0, query);
+}

@@ -1,0 +1,140 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  createLogger,
+  logConfigError,
+  logConfigLoaded,
+  logRequestDone,
+  logRetry,
+  logSuppressed,
+} from '../../src/log.ts';
+import type { RequestSummary } from '../../src/summary.ts';
+
+/** A logger writing into an array; `lines()` parses what it wrote. */
+function sink(level = 'info') {
+  const raw: string[] = [];
+  const logger = createLogger({ level, destination: { write: (line) => void raw.push(line) } });
+  return {
+    logger,
+    raw,
+    lines: () => raw.map((line) => JSON.parse(line) as Record<string, unknown>),
+  };
+}
+
+const done: RequestSummary = {
+  route: 'api',
+  upstream: 'api.example.com:80',
+  method: 'GET',
+  path: '/v1/items',
+  status: 200,
+  attempts: 3,
+  outcomes: ['5xx', 'reset', '2xx'],
+  tryUpstreams: ['api.example.com:80', 'api.example.com:80', 'api.example.com:80'],
+  retryReasons: ['503', 'reset'],
+  suppressed: undefined,
+  fallback: undefined,
+  error: undefined,
+  durationMs: 57,
+};
+
+afterEach(() => {
+  vi.unstubAllEnvs();
+});
+
+describe('log', () => {
+  it('writes one info line per finished request with its fields', () => {
+    const { logger, lines } = sink();
+    logRequestDone(logger, done);
+    expect(lines()).toEqual([
+      expect.objectContaining({
+        level: 'info',
+        service: 'reprise',
+        msg: 'request',
+        route: 'api',
+        upstream: 'api.example.com:80',
+        method: 'GET',
+        path: '/v1/items',
+        status: 200,
+        attempts: 3,
+        retries: ['503', 'reset'],
+        durationMs: 57,
+      }),
+    ]);
+  });
+
+  it('names the suppressed cause, the fallback and the error when set', () => {
+    const { logger, lines } = sink();
+    logRequestDone(logger, {
+      ...done,
+      status: 502,
+      suppressed: 'budget',
+      fallback: 'connect-failure',
+      error: 'connect-failure',
+    });
+    expect(lines()[0]).toMatchObject({
+      suppressed: 'budget',
+      fallback: 'connect-failure',
+      error: 'connect-failure',
+    });
+  });
+
+  it('never logs a query string', () => {
+    const { logger, raw, lines } = sink();
+    logRequestDone(logger, { ...done, path: '/v1/items?token=s3cret&x=1' });
+    expect(lines()[0]?.path).toBe('/v1/items');
+    expect(raw.join('')).not.toContain('s3cret');
+  });
+
+  it('redacts authorization, proxy-authorization, cookie and set-cookie headers', () => {
+    const { logger, raw, lines } = sink();
+    const secrets = {
+      authorization: 'Bearer secret-1',
+      'proxy-authorization': 'Basic secret-2',
+      cookie: 'session=secret-3',
+      'set-cookie': ['id=secret-4'],
+      accept: 'text/plain',
+    };
+    logger.info({ headers: secrets, req: { headers: secrets }, res: { headers: secrets } }, 'x');
+    expect(raw.join('')).not.toMatch(/secret-\d/);
+    const line = lines()[0] as { req: { headers: Record<string, unknown> } };
+    expect(line.req.headers.authorization).toBe('[redacted]');
+    expect(line.req.headers.accept).toBe('text/plain');
+  });
+
+  it('logs retry decisions at debug only', () => {
+    const retry = { route: 'api', upstream: 'a:80', attempt: 1, reason: '503', delayMs: 40 };
+    const suppressed = { route: 'api', upstream: 'a:80', attempt: 2, cause: 'budget' };
+    const info = sink('info');
+    logRetry(info.logger, retry);
+    logSuppressed(info.logger, suppressed);
+    expect(info.raw).toEqual([]);
+    const debug = sink('debug');
+    logRetry(debug.logger, retry);
+    logSuppressed(debug.logger, suppressed);
+    expect(debug.lines()).toEqual([
+      expect.objectContaining({ level: 'debug', msg: 'retry', ...retry }),
+      expect.objectContaining({ level: 'debug', msg: 'retry suppressed', ...suppressed }),
+    ]);
+  });
+
+  it('logs the config source and every config error line', () => {
+    const { logger, lines } = sink();
+    logConfigLoaded(logger, '/etc/reprise.yaml');
+    logConfigLoaded(logger, undefined);
+    const errors = ['r.yaml:3:5: retry.attempts: must be >= 1', 'r.yaml:9:1: listen: bad address'];
+    logConfigError(logger, errors);
+    expect(lines()).toEqual([
+      expect.objectContaining({ level: 'info', msg: 'config loaded', source: '/etc/reprise.yaml' }),
+      expect.objectContaining({ level: 'info', msg: 'config loaded', source: 'embedded defaults' }),
+      expect.objectContaining({ level: 'error', msg: 'config rejected', errors }),
+    ]);
+  });
+
+  it('takes the level from LOG_LEVEL when none is given', () => {
+    vi.stubEnv('LOG_LEVEL', 'warn');
+    expect(createLogger({ destination: { write: () => {} } }).level).toBe('warn');
+  });
+
+  it('rejects an unknown level, naming the known ones', () => {
+    expect(() => createLogger({ level: 'verbose' })).toThrow(/unknown level "verbose".*debug/);
+  });
+});
