@@ -1,0 +1,61 @@
+/**
+ * How a try that got no HTTP answer failed, classified by what was sent (SPEC §3):
+ * `connect-failure` means no byte reached the upstream, so every method may retry it.
+ */
+import type { FailureName } from '../config/types.ts';
+import type { TryOutcome } from '../summary.ts';
+
+/**
+ * The one table from undici / Node error codes to failure names. A code not listed is a
+ * `reset`: the safe answer, since a request may have been sent (only retryable methods retry).
+ */
+export const FAILURE_BY_CODE: Readonly<Record<string, FailureName>> = Object.freeze({
+  // nothing was sent, so every method may retry (SPEC §3)
+  UND_ERR_CONNECT_TIMEOUT: 'connect-failure',
+  ECONNREFUSED: 'connect-failure',
+  ENOTFOUND: 'connect-failure',
+  EAI_AGAIN: 'connect-failure',
+  EHOSTUNREACH: 'connect-failure',
+  ENETUNREACH: 'connect-failure',
+  EADDRNOTAVAIL: 'connect-failure',
+  // the request went out; no response headers within perTryTimeout
+  UND_ERR_HEADERS_TIMEOUT: 'timeout',
+  // the connection ended before response headers
+  ECONNRESET: 'reset',
+  EPIPE: 'reset',
+  UND_ERR_SOCKET: 'reset',
+  UND_ERR_CLOSED: 'reset',
+});
+
+/** Bounds the walk down `cause`, so a cyclic chain cannot loop. */
+const MAX_CAUSE_DEPTH = 8;
+
+/**
+ * Classifies a thrown value by its `code`, then its `cause.code`, and so on down the
+ * `cause` chain; the first code in the table decides. Anything else is `reset`.
+ */
+export function classifyError(err: unknown): FailureName {
+  let current: unknown = err;
+  for (let depth = 0; depth < MAX_CAUSE_DEPTH && isObject(current); depth++) {
+    const code = current.code;
+    if (typeof code === 'string' && Object.hasOwn(FAILURE_BY_CODE, code)) {
+      return FAILURE_BY_CODE[code] as FailureName;
+    }
+    current = current.cause;
+  }
+  return 'reset';
+}
+
+/** The outcome label of a try that got an HTTP answer (`reprise_attempts_total`). */
+export function statusOutcome(status: number): TryOutcome {
+  // statuses outside 100–599 are clamped into the nearest class
+  if (status < 200) return '1xx';
+  if (status < 300) return '2xx';
+  if (status < 400) return '3xx';
+  if (status < 500) return '4xx';
+  return '5xx';
+}
+
+function isObject(value: unknown): value is { code?: unknown; cause?: unknown } {
+  return typeof value === 'object' && value !== null;
+}

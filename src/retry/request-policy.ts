@@ -1,0 +1,112 @@
+/**
+ * The policy of one request, resolved once at the edge from its route and the client's
+ * `x-reprise-*` headers (SPEC §5). The headers only narrow: fewer tries, a shorter timeout.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { RetryPolicy, RoutePolicy } from '../config/types.ts';
+
+export interface RequestPolicy {
+  readonly route: RoutePolicy;
+  /** The route's retry policy (for a fallback policy: the fallback's, merged over the route's). */
+  readonly retry: RetryPolicy;
+  /** Tries in all: `retry.attempts`, narrowed by `x-reprise-retry: off` and `x-reprise-max-attempts`. */
+  readonly attempts: number;
+  /** Epoch ms: start + min(route timeout, `x-reprise-timeout-ms`). */
+  readonly deadlineMs: number;
+  /** The method is in `retry.methods`, or the request carries a non-empty `retry.idempotencyHeader`. */
+  readonly methodRetryable: boolean;
+  /** Resolved with this policy when the route has a fallback; read it through `resolveFallbackPolicy`. */
+  readonly fallback: RequestPolicy | undefined;
+}
+
+/** What the client asked for; applied the same way to the primary and the fallback. */
+interface ClientLimits {
+  readonly retryOff: boolean;
+  /** undefined = no (valid) `x-reprise-max-attempts`. */
+  readonly maxAttempts: number | undefined;
+}
+
+const POSITIVE_INTEGER = /^\d{1,15}$/;
+
+/**
+ * Resolves the policy of a request that started at `startMs` (epoch ms). `method` as sent
+ * (upper-case); `headers` as node:http gives them (lower-case names). Malformed control
+ * headers are ignored, as is a value that would widen the route's policy.
+ */
+export function resolveRequestPolicy(
+  route: RoutePolicy,
+  method: string,
+  headers: IncomingHttpHeaders,
+  startMs: number,
+): RequestPolicy {
+  const limits: ClientLimits = {
+    retryOff: headerValue(headers['x-reprise-retry'])?.trim().toLowerCase() === 'off',
+    maxAttempts: parsePositive(headers['x-reprise-max-attempts']),
+  };
+  // 0 is ignored like garbage: with narrowing only, "no timeout" can only mean the route's
+  const timeoutMs = Math.min(
+    route.timeoutMs,
+    parsePositive(headers['x-reprise-timeout-ms']) ?? Infinity,
+  );
+  const deadlineMs = startMs + timeoutMs;
+  const fallback =
+    route.fallback === undefined
+      ? undefined
+      : policyFor(route, route.fallback.retry, method, headers, limits, deadlineMs, undefined);
+  return policyFor(route, route.retry, method, headers, limits, deadlineMs, fallback);
+}
+
+/**
+ * The policy for the route's fallback upstream: its own retry policy, the same deadline and
+ * the same narrowing by the client's headers. undefined when the route has no fallback.
+ */
+export function resolveFallbackPolicy(policy: RequestPolicy): RequestPolicy | undefined {
+  return policy.fallback;
+}
+
+function policyFor(
+  route: RoutePolicy,
+  retry: RetryPolicy,
+  method: string,
+  headers: IncomingHttpHeaders,
+  limits: ClientLimits,
+  deadlineMs: number,
+  fallback: RequestPolicy | undefined,
+): RequestPolicy {
+  let attempts = retry.attempts;
+  if (limits.retryOff) attempts = 1;
+  else if (limits.maxAttempts !== undefined) attempts = Math.min(attempts, limits.maxAttempts);
+  return {
+    route,
+    retry,
+    attempts,
+    deadlineMs,
+    methodRetryable: isMethodRetryable(retry, method, headers),
+    fallback,
+  };
+}
+
+function isMethodRetryable(
+  retry: RetryPolicy,
+  method: string,
+  headers: IncomingHttpHeaders,
+): boolean {
+  if (retry.methods.has(method)) return true;
+  if (retry.idempotencyHeader === '') return false;
+  // an empty key cannot let the upstream recognise a repeat, so it does not count
+  const key = headerValue(headers[retry.idempotencyHeader]);
+  return key !== undefined && key.trim() !== '';
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  // node:http joins repeated custom headers with ", "; an array only comes from hand-built objects
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** A whole number >= 1, or undefined for anything else. */
+function parsePositive(value: string | string[] | undefined): number | undefined {
+  const text = headerValue(value)?.trim();
+  if (text === undefined || !POSITIVE_INTEGER.test(text)) return undefined;
+  const n = Number(text);
+  return n >= 1 ? n : undefined;
+}

@@ -1,0 +1,337 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ExplainError,
+  explainRequest,
+  formatBytes,
+  formatDuration,
+  parseHeaderArgs,
+  upstreamSettingsFromConfig,
+} from '../../src/cli/explain.ts';
+import {
+  makeBackoff,
+  makeConfig,
+  makeRoute,
+  makeRoutePolicy,
+  makeUpstreamSettings,
+} from '../helpers/policy-factory.ts';
+
+const FIVE_XX = Array.from({ length: 100 }, (_, i) => 500 + i);
+
+const config = makeConfig({
+  routes: [
+    makeRoute(
+      { host: 'payments.default.svc.cluster.local', path: '/v1/', methods: ['GET'] },
+      {
+        name: 'payments-read',
+        timeoutMs: 5000,
+        retry: { attempts: 4, onFailures: ['connect-failure'], onStatuses: [503] },
+      },
+    ),
+    makeRoute(
+      { host: 'artifacts.example.com' },
+      {
+        name: 'artifacts',
+        retry: {
+          attempts: 1,
+          connectTimeoutMs: 5000,
+          onFailures: ['connect-failure'],
+          onStatuses: [],
+        },
+        fallback: 'http://artifact-cache.default.svc.cluster.local:8080',
+        fallbackRetry: {
+          attempts: 3,
+          onFailures: ['connect-failure', 'reset'],
+          onStatuses: [400, ...FIVE_XX],
+        },
+      },
+    ),
+    makeRoute(
+      { host: 'slow.example.com' },
+      {
+        name: 'slow',
+        retry: { backoff: makeBackoff({ jitter: 'none', baseMs: 500, maxMs: 10_000 }) },
+      },
+    ),
+    makeRoute({ host: 'shadow.example.com' }, { name: 'shadow', retry: { observeOnly: true } }),
+    makeRoute(
+      { host: 'strict.example.com' },
+      { name: 'strict', retry: { idempotencyHeader: '', onFailures: ['reset'] } },
+    ),
+  ],
+  upstreams: [
+    {
+      match: '*.svc.cluster.local',
+      settings: makeUpstreamSettings({ budget: { ratio: 0.1, minPerSecond: 5, windowMs: 10_000 } }),
+    },
+  ],
+});
+const upstreams = upstreamSettingsFromConfig(config);
+
+function explain(method: string, url: string, headers: Record<string, string> = {}): string {
+  return explainRequest(config, undefined, method, url, headers);
+}
+
+function lines(text: string): string[] {
+  return text.split('\n').map((line) => line.trim());
+}
+
+describe('explainRequest', () => {
+  it('names the matched route', () => {
+    expect(lines(explain('GET', 'http://payments.default.svc.cluster.local/v1/x'))).toContain(
+      'route: payments-read',
+    );
+  });
+
+  it('says when no route matched', () => {
+    expect(lines(explain('GET', 'http://other.example/'))).toContain(
+      'route: default (no route matched)',
+    );
+  });
+
+  it('prints the effective policy of the route', () => {
+    const out = lines(explain('GET', 'http://payments.default.svc.cluster.local/v1/x'));
+    expect(out).toEqual(
+      expect.arrayContaining([
+        'timeout: 5s',
+        'attempts: 4',
+        'perTryTimeout: 10s',
+        'connectTimeout: 2s',
+        'on: connect-failure, 503',
+        'methods: GET, HEAD, OPTIONS, TRACE, PUT, DELETE',
+        'idempotencyHeader: Idempotency-Key',
+        'backoff: base 50ms, max 1s, jitter full',
+        'retryAfter.max: 10s',
+        'buffer: 1MiB',
+        'observeOnly: false',
+      ]),
+    );
+  });
+
+  it('prints a complete status class back as 5xx', () => {
+    expect(lines(explain('GET', 'http://artifacts.example.com/'))).toContain(
+      'on: connect-failure, reset, 400, 5xx',
+    );
+  });
+
+  it('says a GET is retryable because it is in retry.methods', () => {
+    expect(lines(explain('GET', 'http://other.example/'))).toContain(
+      'retryable: yes (GET is in retry.methods)',
+    );
+  });
+
+  it('upper-cases the method it is given', () => {
+    expect(explain('get', 'http://other.example/')).toContain('request: GET http://other.example/');
+  });
+
+  it('says why a POST without an idempotency key is not retryable', () => {
+    expect(lines(explain('POST', 'http://other.example/'))).toContain(
+      'retryable: no: POST is not in retry.methods and has no Idempotency-Key header: only connect failures are retried',
+    );
+  });
+
+  it('still lists the delays of the connect-failure retries of a POST', () => {
+    expect(lines(explain('POST', 'http://other.example/'))).toContain('retry 1: 0ms–50ms');
+  });
+
+  it('says a POST with the idempotency header is retryable', () => {
+    const out = lines(explain('POST', 'http://other.example/', { 'Idempotency-Key': 'k1' }));
+    expect(out).toContain('retryable: yes (it has an Idempotency-Key header)');
+  });
+
+  it('says when the idempotency header is off and connect failures are not retried', () => {
+    expect(lines(explain('POST', 'http://strict.example.com/'))).toContain(
+      'retryable: no: POST is not in retry.methods (idempotencyHeader is off): nothing is retried (connect-failure is not in retry.on)',
+    );
+  });
+
+  it('says x-reprise-retry: off stops retries', () => {
+    const out = lines(explain('GET', 'http://other.example/', { 'X-Reprise-Retry': 'off' }));
+    expect(out).toContain('retryable: no: x-reprise-retry: off');
+    expect(out.some((line) => line.startsWith('retry 1:'))).toBe(false);
+  });
+
+  it('says a route with one attempt never retries', () => {
+    expect(lines(explain('GET', 'http://artifacts.example.com/'))).toContain(
+      'retryable: no: retry.attempts is 1',
+    );
+  });
+
+  it('says observeOnly makes no retries', () => {
+    expect(lines(explain('GET', 'http://shadow.example.com/'))).toContain(
+      'retryable: no: observeOnly is true: retries it would make are only counted',
+    );
+  });
+
+  it('lists the delay range before each retry', () => {
+    const out = lines(explain('GET', 'http://other.example/'));
+    expect(out).toEqual(
+      expect.arrayContaining(['delays:', 'retry 1: 0ms–50ms', 'retry 2: 0ms–100ms']),
+    );
+    expect(out.some((line) => line.startsWith('retry 3:'))).toBe(false);
+  });
+
+  it('formats longer delays in seconds', () => {
+    const out = lines(explain('GET', 'http://slow.example.com/'));
+    expect(out).toEqual(expect.arrayContaining(['retry 1: 500ms–500ms', 'retry 2: 1s–1s']));
+  });
+
+  it('narrows attempts and delays for x-reprise-max-attempts', () => {
+    const out = lines(explain('GET', 'http://other.example/', { 'x-reprise-max-attempts': '2' }));
+    expect(out).toContain('attempts: 2 (x-reprise-max-attempts narrows 3)');
+    expect(out.some((line) => line.startsWith('retry 2:'))).toBe(false);
+  });
+
+  it('shows the shorter timeout of x-reprise-timeout-ms', () => {
+    const out = lines(explain('GET', 'http://other.example/', { 'x-reprise-timeout-ms': '1500' }));
+    expect(out).toContain('timeout: 1.5s (x-reprise-timeout-ms)');
+  });
+
+  it('prints the fallback with its own policy', () => {
+    const out = explain('GET', 'http://artifacts.example.com/');
+    const fallback = lines(out.slice(out.indexOf('fallback:')));
+    expect(fallback[0]).toBe(
+      'fallback: http://artifact-cache.default.svc.cluster.local:8080 (same deadline)',
+    );
+    expect(fallback).toEqual(
+      expect.arrayContaining(['attempts: 3', 'retryable: yes (GET is in retry.methods)']),
+    );
+  });
+
+  it('says the fallback is not used for a method that is not retryable', () => {
+    expect(lines(explain('POST', 'http://artifacts.example.com/'))).toContain(
+      'not used: POST is not retryable on the primary',
+    );
+  });
+
+  it('prints no fallback for a route without one', () => {
+    expect(explain('GET', 'http://other.example/')).not.toContain('fallback:');
+  });
+
+  it('prints the upstream settings of the matching upstreams rule when given upstreams', () => {
+    const out = lines(
+      explainRequest(
+        config,
+        upstreams,
+        'GET',
+        'http://payments.default.svc.cluster.local:8080/v1/',
+        {},
+      ),
+    );
+    expect(out).toEqual(
+      expect.arrayContaining([
+        'upstream payments.default.svc.cluster.local:8080:',
+        'budget: ratio 0.1, minPerSecond 5, window 10s',
+        'circuitBreaker: failureRatio 0.5, minRequests 20, consecutiveFailures off, window 10s, openFor 5s, maxOpenFor 1m, halfOpenRequests 1',
+        'maxConcurrent: 1000',
+      ]),
+    );
+  });
+
+  it('prints the default upstream settings for an authority no rule matches', () => {
+    const out = lines(explainRequest(config, upstreams, 'GET', 'http://other.example/', {}));
+    expect(out).toEqual(
+      expect.arrayContaining([
+        'upstream other.example:80:',
+        'budget: ratio 0.2, minPerSecond 10, window 10s',
+      ]),
+    );
+  });
+
+  it("prints the fallback upstream's settings too", () => {
+    const out = lines(
+      explainRequest(config, upstreams, 'GET', 'http://artifacts.example.com/', {}),
+    );
+    expect(out).toContain('upstream artifact-cache.default.svc.cluster.local:8080:');
+  });
+
+  it('prints no upstream settings without upstreams', () => {
+    expect(explain('GET', 'http://other.example/')).not.toContain('budget:');
+  });
+
+  it('explains that an https URL goes through a CONNECT tunnel', () => {
+    const out = lines(explain('GET', 'https://api.example.com/'));
+    expect(out).toEqual(
+      expect.arrayContaining([
+        'route: none: https:// goes through a CONNECT tunnel (HTTPS_PROXY); routes do not apply',
+        'port 443: allowed',
+        'retryable: only a failed connect (nothing was sent yet)',
+        'retry 1: 0ms–50ms',
+      ]),
+    );
+  });
+
+  it('says a CONNECT port outside connect.allowedPorts is refused', () => {
+    expect(lines(explain('GET', 'https://api.example.com:8443/'))).toContain(
+      'port 8443: not in connect.allowedPorts: answered 403',
+    );
+  });
+
+  it.each(['not a url', '/relative/path', 'ftp://files.example/'])(
+    'throws ExplainError for %j',
+    (url) => {
+      expect(() => explain('GET', url)).toThrow(ExplainError);
+    },
+  );
+
+  it('matches the route of an upper-case host', () => {
+    expect(lines(explain('GET', 'http://ARTIFACTS.example.com/'))).toContain('route: artifacts');
+  });
+
+  it('uses the default route built by hand when there are no routes', () => {
+    const bare = makeConfig({ defaultRoute: makeRoutePolicy({ retry: { attempts: 2 } }) });
+    const out = lines(explainRequest(bare, undefined, 'GET', 'http://x.example/', {}));
+    expect(out).toEqual(
+      expect.arrayContaining(['route: default (no route matched)', 'attempts: 2']),
+    );
+  });
+});
+
+describe('parseHeaderArgs', () => {
+  it('parses "Name: value" with the name lower-cased and both trimmed', () => {
+    expect(parseHeaderArgs(['X-Reprise-Retry:  off ', 'Idempotency-Key: k1'])).toEqual({
+      'x-reprise-retry': 'off',
+      'idempotency-key': 'k1',
+    });
+  });
+
+  it('keeps colons in the value', () => {
+    expect(parseHeaderArgs(['Forwarded: for=1.2.3.4:5'])).toEqual({ forwarded: 'for=1.2.3.4:5' });
+  });
+
+  it('accepts an empty value', () => {
+    expect(parseHeaderArgs(['X-Empty:'])).toEqual({ 'x-empty': '' });
+  });
+
+  it.each(['no colon', ': value', 'bad name: v'])('throws ExplainError for %j', (arg) => {
+    expect(() => parseHeaderArgs([arg])).toThrow(ExplainError);
+  });
+});
+
+describe('formatDuration', () => {
+  it.each([
+    [0, '0ms'],
+    [50, '50ms'],
+    [999, '999ms'],
+    [1000, '1s'],
+    [1500, '1.5s'],
+    [10_000, '10s'],
+    [90_000, '90s'],
+    [60_000, '1m'],
+    [3_600_000, '1h'],
+  ])('formats %i as %s', (ms, text) => {
+    expect(formatDuration(ms)).toBe(text);
+  });
+});
+
+describe('formatBytes', () => {
+  it.each([
+    [100, '100B'],
+    [1000, '1000B'],
+    [16 * 1024, '16KiB'],
+    [1024 * 1024, '1MiB'],
+    [64 * 1024 * 1024, '64MiB'],
+    [1536, '1536B'],
+  ])('formats %i as %s', (bytes, text) => {
+    expect(formatBytes(bytes)).toBe(text);
+  });
+});
