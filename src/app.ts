@@ -1,0 +1,172 @@
+/**
+ * Builds the running system from a config, applies reloads, drains and stops. Owns the
+ * long-lived parts (upstream pools, budgets and breakers, the buffer pool, metrics); each
+ * reload builds a new request context from them.
+ */
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { Metrics } from './admin/metrics.ts';
+import { type AdminServer, startAdmin } from './admin/server.ts';
+import type { Address, Config } from './config/types.ts';
+import { createLogger, type Logger, logRequestDone, logRetry, logSuppressed } from './log.ts';
+import { BufferPool } from './proxy/buffer-pool.ts';
+import type { ProxyContext } from './proxy/context.ts';
+import { createProxyServer } from './proxy/server.ts';
+import { UpstreamClient } from './proxy/upstream-client.ts';
+import { UpstreamRegistry } from './resilience/upstream-registry.ts';
+import type { RequestSummary } from './summary.ts';
+
+export interface AppOptions {
+  readonly logger?: Logger;
+  /** false: no metrics (the bench measures their cost). Default true. */
+  readonly metrics?: boolean;
+  readonly now?: () => number;
+  readonly random?: () => number;
+}
+
+export interface App {
+  readonly proxyPort: number;
+  readonly adminPort: number;
+  /** Bound ports of `listeners`, in config order. */
+  readonly listenerPorts: readonly number[];
+  readonly logger: Logger;
+  readonly metrics: Metrics | undefined;
+  config(): Config;
+  /** Swaps in a new config for requests that start from now on. */
+  reload(config: Config): void;
+  /** Stops accepting, lets in-flight requests finish within drainTimeout, closes everything. */
+  stop(): Promise<void>;
+}
+
+export async function startApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const logger = options.logger ?? createLogger();
+  const now = options.now ?? Date.now;
+  const viaId = `reprise-${randomBytes(4).toString('hex')}`;
+  const pool = new BufferPool(config.limits.maxBufferedBytes);
+  const client = new UpstreamClient();
+  let metrics: Metrics | undefined;
+  const upstreams = new UpstreamRegistry(config.defaultUpstream, config.upstreams, {
+    onTransition: (authority, to) => {
+      metrics?.circuitTransition(authority, to);
+      logger.warn({ upstream: authority, to }, 'circuit');
+    },
+  });
+  if (options.metrics !== false) {
+    metrics = new Metrics({
+      upstreams: () => upstreams.snapshot(now()),
+      bufferedBytes: () => pool.usedBytes,
+    });
+  }
+  const onDone = (s: RequestSummary): void => {
+    logRequestDone(logger, s);
+    metrics?.requestDone(s);
+  };
+  const debug = logger.isLevelEnabled('debug');
+  const build = (cfg: Config): ProxyContext => ({
+    config: cfg,
+    upstreams,
+    client,
+    pool,
+    viaId,
+    viaToken: `1.1 ${viaId}`,
+    now,
+    random: options.random ?? Math.random,
+    onDone,
+    onRetry: debug
+      ? (route, upstream, attempt, reason, delayMs) =>
+          logRetry(logger, { route, upstream, attempt, reason, delayMs })
+      : undefined,
+    onSuppressed: debug
+      ? (route, upstream, attempt, cause) =>
+          logSuppressed(logger, { route, upstream, attempt, cause })
+      : undefined,
+    onTunnelDone: (upstream, outcome) => {
+      metrics?.tunnelDone(upstream, outcome);
+      logger.info({ upstream, outcome }, 'tunnel');
+    },
+  });
+  let context = build(config);
+  let draining = false;
+  let inFlight = 0;
+  const onError = (err: unknown): void => logger.error({ err }, 'unexpected error');
+
+  const servers: Server[] = [];
+  // CONNECT and Upgrade sockets leave the HTTP server's books (closeAllConnections misses them)
+  const detached = new Set<Socket>();
+  const detach = (_req: unknown, socket: Socket): void => {
+    detached.add(socket);
+    socket.once('close', () => detached.delete(socket));
+  };
+  const track = (server: Server): Server => {
+    server.on('request', (_req, res) => {
+      inFlight++;
+      res.once('close', () => inFlight--);
+    });
+    server.on('connect', detach);
+    server.on('upgrade', detach);
+    servers.push(server);
+    return server;
+  };
+  const proxy = track(createProxyServer({ context: () => context, onError }));
+  const proxyPort = await listen(proxy, config.listen);
+  const listenerPorts: number[] = [];
+  for (const listener of config.listeners) {
+    const server = track(createProxyServer({ context: () => context, listener, onError }));
+    listenerPorts.push(await listen(server, listener.listen));
+  }
+  let admin: AdminServer;
+  try {
+    admin = await startAdmin(config.admin, {
+      metrics: metrics ?? { text: async () => '', contentType: 'text/plain' },
+      isReady: () => !draining,
+      effectiveConfig: () => context.config.effective,
+      state: () => ({
+        upstreams: upstreams.snapshot(now()),
+        bufferedBytes: pool.usedBytes,
+        inFlight,
+      }),
+    });
+  } catch (err) {
+    for (const server of servers) server.close();
+    throw err;
+  }
+
+  return {
+    proxyPort,
+    adminPort: admin.port,
+    listenerPorts,
+    logger,
+    metrics,
+    config: () => context.config,
+    reload(next: Config): void {
+      upstreams.reconfigure(next.defaultUpstream, next.upstreams);
+      pool.capacityBytes = next.limits.maxBufferedBytes;
+      context = build(next);
+    },
+    async stop(): Promise<void> {
+      draining = true;
+      const closed = Promise.all(
+        servers.map((server) => new Promise((resolve) => server.close(resolve))),
+      );
+      for (const server of servers) server.closeIdleConnections();
+      const deadline = now() + context.config.limits.drainTimeoutMs;
+      while (inFlight > 0 && now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+        for (const server of servers) server.closeIdleConnections();
+      }
+      for (const server of servers) server.closeAllConnections();
+      for (const socket of detached) socket.destroy();
+      await closed;
+      await Promise.all([admin.close(), client.close()]);
+    },
+  };
+}
+
+/** Resolves with the bound port; rejects with the listen error (EADDRINUSE…). */
+async function listen(server: Server, address: Address): Promise<number> {
+  server.listen(address.port, address.host.replace(/^\[|\]$/g, ''));
+  await once(server, 'listening');
+  return (server.address() as AddressInfo).port;
+}

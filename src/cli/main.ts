@@ -1,0 +1,174 @@
+#!/usr/bin/env node
+/**
+ * The command line: `reprise [--config FILE]`, `reprise check FILE`,
+ * `reprise explain [--config FILE] METHOD URL [-H 'K: V']…`. The only place that exits.
+ * User errors print one line (no stack); anything unexpected prints the stack.
+ */
+import { parseArgs } from 'node:util';
+import { type App, startApp } from '../app.ts';
+import { ConfigError } from '../config/config-error.ts';
+import { checkConfigFile, embeddedDefaults, loadConfigFile } from '../config/load.ts';
+import type { Config } from '../config/types.ts';
+import { watchConfigFile } from '../config/watch.ts';
+import { createLogger, logConfigError, logConfigLoaded } from '../log.ts';
+import { VERSION } from '../version.ts';
+import {
+  ExplainError,
+  explainRequest,
+  parseHeaderArgs,
+  upstreamSettingsFromConfig,
+} from './explain.ts';
+
+const USAGE = `usage:
+  reprise [--config FILE]                       run the proxy (also REPRISE_CONFIG=FILE)
+  reprise check FILE                            validate a config file
+  reprise explain [--config FILE] METHOD URL [-H 'Name: value']…
+                                                what reprise would do with such a request
+  reprise --version`;
+
+/** A mistake by the user: one line on stderr, exit 1. */
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const command = argv[0];
+  if (command === 'check') return check(argv.slice(1));
+  if (command === 'explain') return explain(argv.slice(1));
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`reprise ${VERSION}\n`);
+    return 0;
+  }
+  return run(values.config ?? process.env.REPRISE_CONFIG);
+}
+
+function check(args: string[]): number {
+  const file = args[0];
+  if (file === undefined || args.length > 1) throw new UsageError('usage: reprise check FILE');
+  const result = checkConfigFile(file);
+  if (result.ok) {
+    process.stdout.write('ok\n');
+    return 0;
+  }
+  process.stderr.write(`${result.lines.join('\n')}\n`);
+  return 1;
+}
+
+function explain(args: string[]): number {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      header: { type: 'string', short: 'H', multiple: true },
+    },
+  });
+  const [method, url] = positionals;
+  if (method === undefined || url === undefined || positionals.length > 2) {
+    throw new UsageError("usage: reprise explain [--config FILE] METHOD URL [-H 'Name: value']…");
+  }
+  const file = values.config ?? process.env.REPRISE_CONFIG;
+  const config = file === undefined ? embeddedDefaults() : loadConfigFile(file);
+  const headers = parseHeaderArgs(values.header ?? []);
+  process.stdout.write(
+    explainRequest(config, upstreamSettingsFromConfig(config), method, url, headers),
+  );
+  return 0;
+}
+
+async function run(file: string | undefined): Promise<number> {
+  const logger = createLogger({ level: process.env.LOG_LEVEL });
+  const config = file === undefined ? embeddedDefaults() : loadConfigFile(file);
+  let app: App;
+  try {
+    app = await startApp(config, { logger });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new UsageError(`cannot listen: ${(err as Error).message}`);
+    }
+    throw err;
+  }
+  logConfigLoaded(logger, file);
+  logger.info(
+    {
+      proxy: `${config.listen.host}:${app.proxyPort}`,
+      admin: `${config.admin.host}:${app.adminPort}`,
+      version: VERSION,
+    },
+    'listening',
+  );
+
+  const reload = (): void => {
+    if (file === undefined) return;
+    let next: Config;
+    try {
+      next = loadConfigFile(file);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      logConfigError(logger, err.format());
+      app.metrics?.configReload('error');
+      return;
+    }
+    app.reload(next);
+    app.metrics?.configReload('ok');
+    logConfigLoaded(logger, file);
+  };
+  const watcher = file === undefined ? undefined : watchConfigFile(file, reload);
+  process.on('SIGHUP', reload);
+
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting at once');
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      logger.info({ signal }, 'draining');
+      watcher?.close();
+      app.stop().then(
+        () => {
+          logger.info('stopped');
+          resolve(0);
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'stop failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.format().join('\n')}\n`);
+    } else if (err instanceof UsageError || err instanceof ExplainError || isArgError(err)) {
+      process.stderr.write(`reprise: ${(err as Error).message}\n`);
+    } else {
+      process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    }
+    process.exit(1);
+  },
+);
+
+function isArgError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS');
+}

@@ -1,0 +1,38 @@
+/**
+ * Everything a request needs, fixed when it arrives. A reload builds a new context; requests
+ * in flight keep the one they started with (SPEC §9).
+ */
+import type { Config } from '../config/types.ts';
+import type { UpstreamRegistry } from '../resilience/upstream-registry.ts';
+import type { RequestSummary, SuppressedCause } from '../summary.ts';
+import type { BufferPool } from './buffer-pool.ts';
+import type { UpstreamClient } from './upstream-client.ts';
+
+export interface ProxyContext {
+  readonly config: Config;
+  readonly upstreams: UpstreamRegistry;
+  readonly client: UpstreamClient;
+  readonly pool: BufferPool;
+  /** `reprise-<id>`: names this running instance in Via (loop detection). */
+  readonly viaId: string;
+  /** `1.1 reprise-<id>` */
+  readonly viaToken: string;
+  readonly now: () => number;
+  readonly random: () => number;
+  readonly onDone: (summary: RequestSummary) => void;
+  readonly onRetry?: (
+    route: string,
+    upstream: string,
+    attempt: number,
+    reason: string,
+    delayMs: number,
+  ) => void;
+  readonly onSuppressed?: (
+    route: string,
+    upstream: string,
+    attempt: number,
+    cause: SuppressedCause,
+  ) => void;
+  /** A CONNECT ended its opening: `established`, or why not (tunnel.ts lists the outcomes). */
+  readonly onTunnelDone?: (upstream: string, outcome: string) => void;
+}

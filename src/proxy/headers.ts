@@ -1,0 +1,114 @@
+/**
+ * Header rewriting in both directions, on Node's flat raw arrays ([name, value, name, value…])
+ * so nothing is parsed into intermediate objects.
+ *
+ * Not forwarded (RFC 9110 §7.6.1): Connection and the names it lists, Keep-Alive,
+ * Proxy-Connection, Proxy-Authorization, TE, Trailer, Transfer-Encoding, Upgrade. Toward the
+ * upstream also: Host (rebuilt from the request URI), Expect (answered here), and every
+ * `x-reprise-*` control header.
+ */
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Lower-case names listed in Connection headers, or undefined when there are none. */
+function connectionListed(raw: readonly string[]): Set<string> | undefined {
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() !== 'connection') continue;
+    for (const token of (raw[i + 1] as string).split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name === '') continue;
+      listed ??= new Set();
+      listed.add(name);
+    }
+  }
+  return listed;
+}
+
+function isControl(lower: string): boolean {
+  return lower.length > 10 && lower.startsWith('x-reprise-');
+}
+
+/**
+ * The headers for every try of one request. The attempt number is the last value and is
+ * set per try with `setAttempt` (undici serialises headers when the try is dispatched).
+ */
+export function buildUpstreamHeaders(
+  raw: readonly string[],
+  authority: string,
+  viaToken: string,
+): string[] {
+  const listed = connectionListed(raw);
+  const out: string[] = ['host', authority];
+  let via: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower === 'host' || lower === 'expect' || isControl(lower)) {
+      continue;
+    }
+    if (listed?.has(lower)) continue;
+    if (lower === 'via') {
+      via = via === undefined ? (raw[i + 1] as string) : `${via}, ${raw[i + 1]}`;
+      continue;
+    }
+    out.push(name, raw[i + 1] as string);
+  }
+  out.push('via', via === undefined ? viaToken : `${via}, ${viaToken}`, 'x-reprise-attempt', '1');
+  return out;
+}
+
+export function setAttempt(headers: string[], attempt: number): void {
+  headers[headers.length - 1] = String(attempt);
+}
+
+/** Replaces the Host header (the first pair) for a try on another origin (fallback). */
+export function setHost(headers: string[], authority: string): void {
+  headers[1] = authority;
+}
+
+/** The response head for the client: upstream headers less hop-by-hop, plus Via and attempts. */
+export function buildClientHeaders(
+  raw: readonly (Buffer | string)[],
+  viaToken: string,
+  attempts: number,
+): string[] {
+  const strings: string[] = new Array(raw.length);
+  for (let i = 0; i < raw.length; i++) strings[i] = String(raw[i]);
+  const listed = connectionListed(strings);
+  const out: string[] = [];
+  let via: string | undefined;
+  for (let i = 0; i < strings.length; i += 2) {
+    const name = strings[i] as string;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
+    if (lower === 'via') {
+      via = via === undefined ? (strings[i + 1] as string) : `${via}, ${strings[i + 1]}`;
+      continue;
+    }
+    out.push(name, strings[i + 1] as string);
+  }
+  out.push('via', via === undefined ? viaToken : `${via}, ${viaToken}`);
+  out.push('x-reprise-attempts', String(attempts));
+  return out;
+}
+
+/** Whether any Via entry names this instance (a request that came back: a loop). */
+export function hasVia(raw: readonly string[], viaId: string): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() === 'via' && (raw[i + 1] as string).includes(viaId)) {
+      return true;
+    }
+  }
+  return false;
+}

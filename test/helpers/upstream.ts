@@ -1,0 +1,131 @@
+/**
+ * A real loopback upstream that misbehaves on cue. Each request takes the next step of the
+ * script (the last step repeats):
+ *
+ *   const up = await startUpstream([reply(503), dropConnection(), reply(200, 'ok')]);
+ */
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+export interface Seen {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly rawHeaders: string[];
+  readonly body: Buffer;
+  /** Which TCP connection carried it (1, 2, …). */
+  readonly connection: number;
+}
+
+export type Step = (req: IncomingMessage, res: ServerResponse, body: Buffer) => void;
+
+export function reply(
+  status: number,
+  body: string | Buffer = '',
+  headers: Record<string, string> = {},
+): Step {
+  return (_req, res) => {
+    res.writeHead(status, { 'content-type': 'text/plain', ...headers });
+    res.end(body);
+  };
+}
+
+/** Echoes the request body back with 200. */
+export function echo(): Step {
+  return (_req, res, body) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    res.end(body);
+  };
+}
+
+/** Closes the connection without answering (a reset before response headers). */
+export function dropConnection(): Step {
+  return (req) => req.socket.destroy();
+}
+
+/** Never answers. */
+export function hang(): Step {
+  return () => {};
+}
+
+/** Answers after a while. */
+export function delayed(ms: number, step: Step): Step {
+  return (req, res, body) => {
+    const timer = setTimeout(() => step(req, res, body), ms);
+    res.on('close', () => clearTimeout(timer));
+  };
+}
+
+/** Sends headers and part of the body, then dies. */
+export function truncate(declaredBytes: number, sentBytes: number): Step {
+  return (req, res) => {
+    res.writeHead(200, { 'content-length': String(declaredBytes) });
+    res.write(Buffer.alloc(sentBytes, 97), () => setTimeout(() => req.socket.destroy(), 20));
+  };
+}
+
+export interface Upstream {
+  readonly port: number;
+  readonly origin: string;
+  readonly authority: string;
+  readonly seen: Seen[];
+  readonly connections: number;
+  close(): Promise<void>;
+}
+
+export async function startUpstream(script: Step[] = [reply(200, 'ok')]): Promise<Upstream> {
+  const seen: Seen[] = [];
+  let connections = 0;
+  const sockets = new Set<Socket>();
+  const ids = new WeakMap<Socket, number>();
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const index = seen.length;
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        rawHeaders: req.rawHeaders,
+        body,
+        connection: ids.get(req.socket) ?? 0,
+      });
+      const step = script[Math.min(index, script.length - 1)] as Step;
+      step(req, res, body);
+    });
+  });
+  server.on('connection', (socket: Socket) => {
+    ids.set(socket, ++connections);
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    origin: `http://127.0.0.1:${port}`,
+    authority: `127.0.0.1:${port}`,
+    seen,
+    get connections() {
+      return connections;
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** A loopback port with nothing listening on it. */
+export async function deadPort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
