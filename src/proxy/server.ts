@@ -7,11 +7,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { Listener } from '../config/types.ts';
 import type { ProxyContext } from './context.ts';
+import { socketResponse } from './detached-socket.ts';
 import { forward, type Target } from './forward.ts';
 import { hasVia } from './headers.ts';
 import { answer, type ErrorName, rawAnswer } from './respond.ts';
 import { listenerTarget, ownAuthorities, parseAbsoluteTarget } from './target.ts';
-import { openTunnel, refuseTunnel, socketResponse } from './tunnel.ts';
+import { openTunnel, refuseTunnel } from './tunnel.ts';
 import { relayUpgrade } from './websocket.ts';
 
 export interface ProxyServerOptions {
@@ -75,20 +76,17 @@ function handleConnect(
   head: Buffer,
 ): void {
   const ctx = options.context();
-  const refusal =
-    refuse(ctx, req) ??
-    (options.listener === undefined
-      ? undefined
-      : {
-          error: 'bad-request' as const,
-          message: 'CONNECT is served on the proxy port, not on a listener',
-        });
-  if (refusal !== undefined) refuseTunnel(ctx, req, socket, refusal.error, refusal.message);
-  else
+  const refusal = refuse(ctx, req);
+  if (refusal !== undefined) {
+    refuseTunnel(ctx, req, socket, refusal.error, refusal.message);
+  } else if (options.listener !== undefined) {
+    refuseTunnel(ctx, req, socket, 'bad-request', 'CONNECT is served on the proxy port only');
+  } else {
     openTunnel(ctx, req, socket, head).catch((err: unknown) => {
       options.onError(err);
       socket.destroy();
     });
+  }
 }
 
 /** Upgrade (WebSocket…): the same checks as a plain request, then one pass-through try. */
@@ -100,9 +98,11 @@ function handleUpgrade(
 ): void {
   const ctx = options.context();
   const checked = check(ctx, options.listener, req);
-  if ('error' in checked)
+  if ('error' in checked) {
     reject(ctx, req, socketResponse(req, socket), checked.error, checked.message);
-  else relayUpgrade(ctx, req, socket, head, checked.target);
+  } else {
+    relayUpgrade(ctx, req, socket, head, checked.target);
+  }
 }
 
 /** Who is asking and where to: the target, or why not (access, shape, loop). */
@@ -134,17 +134,14 @@ function check(
 }
 
 /**
- * Origin-form, or absolute-form naming the listener's upstream or the listener itself (an
- * origin must accept absolute-form, RFC 9112 §3.2.2); any other host is not this port's to serve.
+ * Origin-form, or absolute-form naming the listener's own upstream (an origin must accept
+ * absolute-form, RFC 9112 §3.2.2); any other host is not this port's to serve.
  */
 function listenerRequestTarget(listener: Listener, url: string): Target | undefined {
   if (url.startsWith('/')) return listenerTarget(listener, url);
   const absolute = parseAbsoluteTarget(url);
-  if (absolute === undefined) return undefined;
-  const named =
-    absolute.authority === listener.authority ||
-    ownAuthorities([listener.listen]).has(absolute.authority);
-  return named ? listenerTarget(listener, absolute.path) : undefined;
+  if (absolute === undefined || absolute.authority !== listener.authority) return undefined;
+  return listenerTarget(listener, absolute.path);
 }
 
 function refuse(

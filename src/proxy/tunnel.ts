@@ -1,0 +1,205 @@
+/**
+ * CONNECT tunnels (SPEC §6): `CONNECT host:port` becomes a TCP connection spliced to the
+ * client's socket. Only the connect is retried, per `connect.retry`: nothing has been sent,
+ * so that is safe whatever the tunnel will carry. After `200 Connection Established` reprise
+ * never looks inside (usually TLS), so nothing in it is ever retried.
+ *
+ * `reprise_tunnels_total{outcome}`: established, connect-failure, circuit-open, overflow,
+ * forbidden (client, port or denied upstream), loop, bad-request, client-gone.
+ */
+import type { IncomingMessage } from 'node:http';
+import { type BlockList, connect, type Socket } from 'node:net';
+import type { Upstream } from '../resilience/upstream-registry.ts';
+import { backoffDelay } from '../retry/backoff.ts';
+import type { ProxyContext } from './context.ts';
+import { answerOnSocket, ClientHold, splice } from './detached-socket.ts';
+import type { ErrorName } from './respond.ts';
+import { ownAuthorities } from './target.ts';
+
+export type TunnelOutcome = 'established' | 'client-gone' | TunnelRefusal;
+type TunnelRefusal =
+  | 'connect-failure'
+  | 'circuit-open'
+  | 'overflow'
+  | 'forbidden'
+  | 'loop'
+  | 'bad-request';
+
+const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+const TARGET = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):(\d{1,5})$/;
+
+interface ConnectTarget {
+  /** As written, IPv6 in brackets. */
+  readonly host: string;
+  readonly port: number;
+  readonly authority: string;
+}
+
+type Opening =
+  | { readonly kind: 'connected'; readonly socket: Socket }
+  | {
+      readonly kind: 'refused';
+      readonly error: TunnelRefusal;
+      readonly attempts: number;
+      readonly retryAfterMs?: number;
+    }
+  | { readonly kind: 'client-gone' };
+
+/** Authority-form `host:port` (RFC 9112 §3.2.3), lower-cased; undefined otherwise. */
+export function parseConnectTarget(url: string): ConnectTarget | undefined {
+  const match = TARGET.exec(url.toLowerCase());
+  if (match === null) return undefined;
+  const host = match[1] as string;
+  const port = Number(match[2]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host, port, authority: `${host}:${port}` };
+}
+
+/** Handles one CONNECT whose client passed the access check. Never throws. */
+export async function openTunnel(
+  ctx: ProxyContext,
+  req: IncomingMessage,
+  client: Socket,
+  head: Buffer,
+): Promise<void> {
+  const hold = new ClientHold(client, head);
+  const target = parseConnectTarget(req.url ?? '');
+  if (target === undefined)
+    return refuseTunnel(ctx, req, client, 'bad-request', 'expected CONNECT host:port');
+  if (!ctx.config.connect.allowedPorts.has(target.port)) {
+    return refuseTunnel(
+      ctx,
+      req,
+      client,
+      'forbidden',
+      `port ${target.port} is not in connect.allowedPorts`,
+    );
+  }
+  if (
+    ownAuthorities([ctx.config.listen, ...ctx.config.listeners.map((l) => l.listen)]).has(
+      target.authority,
+    )
+  ) {
+    return refuseTunnel(ctx, req, client, 'loop', 'the tunnel targets this proxy');
+  }
+  const upstream = ctx.upstreams.get(target.authority, ctx.now());
+  const opened = await connectWithRetries(ctx, upstream, target, hold);
+  if (opened.kind === 'client-gone') {
+    ctx.onTunnelDone?.(target.authority, 'client-gone');
+    return;
+  }
+  if (opened.kind === 'refused') {
+    const retryAfterMs = opened.retryAfterMs;
+    answerOnSocket(req, client, opened.error, {
+      attempts: opened.attempts,
+      upstream: target.authority,
+      viaToken: ctx.viaToken,
+      retryAfterSeconds:
+        retryAfterMs === undefined ? undefined : Math.max(1, Math.ceil(retryAfterMs / 1000)),
+    });
+    ctx.onTunnelDone?.(target.authority, opened.error);
+    return;
+  }
+  const socket = opened.socket;
+  const denied = ctx.config.access.deniedUpstreamList;
+  if (denied !== undefined && isListed(denied, socket.remoteAddress ?? '')) {
+    socket.destroy();
+    return refuseTunnel(
+      ctx,
+      req,
+      client,
+      'forbidden',
+      'the upstream address is in access.deniedUpstreams',
+    );
+  }
+  client.write(ESTABLISHED);
+  const early = hold.release();
+  if (early.length > 0) socket.write(early);
+  splice(client, socket, ctx.config.connect.idleTimeoutMs);
+  ctx.onTunnelDone?.(target.authority, 'established');
+}
+
+/** Answers a CONNECT that will not be tunnelled and counts it. */
+export function refuseTunnel(
+  ctx: ProxyContext,
+  req: IncomingMessage,
+  client: Socket,
+  error: ErrorName,
+  message: string,
+): void {
+  const upstream = parseConnectTarget(req.url ?? '')?.authority ?? '';
+  answerOnSocket(req, client, error, { attempts: 0, upstream, message, viaToken: ctx.viaToken });
+  ctx.onTunnelDone?.(upstream, error);
+}
+
+/**
+ * Connect tries, each admitted by the upstream's breaker and recorded in it. Between tries
+ * the same gates as the attempt loop: attempts, an open circuit, the budget (SPEC §4).
+ */
+async function connectWithRetries(
+  ctx: ProxyContext,
+  upstream: Upstream,
+  target: ConnectTarget,
+  hold: ClientHold,
+): Promise<Opening> {
+  const retry = ctx.config.connect.retry;
+  let previousMs = retry.backoff.baseMs;
+  for (let attempt = 1; ; attempt++) {
+    const nowMs = ctx.now();
+    const permit = upstream.admit(nowMs);
+    if (permit === 'circuit-open' || permit === 'overflow') {
+      if (attempt > 1) return { kind: 'refused', error: 'connect-failure', attempts: attempt - 1 };
+      const retryAfterMs =
+        permit === 'circuit-open' ? upstream.breaker.retryAfterMs(nowMs) : undefined;
+      return { kind: 'refused', error: permit, attempts: 0, retryAfterMs };
+    }
+    if (attempt === 1) upstream.budget.deposit(nowMs);
+    const socket = await dial(target, retry.connectTimeoutMs, hold);
+    upstream.finish(ctx.now(), permit, hold.gone ? undefined : socket === undefined);
+    if (hold.gone) {
+      socket?.destroy();
+      return { kind: 'client-gone' };
+    }
+    if (socket !== undefined) return { kind: 'connected', socket };
+    const refused = { kind: 'refused', error: 'connect-failure', attempts: attempt } as const;
+    if (attempt >= retry.attempts) return refused;
+    if (upstream.breaker.state(ctx.now()).state === 'open') return refused;
+    // the budget is the last gate: it is the only check with a side effect (SPEC §4)
+    if (!upstream.budget.tryWithdraw(ctx.now())) return refused;
+    previousMs = backoffDelay(retry.backoff, attempt, previousMs, ctx.random);
+    await hold.sleep(previousMs);
+    if (hold.gone) return { kind: 'client-gone' };
+  }
+}
+
+/** One TCP connect; the socket, or undefined on any failure, timeout, or the client leaving. */
+function dial(
+  target: ConnectTarget,
+  timeoutMs: number,
+  hold: ClientHold,
+): Promise<Socket | undefined> {
+  return new Promise((resolve) => {
+    const host = target.host.startsWith('[') ? target.host.slice(1, -1) : target.host;
+    const socket = connect({ host, port: target.port, allowHalfOpen: true, noDelay: true });
+    let settled = false;
+    const settle = (connected: boolean): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      hold.onGone(undefined);
+      if (!connected) socket.destroy();
+      resolve(connected ? socket : undefined);
+    };
+    const timer = setTimeout(() => settle(false), timeoutMs);
+    socket.once('connect', () => settle(true));
+    // stays attached: an error before `splice` takes over must not crash the process
+    socket.on('error', () => settle(false));
+    hold.onGone(() => settle(false));
+  });
+}
+
+function isListed(list: BlockList, address: string): boolean {
+  if (address.startsWith('::ffff:') && address.includes('.'))
+    return list.check(address.slice(7), 'ipv4');
+  return list.check(address, address.includes(':') ? 'ipv6' : 'ipv4');
+}

@@ -1,0 +1,183 @@
+/**
+ * Upgrade requests (WebSocket, or any other protocol) pass through once and are never retried
+ * (SPEC §6): absolute-form on the proxy port, origin-form on a listener port. Connection and
+ * Upgrade go to the upstream and back to the client, since the switch itself needs them on
+ * each hop (RFC 9110 §7.8); every other header follows headers.ts (hop-by-hop and x-reprise-*
+ * dropped, Via appended both ways). The upstream's breaker admits and records the handshake
+ * like any try; a 101 splices the two sockets as a CONNECT tunnel does (connect.idleTimeout).
+ *
+ * Why not http-proxy-3 (the design notes planned it here): its `ws()` pass destroys every
+ * Upgrade that is not `GET` + `websocket` without an answer, forwards the parsed (lossy)
+ * `req.headers` object less only `trailer`, writes the 101 head itself (no Via can be added
+ * without racing its listener), resets both sockets' timeouts to 0 (no idle limit), and keeps
+ * a module-wide socket counter. Bending it to this proxy meant mutating `req` and hooking its
+ * events; node:http's own client 'upgrade' event does the whole job in fewer lines.
+ */
+import { type IncomingMessage, request } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FailureName } from '../config/types.ts';
+import { classifyError, statusOutcome } from '../retry/failure.ts';
+import { matchRoute } from '../routing/route-table.ts';
+import type { TryOutcome } from '../summary.ts';
+import type { ProxyContext } from './context.ts';
+import { answerOnSocket, ClientHold, socketResponse, splice } from './detached-socket.ts';
+import type { Target } from './forward.ts';
+import { buildClientHeaders, buildUpstreamHeaders } from './headers.ts';
+import type { ErrorName } from './respond.ts';
+
+/** Relays one Upgrade request whose client passed the access, target and loop checks. */
+export function relayUpgrade(
+  ctx: ProxyContext,
+  req: IncomingMessage,
+  client: Socket,
+  head: Buffer,
+  target: Target,
+): void {
+  const startMs = ctx.now();
+  const method = req.method ?? 'GET';
+  const hold = new ClientHold(client, head);
+  const route = matchRoute(ctx.config, target.host, target.port, target.pathname, method);
+  const done = (
+    status: number,
+    outcome: TryOutcome | undefined,
+    error: ErrorName | undefined,
+  ): void => {
+    const tried = outcome === undefined ? 0 : 1;
+    ctx.onDone({
+      route: route.name,
+      upstream: target.authority,
+      method,
+      path: target.pathname,
+      status,
+      attempts: tried,
+      outcomes: outcome === undefined ? [] : [outcome],
+      tryUpstreams: outcome === undefined ? [] : [target.authority],
+      retryReasons: [],
+      suppressed: undefined,
+      fallback: undefined,
+      error,
+      durationMs: ctx.now() - startMs,
+    });
+  };
+  const refuse = (
+    error: ErrorName,
+    attempts: number,
+    message?: string,
+    retryAfterMs?: number,
+  ): void => {
+    const retryAfterSeconds =
+      retryAfterMs === undefined ? undefined : Math.max(1, Math.ceil(retryAfterMs / 1000));
+    const details = {
+      attempts,
+      upstream: target.authority,
+      viaToken: ctx.viaToken,
+      message,
+      retryAfterSeconds,
+    };
+    done(
+      answerOnSocket(req, client, error, details),
+      attempts === 0 ? undefined : (error as FailureName),
+      error,
+    );
+  };
+
+  if (hasBody(req)) {
+    refuse('bad-request', 0, 'an Upgrade request cannot carry a body');
+    return;
+  }
+  const upstream = ctx.upstreams.get(target.authority, startMs);
+  const permit = upstream.admit(startMs);
+  if (permit === 'circuit-open' || permit === 'overflow') {
+    const retryAfterMs =
+      permit === 'circuit-open' ? upstream.breaker.retryAfterMs(startMs) : undefined;
+    refuse(permit, 0, undefined, retryAfterMs);
+    return;
+  }
+  const outgoing = request({
+    host: target.host.startsWith('[') ? target.host.slice(1, -1) : target.host,
+    port: target.port,
+    method,
+    path: target.path,
+    headers: upgradeHeaders(req, target.authority, ctx.viaToken),
+    agent: false,
+  });
+  let settled = false;
+  let connected = false;
+  /** Ends the try once: records it in the breaker (undefined: abandoned) and stops the clock. */
+  const settle = (failed: boolean | undefined): boolean => {
+    if (settled) return false;
+    settled = true;
+    clearTimeout(timer);
+    hold.onGone(undefined);
+    upstream.finish(ctx.now(), permit, failed);
+    return true;
+  };
+  const fail = (failure: FailureName): void => {
+    if (!settle(true)) return;
+    outgoing.destroy();
+    refuse(failure, 1);
+  };
+  let timer = setTimeout(() => fail('connect-failure'), route.retry.connectTimeoutMs);
+  outgoing.once('socket', (socket: Socket) =>
+    socket.once('connect', () => {
+      connected = true;
+      clearTimeout(timer);
+      timer = setTimeout(
+        () => fail('timeout'),
+        Math.min(route.retry.perTryTimeoutMs, route.timeoutMs),
+      );
+    }),
+  );
+  outgoing.on('error', (err) => fail(connected ? classifyError(err) : 'connect-failure'));
+  hold.onGone(() => {
+    if (!settle(undefined)) return;
+    outgoing.destroy();
+    done(0, undefined, undefined);
+  });
+  outgoing.on('upgrade', (res: IncomingMessage, socket: Socket, upstreamHead: Buffer) => {
+    if (!settle(false)) return void socket.destroy();
+    client.write(switchingHead(res, ctx.viaToken));
+    if (upstreamHead.length > 0) client.write(upstreamHead);
+    const early = hold.release();
+    if (early.length > 0) socket.write(early);
+    splice(client, socket, ctx.config.connect.idleTimeoutMs);
+    done(101, '1xx', undefined);
+  });
+  // the upstream declined the switch: relay its answer, then close (the client asked to leave HTTP)
+  outgoing.on('response', (res: IncomingMessage) => {
+    const status = res.statusCode ?? 502;
+    if (!settle(status >= 500)) return void res.destroy();
+    // read and drop what the client still sends, so closing cannot reset the answer away
+    hold.release();
+    client.resume();
+    const out = socketResponse(req, client);
+    out.writeHead(status, buildClientHeaders(res.rawHeaders, ctx.viaToken, 1));
+    res.pipe(out);
+    res.once('close', () => {
+      if (!res.complete) client.destroy();
+    });
+    done(status, statusOutcome(status), undefined);
+  });
+  outgoing.end();
+}
+
+function upgradeHeaders(req: IncomingMessage, authority: string, viaToken: string): string[] {
+  const headers = buildUpstreamHeaders(req.rawHeaders, authority, viaToken);
+  headers.push('connection', 'upgrade', 'upgrade', req.headers.upgrade ?? '');
+  return headers;
+}
+
+/** The 101 head for the client: the upstream's, with Connection/Upgrade kept and Via added. */
+function switchingHead(res: IncomingMessage, viaToken: string): string {
+  const headers = buildClientHeaders(res.rawHeaders, viaToken, 1);
+  let text = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}\r\nconnection: Upgrade\r\n`;
+  if (res.headers.upgrade !== undefined) text += `upgrade: ${res.headers.upgrade}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return `${text}\r\n`;
+}
+
+/** A handshake has no body; one that declares a body cannot be relayed byte-exact here. */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
