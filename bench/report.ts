@@ -1,0 +1,230 @@
+/**
+ * The outputs of a run: one markdown table, the issue-7 targets met or not, a comparison with
+ * the previous run, bench/results/last.json and bench/results/chart.svg.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chartSvg } from './chart.ts';
+import type { Row } from './measure.ts';
+
+export interface RunRecord {
+  readonly date: string;
+  readonly machine: string;
+  readonly durationS: number;
+  readonly warmupS: number;
+  readonly rows: readonly Row[];
+}
+
+const RESULTS_DIR = new URL('./results/', import.meta.url).pathname;
+
+// JSON turns NaN into null, so rows read back from last.json may hold null
+const isNum = (v: unknown): v is number => typeof v === 'number' && !Number.isNaN(v);
+const num = (v: number | undefined, digits = 0) =>
+  isNum(v)
+    ? v.toLocaleString('en', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+    : '';
+const ratio = (v: number | undefined) => (isNum(v) ? `${v.toFixed(2)}×` : '');
+const pct = (v: number | undefined) => (isNum(v) ? `${(v * 100).toFixed(1)}%` : '');
+
+// an open breaker lets almost nothing through: show 0.002, not 0.00
+const tries = (v: number | undefined) => (isNum(v) ? v.toFixed(v > 0 && v < 0.1 ? 3 : 2) : '');
+
+function rss(row: Row): string {
+  if (!isNum(row.rssMiB)) return '';
+  const delta = isNum(row.rssDeltaMiB) ? ` (+${row.rssDeltaMiB.toFixed(1)})` : '';
+  return `${row.rssMiB.toFixed(1)}${delta}`;
+}
+
+const HEADER = [
+  '#',
+  'scenario',
+  'via',
+  'conns',
+  'req/s',
+  'p50 ms',
+  'p99 ms',
+  '× direct',
+  '× reference',
+  'proxy CPU µs/req',
+  'success',
+  'upstream tries/req',
+  'RSS MiB',
+  'note',
+];
+
+const EMPTY: string[] = Array(HEADER.length - 5).fill('');
+
+export function markdownTable(rows: readonly Row[]): string {
+  const lines = [`| ${HEADER.join(' | ')} |`, `|${HEADER.map(() => '---').join('|')}|`];
+  for (const r of rows) {
+    const cells = r.error
+      ? [String(r.group), r.scenario, r.via, num(r.connections), ...EMPTY, `not run: ${r.error}`]
+      : [
+          String(r.group),
+          r.scenario,
+          r.via,
+          num(r.connections),
+          num(r.reqPerS),
+          num(r.p50Ms, 2),
+          num(r.p99Ms, 2),
+          ratio(r.vsDirect),
+          ratio(r.vsReference),
+          num(r.proxyCpuUsPerReq),
+          r.group >= 3 && r.group <= 5 ? pct(r.successShare) : '',
+          tries(r.triesPerRequest),
+          rss(r),
+          r.note ?? '',
+        ];
+    lines.push(`| ${cells.map((c) => c.replaceAll('|', '\\|')).join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+interface Goal {
+  readonly label: string;
+  readonly value: number | undefined;
+  readonly goal: number;
+  readonly atMost: boolean;
+  readonly unit: '×' | 'ms' | 'MiB';
+}
+
+function goalLine(g: Goal): string {
+  if (!isNum(g.value)) return `- ${g.label}: n/a (not measured)`;
+  const met = g.atMost ? g.value <= g.goal : g.value >= g.goal;
+  const fmt = (v: number) => (g.unit === '×' ? `${v.toFixed(2)}×` : `${v.toFixed(2)} ${g.unit}`);
+  const target = `target ${g.atMost ? '≤' : '≥'} ${fmt(g.goal)}`;
+  return `- ${g.label}: ${fmt(g.value)} (${target}) ${met ? 'met' : 'NOT met'}`;
+}
+
+/** Issue 7's targets, each as `met`, `NOT met` or `n/a`. */
+export function targetLines(rows: readonly Row[]): string[] {
+  const by = new Map(rows.map((r) => [r.id, r]));
+  const over = (a: string, b: string) => {
+    const [x, y] = [by.get(a)?.reqPerS, by.get(b)?.reqPerS];
+    return x && y ? x / y : undefined;
+  };
+  const p99Over = (bytes: number) => {
+    const [x, y] = [
+      by.get(`get-${bytes}-c10/reprise`)?.p99Ms,
+      by.get(`get-${bytes}-c10/reference`)?.p99Ms,
+    ];
+    return isNum(x) && isNum(y) ? x - y : undefined;
+  };
+  const conns = rows.find((r) => r.key.startsWith('rss-conns-') && r.via === 'reprise');
+  const goals: Goal[] = [
+    {
+      label: '1 KiB GET c50, reprise / reference',
+      value: over('get-1024-c50/reprise', 'get-1024-c50/reference'),
+      goal: 1,
+      atMost: false,
+      unit: '×',
+    },
+    {
+      label: '1 KiB GET c50, reprise / squid',
+      value: over('get-1024-c50/reprise', 'get-1024-c50/squid'),
+      goal: 1.2,
+      atMost: false,
+      unit: '×',
+    },
+    {
+      label: '64 KiB GET c50, reprise / reference',
+      value: over('get-65536-c50/reprise', 'get-65536-c50/reference'),
+      goal: 1,
+      atMost: false,
+      unit: '×',
+    },
+    {
+      label: '1 KiB GET c10, reprise p99 − reference p99',
+      value: p99Over(1024),
+      goal: 0.5,
+      atMost: true,
+      unit: 'ms',
+    },
+    {
+      label: '64 KiB GET c10, reprise p99 − reference p99',
+      value: p99Over(65536),
+      goal: 0.5,
+      atMost: true,
+      unit: 'ms',
+    },
+    {
+      label: '10% first tries healed (c50) / no-fault run',
+      value: over('heal-c50-fail10/reprise', 'heal-c50-nofault/reprise'),
+      goal: 0.85,
+      atMost: false,
+      unit: '×',
+    },
+    {
+      label: '10% first tries healed (c200) / no-fault run',
+      value: over('heal-c200-fail10/reprise', 'heal-c200-nofault/reprise'),
+      goal: 0.85,
+      atMost: false,
+      unit: '×',
+    },
+    {
+      label: 'idle RSS',
+      value: by.get('rss-idle/reprise')?.rssMiB,
+      goal: 70,
+      atMost: true,
+      unit: 'MiB',
+    },
+    {
+      label: `RSS added by ${num(conns?.connections)} idle connections`,
+      value: conns?.rssDeltaMiB,
+      goal: 100,
+      atMost: true,
+      unit: 'MiB',
+    },
+  ];
+  return goals.map(goalLine);
+}
+
+function comparable(row: Row): [string, number | undefined] {
+  if (isNum(row.rssMiB)) return ['RSS MiB', row.rssDeltaMiB ?? row.rssMiB];
+  if (row.group === 4 || row.group === 5) return ['tries/req', row.triesPerRequest];
+  return ['req/s', row.reqPerS];
+}
+
+/** Rows present in both runs: the main figure then and now. */
+export function comparison(previous: RunRecord, rows: readonly Row[]): string {
+  const before = new Map(previous.rows.map((r) => [r.id, r]));
+  const lines = [
+    `Compared with the previous run (${previous.date}, ${previous.machine}, ${previous.durationS} s per run):`,
+    '',
+    '| row | figure | before | now | change | p99 ms before → now |',
+    '|---|---|---|---|---|---|',
+  ];
+  for (const row of rows) {
+    const old = before.get(row.id);
+    if (!old) continue;
+    const [label, now] = comparable(row);
+    const then = comparable(old)[1];
+    if (!isNum(now) || !isNum(then)) continue;
+    const change =
+      then === 0 ? '' : `${now >= then ? '+' : ''}${(((now - then) / then) * 100).toFixed(1)}%`;
+    const p99 =
+      isNum(row.p99Ms) && isNum(old.p99Ms)
+        ? `${old.p99Ms.toFixed(2)} → ${row.p99Ms.toFixed(2)}`
+        : '';
+    lines.push(`| ${row.id} | ${label} | ${num(then, 2)} | ${num(now, 2)} | ${change} | ${p99} |`);
+  }
+  return lines.length > 4 ? lines.join('\n') : 'No rows in common with the previous run.';
+}
+
+export function readPrevious(): RunRecord | undefined {
+  const file = `${RESULTS_DIR}last.json`;
+  if (!existsSync(file)) return undefined;
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as RunRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+export function writeResults(record: RunRecord): { json: string; svg: string } {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const json = `${RESULTS_DIR}last.json`;
+  const svg = `${RESULTS_DIR}chart.svg`;
+  writeFileSync(json, `${JSON.stringify(record, null, 2)}\n`);
+  writeFileSync(svg, chartSvg(record.rows, record.machine));
+  return { json, svg };
+}

@@ -1,0 +1,171 @@
+/**
+ * Scenarios 1–3 of issue 7 (4–5 in fault-scenarios.ts, 6 in memory.ts), and the helpers they
+ * share. Each returns its rows; a target that cannot run (reprise not built, a process that
+ * died) gives a row with `error` instead of figures.
+ */
+import {
+  figures,
+  type Measured,
+  measure,
+  type RequestShape,
+  type Row,
+  type Via,
+} from './measure.ts';
+import type { Proc, Upstream } from './processes.ts';
+import type { FaultMode } from './upstream.ts';
+
+export interface BenchContext {
+  readonly durationS: number;
+  readonly warmupS: number;
+  readonly upstream: Upstream;
+  readonly tmpDir: string;
+  /** The shared reference proxy and default-config reprise (started once, lazily). */
+  readonly reference: () => Promise<Proc>;
+  readonly reprise: () => Promise<Proc>;
+  readonly squid: Proc | undefined;
+  /** Idle connections for scenario 6 (10,000 unless the fd limit forbids). */
+  readonly idleConnections: number;
+  readonly progress: (line: string) => void;
+}
+
+type Meta = Pick<Row, 'key' | 'group' | 'scenario' | 'connections'>;
+export type Target = { via: Via; proc: () => Promise<Proc | undefined> };
+
+export const OK: FaultMode = { kind: 'ok' };
+export const get = (bytes: number): RequestShape => ({ method: 'GET', path: `/bytes/${bytes}` });
+
+export function fmtErr(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? 'failed';
+}
+
+export async function loadRow(
+  ctx: BenchContext,
+  meta: Meta,
+  target: Target,
+  request: RequestShape,
+  mode: FaultMode,
+  extra: (m: Measured) => Partial<Row> = () => ({}),
+): Promise<Row> {
+  const base = { ...meta, id: `${meta.key}/${target.via}`, via: target.via };
+  try {
+    const m = await measure({
+      upstream: ctx.upstream,
+      proxy: await target.proc(),
+      request,
+      connections: meta.connections ?? 50,
+      mode,
+      durationS: ctx.durationS,
+      warmupS: ctx.warmupS,
+    });
+    const row = { ...base, ...figures(m), ...extra(m) };
+    ctx.progress(
+      `${base.id}: ${Math.round(row.reqPerS ?? 0)} req/s, p99 ${row.p99Ms?.toFixed(2)} ms`,
+    );
+    return row;
+  } catch (err) {
+    ctx.progress(`${base.id}: ${fmtErr(err)}`);
+    return { ...base, error: fmtErr(err) };
+  }
+}
+
+export const triesPerRequest = (m: Measured) => ({
+  triesPerRequest: m.upstreamTries / Math.max(1, m.load.responses),
+});
+
+export const DIRECT: Target = { via: 'direct', proc: async () => undefined };
+
+export function targets(ctx: BenchContext): Target[] {
+  const list: Target[] = [
+    DIRECT,
+    { via: 'reference', proc: ctx.reference },
+    { via: 'reprise', proc: ctx.reprise },
+  ];
+  const { squid } = ctx;
+  if (squid) list.push({ via: 'squid', proc: async () => squid });
+  return list;
+}
+
+/** 1: 1 KiB and 64 KiB GET at 50 connections (throughput) and 10 (latency). */
+export async function getThroughput(ctx: BenchContext): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const [bytes, label] of [
+    [1024, '1 KiB'],
+    [65536, '64 KiB'],
+  ] as const) {
+    for (const connections of [50, 10]) {
+      const meta = {
+        key: `get-${bytes}-c${connections}`,
+        group: 1,
+        scenario: `${label} GET`,
+        connections,
+      };
+      for (const target of targets(ctx))
+        rows.push(await loadRow(ctx, meta, target, get(bytes), OK));
+    }
+  }
+  return rows;
+}
+
+/** 2: 256 KiB PUT — through reprise it takes the replay-buffer path. */
+export async function putReplayBuffer(ctx: BenchContext): Promise<Row[]> {
+  const request: RequestShape = {
+    method: 'PUT',
+    path: '/sink',
+    body: Buffer.alloc(256 * 1024, 'p'),
+  };
+  const meta = { key: 'put-262144-c50', group: 2, scenario: '256 KiB PUT', connections: 50 };
+  const rows: Row[] = [];
+  for (const target of targets(ctx).filter((t) => t.via !== 'squid')) {
+    rows.push(await loadRow(ctx, meta, target, request, OK));
+  }
+  return rows;
+}
+
+/**
+ * 3: 10% of first tries answer 503, healed by one retry; throughput against a no-fault run of
+ * the same reprise measured just before. At 50 connections (closed loop) the backoff waits lower
+ * throughput by themselves; at 200 connections the proxy stays busy during them, so the ratio
+ * shows the CPU cost of healing.
+ */
+export async function healedFailures(ctx: BenchContext): Promise<Row[]> {
+  const reprise: Target = { via: 'reprise', proc: ctx.reprise };
+  const fault: FaultMode = { kind: 'first-try-fail', rate: 0.1 };
+  const rows: Row[] = [];
+  for (const connections of [50, 200]) {
+    const clean = await loadRow(
+      ctx,
+      {
+        key: `heal-c${connections}-nofault`,
+        group: 3,
+        scenario: '1 KiB GET, no faults',
+        connections,
+      },
+      reprise,
+      get(1024),
+      OK,
+    );
+    const faulty = await loadRow(
+      ctx,
+      {
+        key: `heal-c${connections}-fail10`,
+        group: 3,
+        scenario: '1 KiB GET, 10% first tries 503',
+        connections,
+      },
+      reprise,
+      get(1024),
+      fault,
+      triesPerRequest,
+    );
+    if (faulty.reqPerS !== undefined && clean.reqPerS) {
+      faulty.note = [
+        `${(faulty.reqPerS / clean.reqPerS).toFixed(2)}× the no-fault run`,
+        faulty.note,
+      ]
+        .filter(Boolean)
+        .join('; ');
+    }
+    rows.push(clean, faulty);
+  }
+  return rows;
+}
