@@ -3,7 +3,7 @@
  * with `metrics: false`, in one run, 1 KiB GETs through the proxy. Not a test.
  *
  *   npx node bench/metrics-cost.ts        (env: COST_DURATION s per run, default 3;
- *                                          COST_ROUNDS, default 2; COST_CONNECTIONS, default 50)
+ *                                          COST_ROUNDS, default 3; COST_CONNECTIONS, default 50)
  *
  * The proxy runs in a child process (this file with `--serve on|off`), so that it does not share
  * an event loop with autocannon; the upstream is the bench's own child. Runs go in ABBA order
@@ -16,8 +16,9 @@ import { runLoad } from './load.ts';
 import { cpuMs, startUpstream } from './processes.ts';
 
 const durationS = Number(process.env.COST_DURATION ?? 3);
-const rounds = Number(process.env.COST_ROUNDS ?? 2);
+const rounds = Number(process.env.COST_ROUNDS ?? 3);
 const connections = Number(process.env.COST_CONNECTIONS ?? 50);
+const profileDir = process.env.COST_PROFILE;
 const warmupS = 1;
 const BYTES = 1024;
 
@@ -49,6 +50,9 @@ async function serve(metrics: boolean): Promise<void> {
 async function startProxy(mode: Mode): Promise<{ child: ChildProcess; port: number }> {
   const child = fork(new URL(import.meta.url).pathname, ['--serve', mode], {
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    // COST_PROFILE=DIR writes a CPU profile of each proxy run into DIR/on and DIR/off
+    execArgv:
+      profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}/${mode}`],
   });
   const [message] = (await once(child, 'message')) as [{ port: number }];
   return { child, port: message.port };
@@ -107,19 +111,29 @@ async function main(): Promise<void> {
   } finally {
     await upstream.stop();
   }
-  const mean = (mode: Mode, pick: (r: Run) => number) => {
-    const selected = runs.filter((r) => r.mode === mode);
-    return selected.reduce((sum, r) => sum + pick(r), 0) / selected.length;
-  };
-  const on = mean('on', (r) => r.reqPerS);
-  const off = mean('off', (r) => r.reqPerS);
-  const cpuOn = mean('on', (r) => r.cpuUsPerReq);
-  const cpuOff = mean('off', (r) => r.cpuUsPerReq);
+  // each round's two runs ran back to back: their ratio is the least disturbed by a machine
+  // whose load changes over the run; the median of the rounds resists one bad round
+  const ratios: number[] = [];
+  const cpuExtra: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const pair = runs.slice(round * 2, round * 2 + 2);
+    const on = pair.find((r) => r.mode === 'on') as Run;
+    const off = pair.find((r) => r.mode === 'off') as Run;
+    ratios.push(on.reqPerS / off.reqPerS);
+    cpuExtra.push(on.cpuUsPerReq - off.cpuUsPerReq);
+  }
   process.stdout.write(
-    `${rounds * 2} runs of ${durationS}s, ${connections} connections, GET ${BYTES} B\n` +
-      `throughput with metrics / without: ${on.toFixed(0)} / ${off.toFixed(0)} req/s = ` +
-      `${(on / off).toFixed(3)}\n` +
-      `proxy CPU per request: ${cpuOn.toFixed(1)} µs with, ${cpuOff.toFixed(1)} µs without ` +
-      `(+${(cpuOn - cpuOff).toFixed(1)} µs)\n`,
+    `${rounds} rounds of on/off, ${durationS}s each, ${connections} connections, GET ${BYTES} B\n` +
+      `throughput with metrics / without, per round: ${ratios.map((r) => r.toFixed(3)).join(' ')}\n` +
+      `median ratio: ${median(ratios).toFixed(3)}\n` +
+      `proxy CPU per request added by metrics, median: ${median(cpuExtra).toFixed(1)} µs\n`,
   );
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }

@@ -29,6 +29,8 @@ export function watchConfigFile(path: string, onChange: () => void): ConfigWatch
       clearTimeout(timer);
       timer = setTimeout(check, DEBOUNCE_MS);
     });
+    // an FSWatcher error without a listener would crash the proxy; the poll carries on alone
+    watcher.on('error', () => watcher?.close());
   } catch {
     // an unwatchable directory leaves SIGHUP as the way to reload
   }

@@ -1,0 +1,191 @@
+/**
+ * /metrics after real exchanges through the proxy (SPEC §8): exact values from the parsed
+ * Prometheus text, the cap on distinct `upstream` label values, and the Grafana dashboard's
+ * queries checked against what /metrics really exposes.
+ */
+import { readFileSync } from 'node:fs';
+import { parser as promql } from '@prometheus-io/lezer-promql';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parsePrometheus, type Sample, samplesOf } from '../helpers/cli.ts';
+import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
+import { deadPort, reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
+
+const FAST = `defaults:
+  route:
+    retry:
+      backoff: { base: 1ms, max: 5ms }
+`;
+
+let proxy: TestProxy | undefined;
+let upstream: Upstream | undefined;
+afterEach(async () => {
+  await proxy?.close();
+  await upstream?.close();
+  proxy = undefined;
+  upstream = undefined;
+});
+
+async function metrics(px: TestProxy): Promise<Sample[]> {
+  const res = await fetch(`http://127.0.0.1:${px.adminPort}/metrics`);
+  expect(res.status).toBe(200);
+  return parsePrometheus(await res.text());
+}
+
+/** `labelName=value` of every sample of `name`, with its value, sorted: an exact picture. */
+function table(samples: readonly Sample[], name: string, labelName: string): string[] {
+  return samplesOf(samples, name)
+    .map((s) => `${s.labels[labelName]}=${s.value}`)
+    .sort();
+}
+
+describe('metrics after a scripted exchange (503, 503, 200)', () => {
+  async function exchange(): Promise<{ samples: Sample[]; up: Upstream }> {
+    upstream = await startUpstream([reply(503), reply(503), reply(200, 'ok')]);
+    proxy = await startProxy(FAST);
+    const res = await viaProxy(proxy.port, 'GET', `${upstream.origin}/items`);
+    expect(res.status).toBe(200);
+    return { samples: await metrics(proxy), up: upstream };
+  }
+
+  it('counts one request, with status 200, labelled with route, upstream and method', async () => {
+    const { samples, up } = await exchange();
+    const requests = samplesOf(samples, 'reprise_requests_total');
+    expect(requests).toEqual([
+      {
+        name: 'reprise_requests_total',
+        labels: { route: 'default', upstream: up.authority, method: 'GET', status: '200' },
+        value: 1,
+      },
+    ]);
+  });
+
+  it('counts two retries, both with reason 503', async () => {
+    const { samples, up } = await exchange();
+    expect(table(samples, 'reprise_retries_total', 'reason')).toEqual(['503=2']);
+    expect(samplesOf(samples, 'reprise_retries_total')[0]?.labels.upstream).toBe(up.authority);
+  });
+
+  it('counts three attempts: two 5xx and one 2xx', async () => {
+    const { samples } = await exchange();
+    expect(table(samples, 'reprise_attempts_total', 'outcome')).toEqual(['2xx=1', '5xx=2']);
+  });
+
+  it('records no suppressed retry and no fallback', async () => {
+    const { samples } = await exchange();
+    expect(samplesOf(samples, 'reprise_retries_suppressed_total')).toEqual([]);
+    expect(samplesOf(samples, 'reprise_fallbacks_total')).toEqual([]);
+  });
+
+  it('observes the duration once in the histogram', async () => {
+    const { samples, up } = await exchange();
+    const labels = { route: 'default', upstream: up.authority };
+    expect(samplesOf(samples, 'reprise_request_duration_seconds_count', labels)).toHaveLength(1);
+    expect(samplesOf(samples, 'reprise_request_duration_seconds_count', labels)[0]?.value).toBe(1);
+    const inf = samplesOf(samples, 'reprise_request_duration_seconds_bucket', { le: '+Inf' });
+    expect(inf.map((s) => s.value)).toEqual([1]);
+  });
+
+  it('shows the upstream closed with its budget left, and the build info', async () => {
+    const { samples, up } = await exchange();
+    const state = samplesOf(samples, 'reprise_circuit_state', { upstream: up.authority });
+    expect(state.map((s) => `${s.labels.state}=${s.value}`).sort()).toEqual([
+      'closed=1',
+      'half-open=0',
+      'open=0',
+    ]);
+    const budget = samplesOf(samples, 'reprise_retry_budget_available', {
+      upstream: up.authority,
+    });
+    // minPerSecond 10 × window 10s + ratio 0.2 × 1 first try − 2 retries, floored
+    expect(budget.map((s) => s.value)).toEqual([98]);
+    expect(samplesOf(samples, 'reprise_buffered_bytes').map((s) => s.value)).toEqual([0]);
+    expect(samplesOf(samples, 'reprise_build_info')[0]?.labels.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(samplesOf(samples, 'process_cpu_user_seconds_total')).toHaveLength(1);
+  });
+});
+
+describe('the upstream label cap', () => {
+  it('keeps at most 501 distinct upstream label values after 600 distinct upstreams', async () => {
+    // 600 authorities on loopback (127.0.0.0/8 routes to lo): nothing listens on the port,
+    // so each single try ends at once in connect-failure
+    const port = await deadPort();
+    proxy = await startProxy(FAST, { logLevel: 'warn' });
+    const authorities = Array.from(
+      { length: 600 },
+      (_, i) => `127.${1 + Math.floor(i / 250)}.${i % 250}.1:${port}`,
+    );
+    let next = 0;
+    const worker = async () => {
+      while (next < authorities.length) {
+        const authority = authorities[next++] as string;
+        const res = await viaProxy(proxy!.port, 'GET', `http://${authority}/`, {
+          headers: { 'x-reprise-retry': 'off' },
+        });
+        expect(res.headers['x-reprise-error']).toBe('connect-failure');
+      }
+    };
+    await Promise.all(Array.from({ length: 20 }, worker));
+
+    const samples = await metrics(proxy);
+    const labels = new Set(samples.flatMap((s) => s.labels.upstream ?? []));
+    expect(labels.size).toBeLessThanOrEqual(501);
+    expect(labels.has('other')).toBe(true);
+    const requests = samplesOf(samples, 'reprise_requests_total');
+    expect(requests.reduce((sum, s) => sum + s.value, 0)).toBe(600);
+    expect(samplesOf(requests, 'reprise_requests_total', { upstream: 'other' })[0]?.value).toBe(
+      100,
+    );
+  });
+});
+
+describe('the Grafana dashboard (deploy/grafana/reprise-dashboard.json)', () => {
+  interface Panel {
+    readonly title: string;
+    readonly datasource?: { uid: string };
+    readonly targets?: { expr: string }[];
+  }
+  const dashboard = JSON.parse(readFileSync('deploy/grafana/reprise-dashboard.json', 'utf8')) as {
+    panels: Panel[];
+    templating: { list: { name: string }[] };
+    __inputs: { name: string }[];
+  };
+  // Grafana's placeholder for the input, a literal string here
+  const DATASOURCE = ['$', '{DS_PROMETHEUS}'].join('');
+  const queries = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
+
+  it('queries, in valid PromQL, only metrics that /metrics exposes', async () => {
+    proxy = await startProxy(FAST);
+    const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+    const exposed = new Set<string>();
+    for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+      exposed.add(name as string);
+      if (type === 'histogram')
+        for (const s of ['_bucket', '_sum', '_count']) exposed.add(name + s);
+    }
+    const used = new Set<string>();
+    for (const query of queries) {
+      const tree = promql.parse(query.replaceAll('$__rate_interval', '5m'));
+      tree.iterate({
+        enter: (node) => {
+          expect(node.type.isError, `${query} does not parse`).toBe(false);
+          if (node.name === 'Identifier' && node.node.parent?.name === 'VectorSelector') {
+            used.add(query.replaceAll('$__rate_interval', '5m').slice(node.from, node.to));
+          }
+        },
+      });
+    }
+    expect([...used].filter((name) => !exposed.has(name))).toEqual([]);
+    expect(used.size).toBeGreaterThanOrEqual(10);
+  });
+
+  it('reads every panel from the DS_PROMETHEUS input and offers $upstream and $route', () => {
+    expect(dashboard.__inputs.map((i) => i.name)).toEqual(['DS_PROMETHEUS']);
+    const queried = dashboard.panels.filter((p) => p.targets !== undefined);
+    expect(queried.filter((p) => p.datasource?.uid !== DATASOURCE)).toEqual([]);
+    expect(dashboard.templating.list.map((v) => v.name)).toEqual(['upstream', 'route']);
+    const unfiltered = queries.filter(
+      (q) => !q.includes('$upstream') && !/reprise_(buffered_bytes|config_reloads)/.test(q),
+    );
+    expect(unfiltered).toEqual([]);
+  });
+});
