@@ -110,14 +110,15 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     return server;
   };
   const proxy = track(createProxyServer({ context: () => context, onError }));
-  const proxyPort = await listen(proxy, config.listen);
   const listenerPorts: number[] = [];
-  for (const listener of config.listeners) {
-    const server = track(createProxyServer({ context: () => context, listener, onError }));
-    listenerPorts.push(await listen(server, listener.listen));
-  }
+  let proxyPort: number;
   let admin: AdminServer;
   try {
+    proxyPort = await listen(proxy, config.listen);
+    for (const listener of config.listeners) {
+      const server = track(createProxyServer({ context: () => context, listener, onError }));
+      listenerPorts.push(await listen(server, listener.listen));
+    }
     admin = await startAdmin(config.admin, {
       metrics: metrics ?? { text: async () => '', contentType: 'text/plain' },
       isReady: () => !draining,
@@ -129,7 +130,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       }),
     });
   } catch (err) {
-    for (const server of servers) server.close();
+    // one port could not be bound: release the ones that were, so a caller can retry
+    for (const server of servers) if (server.listening) server.close();
+    await client.close();
     throw err;
   }
 

@@ -44,9 +44,32 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     formatters: { level: (label) => ({ level: label }) },
   };
-  return options.destination === undefined
-    ? pino(settings)
-    : pino(settings, options.destination as pino.DestinationStream);
+  return pino(settings, (options.destination ?? stdoutDestination()) as pino.DestinationStream);
+}
+
+const FLUSH_EVERY_MS = 200;
+let stdout: ReturnType<typeof pino.destination> | undefined;
+
+/**
+ * Stdout, written in batches: a synchronous write per line costs a sixth of the proxy's
+ * throughput. Lines wait at most FLUSH_EVERY_MS, and `flushLogs` writes the rest on exit.
+ */
+function stdoutDestination(): ReturnType<typeof pino.destination> {
+  if (stdout === undefined) {
+    const destination = pino.destination({ dest: 1, sync: false, minLength: 8 * 1024 });
+    setInterval(() => destination.flush(), FLUSH_EVERY_MS).unref();
+    stdout = destination;
+  }
+  return stdout;
+}
+
+/** Writes every buffered line now. Call before the process exits. */
+export function flushLogs(): void {
+  try {
+    stdout?.flushSync();
+  } catch {
+    // stdout closed: nothing left to write to
+  }
 }
 
 /** The one access line of a finished request. */

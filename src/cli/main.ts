@@ -8,9 +8,8 @@ import { parseArgs } from 'node:util';
 import { type App, startApp } from '../app.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { checkConfigFile, embeddedDefaults, loadConfigFile } from '../config/load.ts';
-import type { Config } from '../config/types.ts';
 import { watchConfigFile } from '../config/watch.ts';
-import { createLogger, logConfigError, logConfigLoaded } from '../log.ts';
+import { createLogger, flushLogs, type Logger, logConfigError, logConfigLoaded } from '../log.ts';
 import { VERSION } from '../version.ts';
 import {
   ExplainError,
@@ -87,7 +86,7 @@ function explain(args: string[]): number {
 }
 
 async function run(file: string | undefined): Promise<number> {
-  const logger = createLogger({ level: process.env.LOG_LEVEL });
+  const logger = createLoggerFromEnv();
   const config = file === undefined ? embeddedDefaults() : loadConfigFile(file);
   let app: App;
   try {
@@ -110,17 +109,20 @@ async function run(file: string | undefined): Promise<number> {
   );
 
   const reload = (): void => {
-    if (file === undefined) return;
-    let next: Config;
+    if (file === undefined) {
+      logger.warn('no config file to reload: running on the embedded defaults');
+      return;
+    }
     try {
-      next = loadConfigFile(file);
+      app.reload(loadConfigFile(file));
     } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      logConfigError(logger, err.format());
+      // whatever went wrong, the running config keeps serving (SPEC §9): a reload never
+      // takes the proxy down from a signal handler or a file watcher
+      if (err instanceof ConfigError) logConfigError(logger, err.format());
+      else logger.error({ err }, 'config reload failed');
       app.metrics?.configReload('error');
       return;
     }
-    app.reload(next);
     app.metrics?.configReload('ok');
     logConfigLoaded(logger, file);
   };
@@ -136,9 +138,12 @@ async function run(file: string | undefined): Promise<number> {
         return;
       }
       stopping = true;
-      logger.info({ signal }, 'draining');
       watcher?.close();
-      app.stop().then(
+      // stop() closes the listeners and turns /readyz 503 before its first await, so the
+      // line below is already true when it is read
+      const stopped = app.stop();
+      logger.info({ signal }, 'draining');
+      stopped.then(
         () => {
           logger.info('stopped');
           resolve(0);
@@ -154,8 +159,23 @@ async function run(file: string | undefined): Promise<number> {
   });
 }
 
+/** A bad LOG_LEVEL is a user error: one line, no stack. */
+function createLoggerFromEnv(): Logger {
+  try {
+    // an empty LOG_LEVEL= is unset, as for most environment variables
+    return createLogger({ level: process.env.LOG_LEVEL || 'info' });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function exit(code: number): never {
+  flushLogs();
+  process.exit(code);
+}
+
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exit(code),
   (err: unknown) => {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.format().join('\n')}\n`);
@@ -164,7 +184,7 @@ main(process.argv.slice(2)).then(
     } else {
       process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
     }
-    process.exit(1);
+    exit(1);
   },
 );
 

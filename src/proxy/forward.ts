@@ -22,7 +22,7 @@ import type { ProxyContext } from './context.ts';
 import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from './headers.ts';
 import { ReplayableBody } from './replayable-body.ts';
 import { answer, type ErrorName } from './respond.ts';
-import type { PendingTry, TryResult } from './upstream-client.ts';
+import type { DeniedTry, PendingTry, TryResult } from './upstream-client.ts';
 
 /** Where a request goes, parsed once from its absolute-form URI (or a listener's upstream). */
 export interface Target {
@@ -38,15 +38,17 @@ export interface Target {
   readonly pathname: string;
 }
 
-/** How the tries on one origin ended. */
+/** How the tries on one origin ended: an answer to relay, one reprise makes, or nobody to tell. */
 type LoopEnd =
-  | { readonly kind: 'result'; readonly result: TryResult }
+  | { readonly kind: 'response'; readonly result: ResponseResult }
   | {
-      readonly kind: 'refused';
-      readonly error: 'circuit-open' | 'overflow';
-      readonly retryAfterMs: number;
+      readonly kind: 'error';
+      readonly error: FailureName | 'circuit-open' | 'overflow' | 'forbidden';
+      readonly upstream: Upstream;
     }
   | { readonly kind: 'client-gone' };
+
+type ResponseResult = Extract<TryResult, { kind: 'response' }>;
 
 export function forward(
   ctx: ProxyContext,
@@ -74,7 +76,9 @@ class Exchange {
   #error: ErrorName | undefined;
   #clientGone = false;
   #current: PendingTry | undefined;
-  #sleepTimer: NodeJS.Timeout | undefined;
+  /** The upstream whose concurrency slot the answer being relayed still holds (maxConcurrent). */
+  #slot: Upstream | undefined;
+  /** Ends the backoff wait early (the client went away). */
   #wake: (() => void) | undefined;
 
   constructor(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, target: Target) {
@@ -92,13 +96,8 @@ class Exchange {
   async run(): Promise<void> {
     const ctx = this.#ctx;
     const method = this.#req.method as string;
-    const route = matchRoute(
-      ctx.config,
-      this.#target.host,
-      this.#target.port,
-      this.#target.pathname,
-      method,
-    );
+    const { host, port, pathname } = this.#target;
+    const route = matchRoute(ctx.config, host, port, pathname, method);
     const policy = resolveRequestPolicy(route, method, this.#req.headers, this.#startMs);
     const keepCopy =
       policy.methodRetryable && (policy.attempts > 1 || route.fallback !== undefined);
@@ -115,6 +114,7 @@ class Exchange {
       }
       status = await this.#commit(end, policy);
     } finally {
+      this.#releaseSlot();
       this.#body?.release();
       ctx.onDone(this.#summary(route.name, method, status));
     }
@@ -123,88 +123,66 @@ class Exchange {
   /** Tries one origin until an answer is final, a retry is refused, or the client leaves. */
   async #tryOrigin(upstream: Upstream, origin: string, policy: RequestPolicy): Promise<LoopEnd> {
     const ctx = this.#ctx;
-    const retry = policy.retry;
-    let previousDelayMs = retry.backoff.baseMs;
-    let last: TryResult | undefined;
+    let previousDelayMs = policy.retry.backoff.baseMs;
     for (let attempt = 1; ; attempt++) {
-      const nowMs = ctx.now();
-      const permit = upstream.admit(nowMs);
+      const permit = upstream.admit(ctx.now());
       if (permit === 'circuit-open' || permit === 'overflow') {
-        if (last !== undefined) {
-          if (permit === 'circuit-open') this.#suppressed = 'circuit-open';
-          return { kind: 'result', result: last };
-        }
-        return {
-          kind: 'refused',
-          error: permit,
-          retryAfterMs: upstream.breaker.retryAfterMs(nowMs),
-        };
+        // on a retry, the answer that led here was discarded for it: reprise answers instead
+        if (attempt > 1 && permit === 'circuit-open') this.#suppressed = 'circuit-open';
+        return { kind: 'error', error: permit, upstream };
       }
-      if (attempt === 1) upstream.budget.deposit(nowMs);
+      if (attempt === 1) upstream.budget.deposit(ctx.now());
+      const result = await this.#send(origin, policy);
+      if (result.kind === 'denied') {
+        // access.deniedUpstreams: the try never left, so there is nothing to learn or retry
+        upstream.finish(ctx.now(), permit, undefined);
+        return { kind: 'error', error: 'forbidden', upstream };
+      }
       this.#attempts++;
-      setAttempt(this.#headers, this.#attempts);
-      const pending = ctx.client.send({
-        origin,
-        path: this.#target.path,
-        method: this.#req.method as string,
-        headers: this.#headers,
-        body: this.#body?.source() ?? null,
-        connectTimeoutMs: retry.connectTimeoutMs,
-        headersTimeoutMs: Math.max(1, Math.min(retry.perTryTimeoutMs, policy.deadlineMs - nowMs)),
-        bodyIdleTimeoutMs: policy.route.timeoutMs,
-      });
-      this.#current = pending;
-      const result = await pending.result;
-      this.#current = undefined;
-      last = result;
+      // the breaker learns at once: a probe must not wait for a long body to end
       const failed = result.kind === 'failure' || result.status >= 500;
       upstream.finish(ctx.now(), permit, this.#clientGone ? undefined : failed);
       this.#outcomes.push(outcomeOf(result));
       this.#tryUpstreams.push(upstream.authority);
-      if (this.#clientGone) return this.#leave(result, attempt < policy.attempts);
+      if (this.#clientGone) {
+        if (result.kind === 'response') result.response.discard();
+        if (attempt < policy.attempts) this.#suppressed = 'client-gone';
+        return { kind: 'client-gone' };
+      }
+      if (result.kind === 'response') {
+        // until its body has gone, an answer to relay is still in flight to the upstream
+        upstream.inFlight++;
+        this.#slot = upstream;
+      }
 
       const decision = decideRetry({
         policy,
         attempt,
         result:
           result.kind === 'response'
-            ? {
-                kind: 'response',
-                status: result.status,
-                retryAfter: headerValue(result.headers['retry-after']),
-              }
+            ? { kind: 'response', status: result.status, retryAfter: retryAfterOf(result) }
             : result,
         body: this.#body?.state ?? 'replayable',
         nowMs: ctx.now(),
         previousDelayMs,
         random: ctx.random,
       });
-      if (!decision.retry) {
-        this.#suppressed = decision.cause;
-        if (decision.cause !== undefined)
-          ctx.onSuppressed?.(policy.route.name, upstream.authority, attempt, decision.cause);
-        return { kind: 'result', result };
-      }
+      if (!decision.retry) return this.#stop(decision.cause, result, upstream, policy);
+      // the try that just failed may have opened the circuit: the client gets its answer
       if (upstream.breaker.state(ctx.now()).state === 'open') {
-        this.#suppressed = 'circuit-open';
-        return { kind: 'result', result };
+        return this.#stop('circuit-open', result, upstream, policy);
       }
       // the budget is the last gate: it is the only check with a side effect (SPEC §4)
       if (!upstream.budget.tryWithdraw(ctx.now())) {
-        this.#suppressed = 'budget';
-        return { kind: 'result', result };
+        return this.#stop('budget', result, upstream, policy);
       }
       this.#retryReasons.push(decision.reason);
-      ctx.onRetry?.(
-        policy.route.name,
-        upstream.authority,
-        this.#attempts,
-        decision.reason,
-        decision.delayMs,
-      );
+      const { reason, delayMs } = decision;
+      ctx.onRetry?.(policy.route.name, upstream.authority, this.#attempts, reason, delayMs);
       previousDelayMs = decision.backoffMs;
       if (result.kind === 'response') result.response.discard();
-      await this.#sleep(decision.delayMs);
+      this.#releaseSlot();
+      await this.#sleep(delayMs);
       if (this.#clientGone) {
         this.#suppressed = 'client-gone';
         return { kind: 'client-gone' };
@@ -212,20 +190,53 @@ class Exchange {
     }
   }
 
+  /** Ends the tries on this origin with `result`; `cause`: why a due retry was not made. */
+  #stop(
+    cause: SuppressedCause | undefined,
+    result: TryResult,
+    upstream: Upstream,
+    policy: RequestPolicy,
+  ): LoopEnd {
+    this.#suppressed = cause;
+    if (cause !== undefined) {
+      this.#ctx.onSuppressed?.(policy.route.name, upstream.authority, this.#attempts, cause);
+    }
+    if (result.kind === 'response') return { kind: 'response', result };
+    return { kind: 'error', error: result.failure, upstream };
+  }
+
+  /** Sends the next try; settles when its response head arrived or it failed. */
+  async #send(origin: string, policy: RequestPolicy): Promise<TryResult | DeniedTry> {
+    const { retry, deadlineMs } = policy;
+    const leftMs = deadlineMs - this.#ctx.now();
+    setAttempt(this.#headers, this.#attempts + 1);
+    this.#current = this.#ctx.client.send({
+      origin,
+      path: this.#target.path,
+      method: this.#req.method as string,
+      headers: this.#headers,
+      body: this.#body?.source() ?? null,
+      connectTimeoutMs: retry.connectTimeoutMs,
+      headersTimeoutMs: Math.max(1, Math.min(retry.perTryTimeoutMs, leftMs)),
+      bodyIdleTimeoutMs: policy.route.timeoutMs,
+    });
+    const result = await this.#current.result;
+    this.#current = undefined;
+    return result;
+  }
+
   /** The fallback's policy when this end calls for it (SPEC §3 "Fallback"), else undefined. */
   #fallbackFor(end: LoopEnd, policy: RequestPolicy): RequestPolicy | undefined {
     if (policy.route.fallback === undefined || !policy.methodRetryable) return undefined;
-    if (this.#body !== undefined && this.#body.state !== 'replayable') return undefined;
-    if (this.#ctx.now() >= policy.deadlineMs) return undefined;
-    if (end.kind === 'refused' && end.error === 'circuit-open') {
-      this.#fallback = 'circuit-open';
-    } else if (end.kind === 'result' && end.result.kind === 'failure') {
-      const onlyUnreached = this.#outcomes.every((o) => o === 'connect-failure' || o === 'timeout');
-      if (!onlyUnreached) return undefined;
-      this.#fallback = end.result.failure;
-    } else {
+    if (end.kind !== 'error' || end.error === 'overflow' || end.error === 'forbidden') {
       return undefined;
     }
+    if (this.#body !== undefined && this.#body.state !== 'replayable') return undefined;
+    if (this.#ctx.now() >= policy.deadlineMs) return undefined;
+    // never after an HTTP answer or a reset (the primary had the request); an open circuit: always
+    const unreached = this.#outcomes.every((o) => o === 'connect-failure' || o === 'timeout');
+    if (end.error !== 'circuit-open' && !unreached) return undefined;
+    this.#fallback = end.error;
     this.#suppressed = undefined;
     return resolveFallbackPolicy(policy);
   }
@@ -233,49 +244,45 @@ class Exchange {
   /** Writes the answer; returns the status the client got (0: it went away first). */
   async #commit(end: LoopEnd, policy: RequestPolicy): Promise<number> {
     const ctx = this.#ctx;
-    const upstream = this.#tryUpstreams.at(-1) ?? this.#target.authority;
     if (end.kind === 'client-gone' || this.#clientGone) {
-      if (end.kind === 'result' && end.result.kind === 'response') end.result.response.discard();
+      if (end.kind === 'response') end.result.response.discard();
       return 0;
     }
-    if (end.kind === 'refused') {
-      this.#error = end.error;
-      return answer(this.#res, end.error, {
-        attempts: this.#attempts,
-        upstream,
-        viaToken: ctx.viaToken,
-        retryAfterSeconds:
-          end.error === 'circuit-open'
-            ? Math.max(1, Math.ceil(end.retryAfterMs / 1000))
-            : undefined,
-      });
+    if (end.kind === 'response') {
+      const { status, rawHeaders, response } = end.result;
+      const headers = buildClientHeaders(rawHeaders, ctx.viaToken, this.#attempts);
+      await response.relay(this.#res, status, headers);
+      return status;
     }
-    const result = end.result;
-    if (result.kind === 'failure') {
-      const name = failureAnswer(result.failure, ctx.now() >= policy.deadlineMs);
-      this.#error = name;
-      return answer(this.#res, name, {
-        attempts: this.#attempts,
-        upstream,
-        viaToken: ctx.viaToken,
-      });
-    }
-    const headers = buildClientHeaders(result.rawHeaders, ctx.viaToken, this.#attempts);
-    await result.response.relay(this.#res, result.status, headers);
-    return result.status;
+    const deadlinePassed = end.error === 'timeout' && ctx.now() >= policy.deadlineMs;
+    this.#error = deadlinePassed ? 'deadline' : end.error;
+    const retryAfterSeconds =
+      end.error === 'circuit-open'
+        ? Math.max(1, Math.ceil(end.upstream.breaker.retryAfterMs(ctx.now()) / 1000))
+        : undefined;
+    return answer(this.#res, this.#error, {
+      message:
+        end.error === 'forbidden' ? 'the upstream address is in access.deniedUpstreams' : undefined,
+      attempts: this.#attempts,
+      upstream: end.upstream.authority,
+      viaToken: ctx.viaToken,
+      retryAfterSeconds,
+    });
   }
 
-  #leave(result: TryResult, couldRetry: boolean): LoopEnd {
-    if (result.kind === 'response') result.response.discard();
-    if (couldRetry) this.#suppressed = 'client-gone';
-    return { kind: 'client-gone' };
+  #releaseSlot(): void {
+    if (this.#slot !== undefined) this.#slot.inFlight--;
+    this.#slot = undefined;
   }
 
   #sleep(delayMs: number): Promise<void> {
     if (delayMs <= 0) return Promise.resolve();
     return new Promise((resolve) => {
-      this.#wake = resolve;
-      this.#sleepTimer = setTimeout(resolve, delayMs);
+      const timer = setTimeout(resolve, delayMs);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
     });
   }
 
@@ -283,11 +290,7 @@ class Exchange {
     if (this.#clientGone) return;
     this.#clientGone = true;
     this.#current?.abort();
-    if (this.#wake !== undefined) {
-      clearTimeout(this.#sleepTimer);
-      this.#wake();
-      this.#wake = undefined;
-    }
+    this.#wake?.();
   }
 
   #summary(route: string, method: string, status: number): RequestSummary {
@@ -309,15 +312,11 @@ class Exchange {
   }
 }
 
-function failureAnswer(failure: FailureName, deadlinePassed: boolean): ErrorName {
-  if (deadlinePassed && failure === 'timeout') return 'deadline';
-  return failure;
-}
-
 function outcomeOf(result: TryResult): TryOutcome {
   return result.kind === 'failure' ? result.failure : statusOutcome(result.status);
 }
 
-function headerValue(value: string | string[] | undefined): string | undefined {
+function retryAfterOf(result: ResponseResult): string | undefined {
+  const value = result.headers['retry-after'];
   return Array.isArray(value) ? value[0] : value;
 }

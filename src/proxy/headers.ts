@@ -4,8 +4,10 @@
  *
  * Not forwarded (RFC 9110 §7.6.1): Connection and the names it lists, Keep-Alive,
  * Proxy-Connection, Proxy-Authorization, TE, Trailer, Transfer-Encoding, Upgrade. Toward the
- * upstream also: Host (rebuilt from the request URI), Expect (answered here), and every
- * `x-reprise-*` control header.
+ * upstream also: Host (rebuilt from the request URI), Expect (answered here), every
+ * `x-reprise-*` control header, and `Proxy` and every other `Proxy-*` header: they are meant
+ * for this proxy, and a `Proxy` header reaching a CGI-style upstream becomes its HTTP_PROXY
+ * (httpoxy). Max-Forwards is decremented on the way (RFC 9110 §7.6.2).
  */
 
 const HOP_BY_HOP = new Set([
@@ -35,6 +37,20 @@ function connectionListed(raw: readonly string[]): Set<string> | undefined {
   return listed;
 }
 
+function isForProxy(lower: string): boolean {
+  return lower === 'proxy' || lower.startsWith('proxy-');
+}
+
+/**
+ * One hop less (RFC 9110 §7.6.2). A value that is not a positive number goes on unchanged:
+ * request-guard.ts refuses malformed ones where they matter (TRACE, OPTIONS), and neither is
+ * forwarded at 0 (reprise answers OPTIONS itself and refuses TRACE).
+ */
+function decremented(value: string): string {
+  const hops = Number(value);
+  return /^\d+$/.test(value) && Number.isSafeInteger(hops) && hops > 0 ? String(hops - 1) : value;
+}
+
 function isControl(lower: string): boolean {
   return lower.length > 10 && lower.startsWith('x-reprise-');
 }
@@ -57,12 +73,13 @@ export function buildUpstreamHeaders(
     if (HOP_BY_HOP.has(lower) || lower === 'host' || lower === 'expect' || isControl(lower)) {
       continue;
     }
-    if (listed?.has(lower)) continue;
+    if (listed?.has(lower) || isForProxy(lower)) continue;
     if (lower === 'via') {
       via = via === undefined ? (raw[i + 1] as string) : `${via}, ${raw[i + 1]}`;
       continue;
     }
-    out.push(name, raw[i + 1] as string);
+    const value = raw[i + 1] as string;
+    out.push(name, lower === 'max-forwards' ? decremented(value) : value);
   }
   out.push('via', via === undefined ? viaToken : `${via}, ${viaToken}`, 'x-reprise-attempt', '1');
   return out;

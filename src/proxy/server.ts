@@ -10,6 +10,14 @@ import type { ProxyContext } from './context.ts';
 import { socketResponse } from './detached-socket.ts';
 import { forward, type Target } from './forward.ts';
 import { hasVia } from './headers.ts';
+import {
+  declaresBody,
+  guardRequest,
+  isForThisProxy,
+  isH2cUpgrade,
+  type ParserError,
+  parserErrorAnswer,
+} from './request-guard.ts';
 import { answer, type ErrorName, rawAnswer } from './respond.ts';
 import { listenerTarget, ownAuthorities, parseAbsoluteTarget } from './target.ts';
 import { openTunnel, refuseTunnel } from './tunnel.ts';
@@ -33,8 +41,17 @@ export function createProxyServer(options: ProxyServerOptions): Server {
     connectionsCheckingInterval: Math.min(1_000, initial.headersTimeoutMs),
     requireHostHeader: false,
   });
+  // past the cap Node closes new connections at once (docs/security.md)
   server.maxConnections = initial.maxClientConnections;
+  // a slow body or a stalled reader: no bytes either way for idleTimeout (see onIdle)
+  server.timeout = initial.idleTimeoutMs;
+  // every header reaches request-guard.ts; maxHeaderBytes bounds them instead of a count
+  server.maxHeadersCount = 0;
+  // the latest response on each connection, for rejectMalformed
+  const responses = new WeakMap<Socket, ServerResponse>();
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    responses.set(req.socket, res);
+    res.on('timeout', () => onIdle(req, res));
     handleRequest(options, req, res).catch((err: unknown) => {
       options.onError(err);
       if (!res.headersSent)
@@ -48,8 +65,8 @@ export function createProxyServer(options: ProxyServerOptions): Server {
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
     handleUpgrade(options, req, socket, head),
   );
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
-    rejectMalformed(err, socket),
+  server.on('clientError', (err: ParserError, socket: Socket) =>
+    rejectMalformed(err, socket, responses.get(socket)),
   );
   return server;
 }
@@ -63,6 +80,10 @@ async function handleRequest(
   const checked = check(ctx, options.listener, req);
   if ('error' in checked) {
     reject(ctx, req, res, checked.error, checked.message);
+    return;
+  }
+  if (isForThisProxy(req)) {
+    answerOptions(ctx, req, res);
     return;
   }
   await forward(ctx, req, res, checked.target);
@@ -100,6 +121,19 @@ function handleUpgrade(
   const checked = check(ctx, options.listener, req);
   if ('error' in checked) {
     reject(ctx, req, socketResponse(req, socket), checked.error, checked.message);
+  } else if (isH2cUpgrade(req.headers) && declaresBody(req.headers)) {
+    // Node's parser stops at an Upgrade's head: its body is not a stream reprise can forward
+    const message = 'an Upgrade: h2c request cannot carry a body; send it without Upgrade';
+    reject(ctx, req, socketResponse(req, socket), 'bad-request', message);
+  } else if (isH2cUpgrade(req.headers)) {
+    // h2c is not passed on (it would hand the client an HTTP/2 connection past this proxy):
+    // the request is served as plain HTTP/1.1, its Upgrade dropped (RFC 9110 §7.8 allows it)
+    const res = socketResponse(req, socket);
+    socket.setTimeout(ctx.config.limits.idleTimeoutMs, () => onIdle(req, res));
+    forward(ctx, req, res, checked.target).catch((err: unknown) => {
+      options.onError(err);
+      socket.destroy();
+    });
   } else {
     relayUpgrade(ctx, req, socket, head, checked.target);
   }
@@ -153,6 +187,8 @@ function refuse(
   if (allowed !== undefined && !isAllowed(allowed, address)) {
     return { error: 'forbidden', message: 'client not in access.allowedClients' };
   }
+  const malformed = guardRequest(req, ctx.config.limits.maxUrlBytes);
+  if (malformed !== undefined) return malformed;
   if (hasVia(req.rawHeaders, ctx.viaId))
     return { error: 'loop', message: 'the request already passed this proxy' };
   return undefined;
@@ -171,9 +207,31 @@ function reject(
   error: ErrorName,
   message: string,
 ): void {
-  // the body (if any) is not wanted: drop it so the connection can be reused
+  // the body (if any) is not wanted; the connection closes after the answer, since after a
+  // refused request its framing is in doubt (request-guard.ts)
   req.resume();
+  res.shouldKeepAlive = false;
   const status = answer(res, error, { attempts: 0, upstream: '', message, viaToken: ctx.viaToken });
+  done(ctx, req, status, error);
+}
+
+/** What reprise forwards; CONNECT opens tunnels. */
+const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, CONNECT';
+
+/** OPTIONS with Max-Forwards: 0 names this proxy as the final recipient (RFC 9110 §9.3.7). */
+function answerOptions(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  res.writeHead(200, ['allow', ALLOWED_METHODS, 'content-length', '0', 'via', ctx.viaToken]);
+  res.end();
+  done(ctx, req, 200, undefined);
+}
+
+function done(
+  ctx: ProxyContext,
+  req: IncomingMessage,
+  status: number,
+  error: ErrorName | undefined,
+): void {
   ctx.onDone({
     route: '',
     upstream: '',
@@ -191,22 +249,42 @@ function reject(
   });
 }
 
-/** Node's parser refused the bytes: answer with the closest status and close (RFC 9112 §2.2). */
-function rejectMalformed(err: NodeJS.ErrnoException, socket: Socket): void {
-  if (!socket.writable || err.code === 'ECONNRESET') {
+/** How long a refused client may take to read the answer before its socket is destroyed. */
+const LINGER_MS = 1_000;
+
+/**
+ * Node's parser refused the bytes: answer with the closest status and close (RFC 9112 §2.2).
+ * The error can come mid-body, with a try already streaming upstream: the socket is destroyed
+ * shortly after the answer, so that exchange ends as client-gone even if the client keeps its
+ * side open. A response already under way cannot take an answer in its middle: just close.
+ */
+function rejectMalformed(
+  err: ParserError,
+  socket: Socket,
+  current: ServerResponse | undefined,
+): void {
+  const responding = current?.headersSent === true && !current.writableFinished;
+  if (!socket.writable || err.code === 'ECONNRESET' || responding) {
     socket.destroy();
     return;
   }
-  socket.end(rawAnswer(parserErrorName(err.code)));
+  socket.end(rawAnswer(parserErrorAnswer(err)));
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }
 
-function parserErrorName(code: string | undefined): ErrorName {
-  switch (code) {
-    case 'HPE_HEADER_OVERFLOW':
-      return 'headers-too-large';
-    case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return 'request-timeout';
-    default:
-      return 'bad-request';
+/**
+ * No bytes either way for limits.idleTimeout while the client still owes reprise something
+ * (the rest of its body) or owes it reading (a response it stopped taking): close it, with
+ * 408 if nothing was answered yet. While reprise waits on the upstream it is not the client's
+ * silence: the route's timeout bounds that wait.
+ */
+function onIdle(req: IncomingMessage, res: ServerResponse): void {
+  if (req.complete && !res.headersSent) return;
+  const socket = req.socket;
+  if (res.headersSent || !socket.writable) {
+    socket.destroy();
+    return;
   }
+  socket.write(rawAnswer('request-timeout', 'the request body stalled for limits.idleTimeout'));
+  socket.destroySoon();
 }

@@ -2,7 +2,10 @@
  * Where a request goes: parsed from an absolute-form URI on the proxy port, or fixed by a
  * listener for origin-form requests. Also the loop check against reprise's own addresses.
  */
+import { BlockList, isIP } from 'node:net';
+import { hostname, networkInterfaces } from 'node:os';
 import type { Address, Listener } from '../config/types.ts';
+import { isListed, unbracket } from './address-guard.ts';
 import type { Target } from './forward.ts';
 
 const HOST_CHARS = /^[a-z0-9.-]+$/;
@@ -57,22 +60,95 @@ function pathnameOf(path: string): string {
   return q === -1 ? path : path.slice(0, q);
 }
 
-const LOCAL_NAMES = ['127.0.0.1', 'localhost', '[::1]', '0.0.0.0', '[::]', '::1'];
+/** Answers whether an authority (`host:port`, as in a Target) names this proxy itself. */
+export interface OwnAuthorities {
+  has(authority: string): boolean;
+}
 
-/** Every spelling of the given listen addresses, as `host:port` (loop detection). */
-export function ownAuthorities(addresses: readonly Address[]): Set<string> {
-  const own = new Set<string>();
+/** The addresses and names that reach one listening port. */
+interface PortOwner {
+  readonly addresses: BlockList;
+  readonly names: Set<string>;
+  /** `localhost` and `*.localhost` (RFC 6761 §6.3) reach it. */
+  localhost: boolean;
+}
+
+let memo: { key: string; own: OwnAuthorities } | undefined;
+
+/**
+ * Every spelling of the given listen addresses (loop detection, SPEC §5). A loopback listen
+ * is reached by all of 127.0.0.0/8, ::1, 0.0.0.0 and :: (a connect to the unspecified address
+ * goes to loopback), `localhost` and `*.localhost`; a wildcard listen (0.0.0.0, ::) also by
+ * every interface address and the host name. Numeric spellings are compared as the address
+ * they parse to (0x7f.1, 2130706433, 017700000001, [::ffff:127.0.0.1], [0:0:0:0:0:0:0:1]).
+ *
+ * Pass the bound ports (a `listen` port of 0 is only known after binding). The result for the
+ * last set of addresses is kept, so a per-request call costs one string comparison.
+ */
+export function ownAuthorities(addresses: readonly Address[]): OwnAuthorities {
+  const key = addresses.map((a) => `${a.host} ${a.port}`).join(',');
+  if (memo?.key === key) return memo.own;
+  const owners = new Map<number, PortOwner>();
   for (const { host, port } of addresses) {
-    const names = [host.toLowerCase()];
-    if (isLocal(host)) names.push(...LOCAL_NAMES);
-    for (const name of names) {
-      const bracketed = name.includes(':') && !name.startsWith('[') ? `[${name}]` : name;
-      own.add(`${bracketed}:${port}`);
+    let owner = owners.get(port);
+    if (owner === undefined) {
+      owner = { addresses: new BlockList(), names: new Set(), localhost: false };
+      owners.set(port, owner);
     }
+    addSpellings(owner, host);
   }
+  const own: OwnAuthorities = { has: (authority) => isOwn(owners, authority) };
+  memo = { key, own };
   return own;
 }
 
-function isLocal(host: string): boolean {
-  return LOCAL_NAMES.includes(host) || host.startsWith('127.') || host === '::';
+function addSpellings(owner: PortOwner, listenHost: string): void {
+  const host = unbracket(listenHost.toLowerCase());
+  const wildcard = host === '0.0.0.0' || host === '::';
+  const family = isIP(host);
+  if (family === 0) owner.names.add(host.replace(/\.$/, ''));
+  else owner.addresses.addAddress(host, family === 4 ? 'ipv4' : 'ipv6');
+  if (wildcard || host === 'localhost' || (family !== 0 && isListed(LOOPBACK, host))) {
+    owner.addresses.addSubnet('127.0.0.0', 8, 'ipv4');
+    for (const ip of ['0.0.0.0', '::', '::1'])
+      owner.addresses.addAddress(ip, isIP(ip) === 4 ? 'ipv4' : 'ipv6');
+    owner.localhost = true;
+  }
+  if (wildcard) {
+    owner.names.add(hostname().toLowerCase());
+    for (const info of Object.values(networkInterfaces()).flat()) {
+      if (info !== undefined)
+        owner.addresses.addAddress(
+          unbracket(info.address),
+          info.family === 'IPv4' ? 'ipv4' : 'ipv6',
+        );
+    }
+  }
 }
+
+function isOwn(owners: ReadonlyMap<number, PortOwner>, authority: string): boolean {
+  const colon = authority.lastIndexOf(':');
+  const owner = owners.get(Number(authority.slice(colon + 1)));
+  if (owner === undefined) return false;
+  const host = canonicalHost(authority.slice(0, colon));
+  if (isIP(host) !== 0) return isListed(owner.addresses, host);
+  if (owner.localhost && (host === 'localhost' || host.endsWith('.localhost'))) return true;
+  return owner.names.has(host);
+}
+
+/** Lower-case, no brackets, no trailing dot; a numeric IPv4 spelling as dotted decimal. */
+function canonicalHost(text: string): string {
+  const host = unbracket(text.toLowerCase()).replace(/\.$/, '');
+  if (isIP(host) !== 0 || !NUMERIC_LAST_LABEL.test(host)) return host;
+  // the WHATWG URL parser reads IPv4 the way resolvers do (hex, octal, fewer parts)
+  try {
+    return new URL(`http://${host}/`).hostname;
+  } catch {
+    return host;
+  }
+}
+
+const NUMERIC_LAST_LABEL = /(^|\.)(0x[0-9a-f]*|\d+)$/;
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');

@@ -1,12 +1,18 @@
 /**
  * The only undici user. Sends one try and returns a value: the response head (its body held
- * paused until the caller relays or discards it), or a named failure. Keep-alive pools per
- * origin live in one undici Agent per distinct connect timeout.
+ * paused until the caller relays or discards it), a named failure, or `denied`. Keep-alive
+ * pools per origin live in one undici Agent per distinct connect timeout.
+ *
+ * Every connection goes through `guardedConnector`: an exact connect timeout, the deny list
+ * checked on what a name resolved to and on the address actually connected to, and a reset
+ * (RST) made visible where undici would take it for the clean end of a close-delimited body.
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
-import { Agent, type Dispatcher } from 'undici';
+import { type BlockList, connect, isIP } from 'node:net';
+import { Agent, type buildConnector, type Dispatcher } from 'undici';
 import type { FailureName } from '../config/types.ts';
 import { classifyError } from '../retry/failure.ts';
+import { DeniedAddressError, guardedLookup, isDenied } from './address-guard.ts';
 
 export interface TryRequest {
   readonly origin: string;
@@ -26,10 +32,17 @@ export type TryResult =
       readonly kind: 'response';
       readonly status: number;
       readonly headers: IncomingHttpHeaders;
+      /** Names and values decoded as latin1, so they are written back byte for byte. */
       readonly rawHeaders: readonly (Buffer | string)[];
       readonly response: UpstreamResponse;
     }
   | { readonly kind: 'failure'; readonly failure: FailureName; readonly error: Error };
+
+/** The try never left: the upstream's address is in `access.deniedUpstreams` (403 forbidden). */
+export interface DeniedTry {
+  readonly kind: 'denied';
+  readonly address: string;
+}
 
 /** A response whose head arrived; its body waits, paused, for `relay` or `discard`. */
 export interface UpstreamResponse {
@@ -41,20 +54,46 @@ export interface UpstreamResponse {
 
 /** A try on its way; `abort` cancels it wherever it is (the client went away). */
 export interface PendingTry {
-  readonly result: Promise<TryResult>;
+  readonly result: Promise<TryResult | DeniedTry>;
   abort(): void;
+}
+
+export interface UpstreamClientOptions {
+  /** The deny list in force (read per try; when it changes, new pools replace the old). */
+  readonly deniedUpstreams?: () => BlockList | undefined;
 }
 
 const DRAIN_LIMIT_BYTES = 64 * 1024;
 
 class TimeoutMarker extends Error {}
 class ClientGone extends Error {}
+class BodyReset extends Error {
+  readonly code = 'ECONNRESET';
+}
+class ConnectTimeout extends Error {
+  // undici's code for it: classified as connect-failure (nothing was sent)
+  readonly code = 'UND_ERR_CONNECT_TIMEOUT';
+
+  constructor(timeoutMs: number) {
+    super(`no connection within connectTimeout (${timeoutMs} ms)`);
+  }
+}
+
+/** Set while a connection delivers a reset to undici (see `markReset`). */
+let deliveringReset = false;
 
 export class UpstreamClient {
+  readonly #denied: () => BlockList | undefined;
+  #agentsDenied: BlockList | undefined;
   readonly #agents = new Map<number, Agent>();
+  readonly #retiring = new Set<Promise<void>>();
+
+  constructor(options: UpstreamClientOptions = {}) {
+    this.#denied = options.deniedUpstreams ?? (() => undefined);
+  }
 
   send(request: TryRequest): PendingTry {
-    const handler = new TryHandler(request.headersTimeoutMs);
+    const handler = new TryHandler(request.headersTimeoutMs, request.method);
     this.#agentFor(request.connectTimeoutMs).dispatch(
       {
         origin: request.origin,
@@ -73,35 +112,125 @@ export class UpstreamClient {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#agents.values()].map((agent) => agent.close()));
-    this.#agents.clear();
+    this.#retire();
+    await Promise.all(this.#retiring);
   }
 
   #agentFor(connectTimeoutMs: number): Agent {
+    const denied = this.#denied();
+    // pooled connections were checked against the list of their day: start afresh
+    if (denied !== this.#agentsDenied) {
+      this.#retire();
+      this.#agentsDenied = denied;
+    }
     let agent = this.#agents.get(connectTimeoutMs);
     if (agent === undefined) {
-      agent = new Agent({ connect: { timeout: connectTimeoutMs }, keepAliveTimeout: 4_000 });
+      agent = new Agent({
+        connect: guardedConnector(connectTimeoutMs, denied),
+        keepAliveTimeout: 4_000,
+      });
       this.#agents.set(connectTimeoutMs, agent);
     }
     return agent;
   }
+
+  /** Closes the pools gracefully: tries in flight finish, idle connections close. */
+  #retire(): void {
+    for (const agent of this.#agents.values()) {
+      const closing = agent.close().catch(() => {});
+      this.#retiring.add(closing);
+      closing.then(() => this.#retiring.delete(closing));
+    }
+    this.#agents.clear();
+  }
 }
 
-type Phase = 'waiting' | 'held' | 'relaying' | 'discarding' | 'done';
+/**
+ * The connector for every pool: a plain TCP connect with an exact connect timeout (undici's
+ * own timer ticks in steps of about a second, so 150ms would wait a second), and the deny
+ * list: a name's resolved addresses are filtered before connecting, an IP literal is checked
+ * before connecting, and the socket's `remoteAddress` has the final word. reprise dispatches
+ * `http:` origins only (HTTPS goes through CONNECT tunnels, never undici).
+ */
+function guardedConnector(timeoutMs: number, denied: BlockList | undefined) {
+  const lookup = denied === undefined ? undefined : guardedLookup(denied);
+  return (options: buildConnector.Options, callback: buildConnector.Callback): void => {
+    const { hostname } = options;
+    if (denied !== undefined && isIP(hostname) !== 0 && isDenied(denied, hostname)) {
+      callback(new DeniedAddressError(hostname), null);
+      return;
+    }
+    const socket = connect({
+      host: hostname,
+      port: Number(options.port) || 80,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: 60_000,
+      ...(lookup !== undefined && { lookup }),
+    });
+    socket.on('error', ignore);
+    const timer = setTimeout(() => socket.destroy(new ConnectTimeout(timeoutMs)), timeoutMs);
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      callback(err, null);
+    };
+    socket.once('error', fail);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', fail);
+      const address = socket.remoteAddress ?? '';
+      if (denied !== undefined && isDenied(denied, address)) {
+        socket.destroy();
+        callback(new DeniedAddressError(address), null);
+        return;
+      }
+      socket.prependListener('error', markReset);
+      callback(null, socket);
+      // undici attached its own listeners synchronously in the callback: this one runs after
+      socket.on('error', unmarkReset);
+    });
+  };
+}
+
+function ignore(): void {}
+
+/**
+ * undici takes a reset (ECONNRESET) during a close-delimited body (no Content-Length, not
+ * chunked) for its clean end, synchronously inside the socket's `error` event. These two
+ * listeners bracket that event, so the handler can tell a cut body from a finished one.
+ */
+function markReset(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ECONNRESET') return;
+  deliveringReset = true;
+  queueMicrotask(unmarkReset);
+}
+
+function unmarkReset(): void {
+  deliveringReset = false;
+}
+
+type Phase = 'waiting' | 'peeking' | 'held' | 'relaying' | 'discarding' | 'done';
 
 class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResponse {
-  readonly result: Promise<TryResult>;
-  #resolve!: (result: TryResult) => void;
+  readonly result: Promise<TryResult | DeniedTry>;
+  readonly #method: string;
+  #resolve!: (result: TryResult | DeniedTry) => void;
   #controller: Dispatcher.DispatchController | undefined;
   #timer: NodeJS.Timeout | undefined;
   #phase: Phase = 'waiting';
   #abortReason: Error | undefined;
+  #head: Extract<TryResult, { kind: 'response' }> | undefined;
+  #closeDelimited = false;
+  /** Body bytes that arrived before `relay`/`discard` (at most a chunk or two: paused). */
+  #held: Buffer[] = [];
+  #ended = false;
+  #bodyError: Error | undefined;
   #res: ServerResponse | undefined;
   #settleRelay: ((outcome: 'complete' | 'broken') => void) | undefined;
   #drainedBytes = 0;
-  #bodyError: Error | undefined;
 
-  constructor(headersTimeoutMs: number) {
+  constructor(headersTimeoutMs: number, method: string) {
+    this.#method = method;
     this.result = new Promise((resolve) => {
       this.#resolve = resolve;
     });
@@ -125,64 +254,102 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
     status: number,
     headers: IncomingHttpHeaders,
   ): void {
+    // an interim answer (102, 103) is dropped; the final one follows on the same connection
     if (status < 200 || this.#phase !== 'waiting') return;
     clearTimeout(this.#timer);
-    this.#phase = 'held';
-    controller.pause();
-    this.#resolve({
-      kind: 'response',
-      status,
-      headers,
-      rawHeaders: (controller.rawHeaders as (Buffer | string)[] | null) ?? [],
-      response: this,
-    });
+    const raw = (controller.rawHeaders as (Buffer | string)[] | null) ?? [];
+    this.#head = { kind: 'response', status, headers, rawHeaders: raw.map(latin1), response: this };
+    this.#closeDelimited =
+      headers['content-length'] === undefined &&
+      headers['transfer-encoding'] === undefined &&
+      status !== 204 &&
+      status !== 304 &&
+      this.#method !== 'HEAD';
+    // the parser goes on with the bytes already received, so bad framing right behind the
+    // head (an invalid chunk size) still fails this try before anything reaches the client;
+    // undici reports it once the socket has closed, after one more turn of the event loop
+    this.#phase = 'peeking';
+    setImmediate(() => setImmediate(() => this.#hold()));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.#phase === 'relaying') {
-      if (!(this.#res as ServerResponse).write(chunk)) controller.pause();
-    } else if (this.#phase === 'discarding') {
-      this.#drainedBytes += chunk.length;
-      if (this.#drainedBytes > DRAIN_LIMIT_BYTES) controller.abort(new ClientGone('discarded'));
+    switch (this.#phase) {
+      case 'peeking':
+      case 'held':
+        this.#held.push(chunk);
+        controller.pause();
+        this.#hold();
+        break;
+      case 'relaying':
+        if (!(this.#res as ServerResponse).write(chunk)) controller.pause();
+        break;
+      case 'discarding':
+        this.#drainedBytes += chunk.length;
+        if (this.#drainedBytes > DRAIN_LIMIT_BYTES) controller.abort(new ClientGone('discarded'));
+        break;
     }
   }
 
-  onResponseEnd(): void {
-    const wasRelaying = this.#phase === 'relaying';
-    this.#phase = 'done';
-    if (wasRelaying) {
+  onResponseEnd(controller: Dispatcher.DispatchController): void {
+    if (this.#closeDelimited && deliveringReset) {
+      this.onResponseError(controller, new BodyReset('reset during a close-delimited body'));
+      return;
+    }
+    const phase = this.#phase;
+    this.#ended = true;
+    if (phase === 'peeking') this.#hold();
+    else if (phase === 'relaying') {
+      this.#phase = 'done';
       (this.#res as ServerResponse).end();
       this.#settle('complete');
-    }
+    } else if (phase === 'discarding') this.#phase = 'done';
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     const phase = this.#phase;
-    this.#phase = 'done';
     clearTimeout(this.#timer);
-    if (phase === 'waiting') {
-      this.#resolve({ kind: 'failure', failure: this.#failureOf(error), error });
+    if (phase === 'waiting' || phase === 'peeking') {
+      this.#phase = 'done';
+      this.#resolve(
+        error instanceof DeniedAddressError
+          ? { kind: 'denied', address: error.address }
+          : { kind: 'failure', failure: failureOf(error), error },
+      );
     } else if (phase === 'held') {
       this.#bodyError = error;
     } else if (phase === 'relaying') {
+      this.#phase = 'done';
       // the head (maybe part of the body) went out: the client must see a broken response,
       // never a clean end
       this.#res?.destroy(error);
       this.#settle('broken');
+    } else {
+      this.#phase = 'done';
     }
   }
 
   relay(res: ServerResponse, status: number, headers: string[]): Promise<'complete' | 'broken'> {
-    if (this.#phase === 'done') {
-      // the body had already ended (or failed) while held
-      return Promise.resolve(this.#relayFinished(res, status, headers));
+    res.writeHead(status, headers);
+    const held = this.#held;
+    this.#held = [];
+    for (const chunk of held) res.write(chunk);
+    if (this.#bodyError !== undefined) {
+      this.#phase = 'done';
+      res.destroy(this.#bodyError);
+      return Promise.resolve('broken');
     }
+    if (this.#ended) {
+      this.#phase = 'done';
+      res.end();
+      return Promise.resolve('complete');
+    }
+    // nothing of the body yet (a stream that starts later): the client gets the head now
+    if (held.length === 0) res.flushHeaders();
     this.#res = res;
     this.#phase = 'relaying';
     const settled = new Promise<'complete' | 'broken'>((resolve) => {
       this.#settleRelay = resolve;
     });
-    res.writeHead(status, headers);
     res.on('drain', () => this.#controller?.resume());
     res.on('close', () => {
       if (this.#phase === 'relaying') {
@@ -191,25 +358,28 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
         this.#settle('broken');
       }
     });
-    this.#controller?.resume();
+    if (!res.writableNeedDrain) this.#controller?.resume();
     return settled;
   }
 
   discard(): void {
     if (this.#phase !== 'held') return;
+    this.#drainedBytes = this.#held.reduce((sum, chunk) => sum + chunk.length, 0);
+    this.#held = [];
+    if (this.#ended || this.#bodyError !== undefined) {
+      this.#phase = 'done';
+      return;
+    }
     this.#phase = 'discarding';
     this.#controller?.resume();
   }
 
-  /** The body ended while held: empty (nothing is delivered while paused), or broken. */
-  #relayFinished(res: ServerResponse, status: number, headers: string[]): 'complete' | 'broken' {
-    res.writeHead(status, headers);
-    if (this.#bodyError !== undefined) {
-      res.destroy(this.#bodyError);
-      return 'broken';
-    }
-    res.end();
-    return 'complete';
+  /** The head is final: hand it to the attempt loop, with the body paused. */
+  #hold(): void {
+    if (this.#phase !== 'peeking') return;
+    this.#phase = 'held';
+    this.#controller?.pause();
+    this.#resolve(this.#head as Extract<TryResult, { kind: 'response' }>);
   }
 
   #settle(outcome: 'complete' | 'broken'): void {
@@ -225,15 +395,20 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
       if (this.#phase === 'waiting') {
         this.#phase = 'done';
         clearTimeout(this.#timer);
-        this.#resolve({ kind: 'failure', failure: this.#failureOf(reason), error: reason });
+        this.#resolve({ kind: 'failure', failure: failureOf(reason), error: reason });
       }
       return;
     }
     this.#controller.abort(reason);
   }
+}
 
-  #failureOf(error: Error): FailureName {
-    if (error instanceof TimeoutMarker) return 'timeout';
-    return classifyError(error);
-  }
+function failureOf(error: Error): FailureName {
+  if (error instanceof TimeoutMarker) return 'timeout';
+  return classifyError(error);
+}
+
+/** Node writes header strings as latin1: decoding the same way keeps every byte as it came. */
+function latin1(value: Buffer | string): string {
+  return typeof value === 'string' ? value : value.toString('latin1');
 }

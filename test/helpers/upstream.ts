@@ -65,6 +65,97 @@ export function truncate(declaredBytes: number, sentBytes: number): Step {
   };
 }
 
+/** Sends the headers at once and the body after a while (in flight until the body ends). */
+export function slowBody(ms: number, body = 'slow'): Step {
+  return (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(body.length) });
+    res.flushHeaders();
+    const timer = setTimeout(() => res.end(body), ms);
+    res.on('close', () => clearTimeout(timer));
+  };
+}
+
+/** A step whose behaviour a test changes while it runs: `const s = switchable(reply(503)); s.set(reply(200))`. */
+export function switchable(initial: Step): Step & { set(next: Step): void } {
+  let current = initial;
+  const step: Step = (req, res, body) => current(req, res, body);
+  return Object.assign(step, {
+    set(next: Step) {
+      current = next;
+    },
+  });
+}
+
+/** Every `n`th request (n, 2n, …) takes `failStep`; the others `okStep`. */
+export function failEvery(n: number, failStep: Step, okStep: Step): Step {
+  let count = 0;
+  return (req, res, body) => {
+    count++;
+    (count % n === 0 ? failStep : okStep)(req, res, body);
+  };
+}
+
+export interface BurstStats {
+  readonly requests: number;
+  readonly failed: number;
+  readonly bursts: number;
+}
+
+/**
+ * Fails in bursts of time, as a flapping dependency does (a Gilbert–Elliott channel): bad
+ * spells of `minBadMs`–`maxBadMs` answered with `failStep`, good spells between them sized so
+ * that about `badShare` of the time is bad. Seeded, so the schedule is the same on every run.
+ */
+export function burstyFailures(options: {
+  readonly seed: number;
+  readonly badShare: number;
+  readonly minBadMs: number;
+  readonly maxBadMs: number;
+  readonly failStep: Step;
+  readonly okStep: Step;
+}): Step & { stats(): BurstStats } {
+  const random = seededRandom(options.seed);
+  const meanBadMs = (options.minBadMs + options.maxBadMs) / 2;
+  const meanGoodMs = (meanBadMs * (1 - options.badShare)) / options.badShare;
+  let bad = false;
+  let spellEndsAt = -1;
+  let requests = 0;
+  let failed = 0;
+  let bursts = 0;
+  const step: Step = (req, res, body) => {
+    const now = performance.now();
+    if (spellEndsAt < 0) spellEndsAt = now + meanGoodMs * 2 * random();
+    while (now >= spellEndsAt) {
+      bad = !bad;
+      if (bad) bursts++;
+      const spanMs = bad
+        ? options.minBadMs + random() * (options.maxBadMs - options.minBadMs)
+        : meanGoodMs * 2 * random();
+      spellEndsAt += spanMs;
+    }
+    requests++;
+    if (bad) {
+      failed++;
+      options.failStep(req, res, body);
+    } else {
+      options.okStep(req, res, body);
+    }
+  };
+  return Object.assign(step, { stats: () => ({ requests, failed, bursts }) });
+}
+
+/** mulberry32: a small seeded generator of numbers in [0, 1). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export interface Upstream {
   readonly port: number;
   readonly origin: string;

@@ -1,0 +1,335 @@
+/**
+ * Issue 3 end to end: the retry budget, the circuit breaker and maxConcurrent protect a real
+ * loopback upstream from a real in-process proxy (SPEC §4).
+ */
+import { Agent, request } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Answer, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
+import {
+  deadPort,
+  delayed,
+  failEvery,
+  reply,
+  slowBody,
+  startUpstream,
+  switchable,
+  type Upstream,
+} from '../helpers/upstream.ts';
+
+const FAST_RETRY = `defaults:
+  route:
+    retry:
+      backoff: { base: 1ms, max: 5ms }
+`;
+/** The breaker under test: 5 tries at half failed trip it, for 200ms, doubling up to 2s. */
+const BREAKER = `${FAST_RETRY}  upstream:
+    circuitBreaker: { minRequests: 5, failureRatio: 0.5, openFor: 200ms, maxOpenFor: 2s }
+`;
+
+let proxy: TestProxy | undefined;
+let upstream: Upstream | undefined;
+afterEach(async () => {
+  await proxy?.close();
+  await upstream?.close();
+  proxy = undefined;
+  upstream = undefined;
+});
+
+async function setup(script: Parameters<typeof startUpstream>[0], yaml: string) {
+  upstream = await startUpstream(script);
+  proxy = await startProxy(yaml, { logLevel: 'info' });
+  return { up: upstream, px: proxy };
+}
+
+/** Sends `total` GETs to `url` over `concurrency` kept-alive connections; returns the statuses. */
+async function runConcurrently(
+  px: TestProxy,
+  url: string,
+  total: number,
+  concurrency: number,
+): Promise<number[]> {
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+  const get = () =>
+    new Promise<number>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: px.port, path: url, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject).end();
+    });
+  const statuses: number[] = [];
+  let started = 0;
+  const worker = async () => {
+    while (started < total) {
+      started++;
+      statuses.push(await get());
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  agent.destroy();
+  return statuses;
+}
+
+async function timed(px: TestProxy, url: string): Promise<{ res: Answer; ms: number }> {
+  const started = performance.now();
+  const res = await viaProxy(px.port, 'GET', url);
+  return { res, ms: performance.now() - started };
+}
+
+async function circuitState(px: TestProxy, authority: string): Promise<string | undefined> {
+  const state = (await (await fetch(`http://127.0.0.1:${px.adminPort}/state`)).json()) as {
+    upstreams: { authority: string; state: string }[];
+  };
+  return state.upstreams.find((u) => u.authority === authority)?.state;
+}
+
+async function metricsText(px: TestProxy): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${px.adminPort}/metrics`)).text();
+}
+
+/** Sends failing requests one by one until the circuit answers; returns when it opened. */
+async function tripBreaker(px: TestProxy, up: Upstream): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
+    if (res.headers['x-reprise-error'] === 'circuit-open') return performance.now();
+  }
+  throw new Error('the circuit never opened');
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls /state until `authority` is in `state`; returns when. */
+async function waitForState(px: TestProxy, authority: string, state: string): Promise<number> {
+  for (let i = 0; i < 500; i++) {
+    if ((await circuitState(px, authority)) === state) return performance.now();
+    await sleep(5);
+  }
+  throw new Error(`the circuit never became ${state}`);
+}
+
+describe('retry budget (SPEC §4)', () => {
+  // the breaker would stop this outage first: keep it out to measure the budget alone
+  const NO_BREAKER = `${FAST_RETRY}  upstream:\n    circuitBreaker: { minRequests: 1000000000 }\n`;
+
+  it('keeps a total outage at or below 1.3 upstream tries per request', async () => {
+    const { up, px } = await setup([reply(503)], NO_BREAKER);
+    const statuses = await runConcurrently(px, `${up.origin}/`, 3000, 50);
+    const ratio = up.seen.length / 3000;
+    console.log(`outage, default budget: ${up.seen.length} tries, ${ratio.toFixed(3)} per request`);
+    expect(statuses.every((status) => status === 503)).toBe(true);
+    expect(ratio).toBeLessThanOrEqual(1.3);
+    expect(await metricsText(px)).toMatch(/reprise_retries_suppressed_total\{.*cause="budget"\}/);
+  });
+
+  it('without a budget the same outage costs about 3 tries per request', async () => {
+    const yaml = `${NO_BREAKER}    budget: { ratio: 1, minPerSecond: 1000000 }\n`;
+    const { up, px } = await setup([reply(503)], yaml);
+    await runConcurrently(px, `${up.origin}/`, 3000, 50);
+    const ratio = up.seen.length / 3000;
+    console.log(`outage, no budget: ${up.seen.length} tries, ${ratio.toFixed(3)} per request`);
+    expect(ratio).toBeGreaterThan(2.9);
+  });
+
+  it('passes the last real answer on when the budget refuses the retry', async () => {
+    const yaml = `${FAST_RETRY}  upstream:\n    budget: { ratio: 0, minPerSecond: 0 }\n`;
+    const { up, px } = await setup(
+      [reply(503, 'busy', { 'x-from': 'upstream' }), reply(200)],
+      yaml,
+    );
+    const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
+    expect(res.status).toBe(503);
+    expect(res.body.toString()).toBe('busy');
+    expect(res.headers['x-from']).toBe('upstream');
+    expect(up.seen).toHaveLength(1);
+    expect(px.requests()[0]).toMatchObject({ suppressed: 'budget', attempts: 1 });
+    expect(await metricsText(px)).toContain(
+      `reprise_retries_suppressed_total{route="default",upstream="${up.authority}",cause="budget"} 1`,
+    );
+  });
+
+  it('answers the 502 a refused connect would get when the budget refuses the retry', async () => {
+    proxy = await startProxy(
+      `${FAST_RETRY}  upstream:\n    budget: { ratio: 0, minPerSecond: 0 }\n`,
+    );
+    const res = await viaProxy(proxy.port, 'GET', `http://127.0.0.1:${await deadPort()}/`);
+    expect(res.status).toBe(502);
+    expect(res.headers['x-reprise-error']).toBe('connect-failure');
+    expect(res.headers['x-reprise-attempts']).toBe('1');
+    expect(proxy.requests()[0]).toMatchObject({ suppressed: 'budget' });
+  });
+});
+
+describe('a healthy upstream with occasional failures', () => {
+  it('heals 1 failure in 20 with retries and never opens the circuit', async () => {
+    const step = failEvery(20, reply(503), reply(200, 'ok'));
+    const { up, px } = await setup([step], FAST_RETRY);
+    const statuses = await runConcurrently(px, `${up.origin}/`, 400, 10);
+    expect(statuses.filter((status) => status !== 200)).toEqual([]);
+    expect(up.seen.length).toBeGreaterThan(400);
+    expect(px.logs.filter((line) => line.msg === 'circuit')).toEqual([]);
+    expect(await circuitState(px, up.authority)).toBe('closed');
+  });
+});
+
+describe('circuit breaker (SPEC §4)', () => {
+  it('lets nothing reach the upstream while open, answering 503 circuit-open at once', async () => {
+    const { up, px } = await setup([reply(503)], BREAKER);
+    const openedAt = await tripBreaker(px, up);
+    const before = up.seen.length;
+    const slowest: number[] = [];
+    while (performance.now() - openedAt < 150) {
+      const { res, ms } = await timed(px, `${up.origin}/`);
+      expect(res.status).toBe(503);
+      expect(res.headers['x-reprise-error']).toBe('circuit-open');
+      expect(res.headers['retry-after']).toBe('1');
+      slowest.push(ms);
+    }
+    console.log(`open answers: ${slowest.length}, slowest ${Math.max(...slowest).toFixed(1)}ms`);
+    expect(Math.max(...slowest)).toBeLessThan(50);
+    expect(up.seen.length).toBe(before);
+  });
+
+  it('stops the retries of a request as soon as the circuit opens', async () => {
+    const yaml = `${FAST_RETRY}  upstream:\n    circuitBreaker: { consecutiveFailures: 2, openFor: 10s }\n`;
+    const { up, px } = await setup([reply(503, 'down')], yaml);
+    const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
+    expect(res.status).toBe(503);
+    expect(res.body.toString()).toBe('down');
+    expect(up.seen).toHaveLength(2);
+    expect(px.requests()[0]).toMatchObject({ suppressed: 'circuit-open' });
+  });
+
+  it('answers 503 circuit-open when the circuit opened during the backoff wait', async () => {
+    const yaml = `defaults:
+  route:
+    retry:
+      backoff: { base: 200ms, max: 200ms, jitter: none }
+  upstream:
+    circuitBreaker: { consecutiveFailures: 2, openFor: 10s }
+`;
+    const { up, px } = await setup([reply(503, 'down')], yaml);
+    const waiting = viaProxy(px.port, 'GET', `${up.origin}/a`);
+    await sleep(50);
+    // a second failure in a row opens the circuit while the first request waits to retry
+    await viaProxy(px.port, 'GET', `${up.origin}/b`, { headers: { 'x-reprise-retry': 'off' } });
+    const res = await waiting;
+    expect(res.status).toBe(503);
+    expect(res.headers['x-reprise-error']).toBe('circuit-open');
+    expect(res.complete).toBe(true);
+    expect(up.seen).toHaveLength(2);
+    expect(px.requests().find((l) => l.path === '/a')).toMatchObject({
+      suppressed: 'circuit-open',
+    });
+  });
+
+  it('closes again when a probe succeeds after openFor, and traffic flows', async () => {
+    const step = switchable(reply(503));
+    const { up, px } = await setup([step], BREAKER);
+    await tripBreaker(px, up);
+    step.set(reply(200, 'back'));
+    await sleep(220);
+    const before = up.seen.length;
+    for (let i = 0; i < 10; i++) {
+      const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
+      expect(res.body.toString()).toBe('back');
+    }
+    expect(up.seen.length).toBe(before + 10);
+    expect(await circuitState(px, up.authority)).toBe('closed');
+  });
+
+  it('closes on the response head of the probe, not when its long body ends', async () => {
+    const step = switchable(reply(503));
+    const { up, px } = await setup([step], BREAKER);
+    await tripBreaker(px, up);
+    step.set(slowBody(1000, 'long download'));
+    await waitForState(px, up.authority, 'half-open');
+    const probe = viaProxy(px.port, 'GET', `${up.origin}/big`);
+    await sleep(100);
+    step.set(reply(200, 'next'));
+    const next = await viaProxy(px.port, 'GET', `${up.origin}/small`);
+    expect(next.body.toString()).toBe('next');
+    expect((await probe).body.toString()).toBe('long download');
+  });
+
+  it('lets exactly one probe through when 20 requests arrive in half-open', async () => {
+    const step = switchable(reply(503));
+    const { up, px } = await setup([step], BREAKER);
+    await tripBreaker(px, up);
+    step.set(delayed(300, reply(200, 'probe')));
+    await waitForState(px, up.authority, 'half-open');
+    const before = up.seen.length;
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () => viaProxy(px.port, 'GET', `${up.origin}/`)),
+    );
+    expect(up.seen.length).toBe(before + 1);
+    expect(answers.filter((a) => a.status === 200)).toHaveLength(1);
+    const refused = answers.filter((a) => a.headers['x-reprise-error'] === 'circuit-open');
+    expect(refused).toHaveLength(19);
+    expect(await circuitState(px, up.authority)).toBe('closed');
+  });
+
+  it('reopens for twice as long after a failed probe', async () => {
+    const { up, px } = await setup([reply(503)], BREAKER);
+    const openedAt = await tripBreaker(px, up);
+    const firstOpenMs = (await waitForState(px, up.authority, 'half-open')) - openedAt;
+    const before = up.seen.length;
+    const probe = await viaProxy(px.port, 'GET', `${up.origin}/`);
+    const reopenedAt = performance.now();
+    expect(probe.headers['x-reprise-error']).toBeUndefined();
+    expect(up.seen.length).toBe(before + 1);
+    expect(await circuitState(px, up.authority)).toBe('open');
+    const secondOpenMs = (await waitForState(px, up.authority, 'half-open')) - reopenedAt;
+    console.log(
+      `open for ${firstOpenMs.toFixed(0)}ms, after a failed probe ${secondOpenMs.toFixed(0)}ms`,
+    );
+    expect(firstOpenMs).toBeGreaterThanOrEqual(150);
+    expect(firstOpenMs).toBeLessThan(300);
+    expect(secondOpenMs).toBeGreaterThanOrEqual(370);
+    expect(secondOpenMs).toBeLessThan(520);
+  });
+});
+
+describe('maxConcurrent', () => {
+  const LIMIT_5 = `${FAST_RETRY}  upstream:\n    maxConcurrent: 5\n`;
+
+  it('answers 503 overflow past 5 slow requests in flight', async () => {
+    const { up, px } = await setup([delayed(300, reply(200, 'ok'))], LIMIT_5);
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, () => viaProxy(px.port, 'GET', `${up.origin}/`)),
+    );
+    expect(answers.filter((a) => a.status === 200)).toHaveLength(5);
+    const overflow = answers.filter((a) => a.headers['x-reprise-error'] === 'overflow');
+    expect(overflow.map((a) => a.status)).toEqual([503, 503, 503, 503, 503]);
+    expect(up.seen).toHaveLength(5);
+  });
+
+  it('answers 503 overflow when the limit is reached during the backoff wait', async () => {
+    const yaml = `defaults:
+  route:
+    retry:
+      backoff: { base: 200ms, max: 200ms, jitter: none }
+  upstream:
+    maxConcurrent: 1
+`;
+    const { up, px } = await setup([reply(503, 'busy'), delayed(400, reply(200, 'slow'))], yaml);
+    const waiting = viaProxy(px.port, 'GET', `${up.origin}/a`);
+    await sleep(50);
+    const slow = viaProxy(px.port, 'GET', `${up.origin}/b`);
+    const res = await waiting;
+    expect(res.status).toBe(503);
+    expect(res.headers['x-reprise-error']).toBe('overflow');
+    expect(res.complete).toBe(true);
+    expect((await slow).body.toString()).toBe('slow');
+    expect(up.seen).toHaveLength(2);
+  });
+
+  it('counts a request in flight until its response body has been relayed', async () => {
+    const { up, px } = await setup([slowBody(300, 'done')], LIMIT_5);
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, () => viaProxy(px.port, 'GET', `${up.origin}/`)),
+    );
+    expect(answers.filter((a) => a.body.toString() === 'done')).toHaveLength(5);
+    expect(answers.filter((a) => a.headers['x-reprise-error'] === 'overflow')).toHaveLength(5);
+    expect(up.seen).toHaveLength(5);
+  });
+});
