@@ -260,6 +260,8 @@ describe('the checks themselves', () => {
       ...KUSTOMIZATIONS.flatMap((dir) => renderKustomization(join(ROOT, dir)).files),
       ALERTS,
       IMAGE_CONFIG,
+      // its queries are parsed and checked against a real scrape in integration/metrics.test.ts
+      join(DEPLOY, 'grafana', 'reprise-dashboard.json'),
     ]);
     const all = readdirSync(DEPLOY, { recursive: true, withFileTypes: true })
       .filter((e) => e.isFile())

@@ -117,7 +117,9 @@ describe('reload through a ConfigMap symlink swap', () => {
     expect(tookMs).toBeLessThan(1_000);
     expect(await reloads(cli.adminPort)).toEqual({ ok: 1, error: 0 });
     // log lines reach stdout in batches (within 200 ms)
-    await cli.waitForLog(() => cli!.logs.filter((line) => line.msg === 'config loaded').length === 2);
+    await cli.waitForLog(
+      () => cli!.logs.filter((line) => line.msg === 'config loaded').length === 2,
+    );
   });
 
   it('keeps serving the previous rules after a broken swap, logs file:line:col and counts it', async () => {
