@@ -14,6 +14,7 @@ import { createLogger, type Logger, logRequestDone, logRetry, logSuppressed } fr
 import { BufferPool } from './proxy/buffer-pool.ts';
 import type { ProxyContext } from './proxy/context.ts';
 import { createProxyServer } from './proxy/server.ts';
+import { type OwnAuthorities, ownAuthorities } from './proxy/target.ts';
 import { UpstreamClient } from './proxy/upstream-client.ts';
 import { UpstreamRegistry } from './resilience/upstream-registry.ts';
 import type { RequestSummary } from './summary.ts';
@@ -45,7 +46,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const now = options.now ?? Date.now;
   const viaId = `reprise-${randomBytes(4).toString('hex')}`;
   const pool = new BufferPool(config.limits.maxBufferedBytes);
-  const client = new UpstreamClient();
+  let context: ProxyContext;
+  const client = new UpstreamClient({
+    deniedUpstreams: () => context.config.access.deniedUpstreamList,
+  });
   let metrics: Metrics | undefined;
   const upstreams = new UpstreamRegistry(config.defaultUpstream, config.upstreams, {
     onTransition: (authority, to) => {
@@ -64,8 +68,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     metrics?.requestDone(s);
   };
   const debug = logger.isLevelEnabled('debug');
+  // known once the ports are bound (a listen port may be 0)
+  let own: OwnAuthorities = ownAuthorities([config.listen]);
   const build = (cfg: Config): ProxyContext => ({
     config: cfg,
+    ownAuthorities: own,
     upstreams,
     client,
     pool,
@@ -87,7 +94,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       logger.info({ upstream, outcome }, 'tunnel');
     },
   });
-  let context = build(config);
+  context = build(config);
   let draining = false;
   let inFlight = 0;
   const onError = (err: unknown): void => logger.error({ err }, 'unexpected error');
@@ -119,6 +126,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       const server = track(createProxyServer({ context: () => context, listener, onError }));
       listenerPorts.push(await listen(server, listener.listen));
     }
+    own = ownAuthorities([
+      { host: config.listen.host, port: proxyPort },
+      ...config.listeners.map((l, i) => ({
+        host: l.listen.host,
+        port: listenerPorts[i] as number,
+      })),
+    ]);
+    context = build(config);
     admin = await startAdmin(config.admin, {
       metrics: metrics ?? { text: async () => '', contentType: 'text/plain' },
       isReady: () => !draining,

@@ -6,6 +6,7 @@ import type { Config } from '../config/types.ts';
 import type { UpstreamRegistry } from '../resilience/upstream-registry.ts';
 import type { RequestSummary, SuppressedCause } from '../summary.ts';
 import type { BufferPool } from './buffer-pool.ts';
+import type { OwnAuthorities } from './target.ts';
 import type { UpstreamClient } from './upstream-client.ts';
 
 export interface ProxyContext {
@@ -17,6 +18,8 @@ export interface ProxyContext {
   readonly viaId: string;
   /** `1.1 reprise-<id>` */
   readonly viaToken: string;
+  /** Every spelling of reprise's own bound addresses (loop detection). */
+  readonly ownAuthorities: OwnAuthorities;
   readonly now: () => number;
   readonly random: () => number;
   readonly onDone: (summary: RequestSummary) => void;

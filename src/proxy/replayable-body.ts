@@ -12,7 +12,7 @@ import type { BufferPool } from './buffer-pool.ts';
 
 export type BodyState = 'replayable' | 'body-too-large' | 'buffer-full';
 
-const HIGH_WATER_BYTES = 64 * 1024;
+const HIGH_WATER_BYTES = 16 * 1024;
 
 export class ReplayableBody {
   readonly #req: IncomingMessage;

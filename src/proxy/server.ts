@@ -19,7 +19,7 @@ import {
   parserErrorAnswer,
 } from './request-guard.ts';
 import { answer, type ErrorName, rawAnswer } from './respond.ts';
-import { listenerTarget, ownAuthorities, parseAbsoluteTarget } from './target.ts';
+import { listenerTarget, parseAbsoluteTarget } from './target.ts';
 import { openTunnel, refuseTunnel } from './tunnel.ts';
 import { relayUpgrade } from './websocket.ts';
 
@@ -40,6 +40,8 @@ export function createProxyServer(options: ProxyServerOptions): Server {
     keepAliveTimeout: initial.idleTimeoutMs,
     connectionsCheckingInterval: Math.min(1_000, initial.headersTimeoutMs),
     requireHostHeader: false,
+    // with thousands of uploads in flight, per-connection read-ahead is what RSS is made of
+    highWaterMark: 16 * 1024,
   });
   // past the cap Node closes new connections at once (docs/security.md)
   server.maxConnections = initial.maxClientConnections;
@@ -157,11 +159,7 @@ function check(
         : `this port forwards to ${listener.authority} only: send origin-form (/path)`;
     return { error: 'bad-request', message };
   }
-  if (
-    ownAuthorities([ctx.config.listen, ...ctx.config.listeners.map((l) => l.listen)]).has(
-      target.authority,
-    )
-  ) {
+  if (ctx.ownAuthorities.has(target.authority)) {
     return { error: 'loop', message: 'the request targets this proxy' };
   }
   return { target };

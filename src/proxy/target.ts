@@ -73,8 +73,6 @@ interface PortOwner {
   localhost: boolean;
 }
 
-let memo: { key: string; own: OwnAuthorities } | undefined;
-
 /**
  * Every spelling of the given listen addresses (loop detection, SPEC §5). A loopback listen
  * is reached by all of 127.0.0.0/8, ::1, 0.0.0.0 and :: (a connect to the unspecified address
@@ -82,12 +80,10 @@ let memo: { key: string; own: OwnAuthorities } | undefined;
  * every interface address and the host name. Numeric spellings are compared as the address
  * they parse to (0x7f.1, 2130706433, 017700000001, [::ffff:127.0.0.1], [0:0:0:0:0:0:0:1]).
  *
- * Pass the bound ports (a `listen` port of 0 is only known after binding). The result for the
- * last set of addresses is kept, so a per-request call costs one string comparison.
+ * Pass the bound ports (a `listen` port of 0 is only known after binding); the app computes
+ * this once per config and keeps it in the request context.
  */
 export function ownAuthorities(addresses: readonly Address[]): OwnAuthorities {
-  const key = addresses.map((a) => `${a.host} ${a.port}`).join(',');
-  if (memo?.key === key) return memo.own;
   const owners = new Map<number, PortOwner>();
   for (const { host, port } of addresses) {
     let owner = owners.get(port);
@@ -97,9 +93,7 @@ export function ownAuthorities(addresses: readonly Address[]): OwnAuthorities {
     }
     addSpellings(owner, host);
   }
-  const own: OwnAuthorities = { has: (authority) => isOwn(owners, authority) };
-  memo = { key, own };
-  return own;
+  return { has: (authority) => isOwn(owners, authority) };
 }
 
 function addSpellings(owner: PortOwner, listenHost: string): void {

@@ -8,13 +8,13 @@
  * forbidden (client, port or denied upstream), loop, bad-request, client-gone.
  */
 import type { IncomingMessage } from 'node:http';
-import { type BlockList, connect, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import type { Upstream } from '../resilience/upstream-registry.ts';
 import { backoffDelay } from '../retry/backoff.ts';
+import { isDenied } from './address-guard.ts';
 import type { ProxyContext } from './context.ts';
 import { answerOnSocket, ClientHold, splice } from './detached-socket.ts';
 import type { ErrorName } from './respond.ts';
-import { ownAuthorities } from './target.ts';
 
 export type TunnelOutcome = 'established' | 'client-gone' | TunnelRefusal;
 type TunnelRefusal =
@@ -75,11 +75,7 @@ export async function openTunnel(
       `port ${target.port} is not in connect.allowedPorts`,
     );
   }
-  if (
-    ownAuthorities([ctx.config.listen, ...ctx.config.listeners.map((l) => l.listen)]).has(
-      target.authority,
-    )
-  ) {
+  if (ctx.ownAuthorities.has(target.authority)) {
     return refuseTunnel(ctx, req, client, 'loop', 'the tunnel targets this proxy');
   }
   const upstream = ctx.upstreams.get(target.authority, ctx.now());
@@ -101,8 +97,8 @@ export async function openTunnel(
     return;
   }
   const socket = opened.socket;
-  const denied = ctx.config.access.deniedUpstreamList;
-  if (denied !== undefined && isListed(denied, socket.remoteAddress ?? '')) {
+  // checked on the address actually connected to, so no DNS name or IP spelling gets past it
+  if (isDenied(ctx.config.access.deniedUpstreamList, socket.remoteAddress ?? '')) {
     socket.destroy();
     return refuseTunnel(
       ctx,
@@ -196,10 +192,4 @@ function dial(
     socket.on('error', () => settle(false));
     hold.onGone(() => settle(false));
   });
-}
-
-function isListed(list: BlockList, address: string): boolean {
-  if (address.startsWith('::ffff:') && address.includes('.'))
-    return list.check(address.slice(7), 'ipv4');
-  return list.check(address, address.includes(':') ? 'ipv6' : 'ipv4');
 }

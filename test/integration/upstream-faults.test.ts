@@ -1,0 +1,330 @@
+/**
+ * Upstream faults, injected in user space (test/helpers/fault-relay.ts): refused and
+ * black-holed connects, resets before the answer, bodies cut short, malformed answers,
+ * keep-alive races and an upstream killed under load. The client always gets an answer it
+ * can trust: a real one, a reprise-made error, or a visibly broken body, never a clean end
+ * of a body that was cut.
+ */
+import type { Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  type BlackHole,
+  type FaultRelay,
+  type RawUpstream,
+  startBlackHole,
+  startFaultRelay,
+  startRawUpstream,
+} from '../helpers/fault-relay.ts';
+import { type Answer, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
+import {
+  reply,
+  type Step,
+  seededRandom,
+  startUpstream,
+  type Upstream,
+} from '../helpers/upstream.ts';
+
+const FAST = `defaults:
+  route:
+    retry:
+      backoff: { base: 1ms, max: 5ms }
+`;
+const ONE_TRY = `${FAST}      attempts: 1\n`;
+
+let proxy: TestProxy | undefined;
+let upstream: Upstream | undefined;
+let relay: FaultRelay | undefined;
+let raw: RawUpstream | undefined;
+let hole: BlackHole | undefined;
+afterEach(async () => {
+  await proxy?.close();
+  await relay?.close();
+  await upstream?.close();
+  await raw?.close();
+  hole?.close();
+  proxy = upstream = relay = raw = hole = undefined;
+});
+
+/** An upstream that answers `ok`, behind a relay with the given faults. */
+async function relayed(faults: Parameters<typeof startFaultRelay>[1], steps?: Step[]) {
+  upstream = await startUpstream(steps ?? [reply(200, 'ok')]);
+  relay = await startFaultRelay(upstream.port, faults);
+  return relay;
+}
+
+const CLEAN_ERRORS = ['connect-failure', 'reset', 'timeout', 'deadline', 'circuit-open'];
+
+describe('connect failures', () => {
+  it('retries a refused connect, for POST too, and answers 502 connect-failure', async () => {
+    const r = await relayed([{ kind: 'pass' }]);
+    await r.refuse();
+    proxy = await startProxy(FAST);
+    const res = await viaProxy(proxy.port, 'POST', `${r.origin}/`, { body: 'x' });
+    expect(res.status).toBe(502);
+    expect(res.headers['x-reprise-error']).toBe('connect-failure');
+    expect(res.headers['x-reprise-attempts']).toBe('3');
+    expect(upstream?.seen).toHaveLength(0);
+  });
+
+  it('gives up on a black-holed address after connectTimeout, and retries it', async () => {
+    hole = await startBlackHole();
+    proxy = await startProxy(`${FAST}      connectTimeout: 150ms\n      attempts: 2\n`);
+    const started = Date.now();
+    const res = await viaProxy(proxy.port, 'GET', `http://127.0.0.1:${hole.port}/`);
+    const elapsedMs = Date.now() - started;
+    expect(res.status).toBe(502);
+    expect(res.headers['x-reprise-error']).toBe('connect-failure');
+    expect(res.headers['x-reprise-attempts']).toBe('2');
+    expect(elapsedMs).toBeGreaterThanOrEqual(290);
+    expect(elapsedMs).toBeLessThan(1000);
+  });
+});
+
+describe('a reset before the answer', () => {
+  it('retries a GET on a new connection', async () => {
+    const r = await relayed([{ kind: 'reset-before-headers' }, { kind: 'pass' }]);
+    proxy = await startProxy(FAST);
+    const res = await viaProxy(proxy.port, 'GET', `${r.origin}/`);
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe('ok');
+    expect(r.connections).toBe(2);
+    expect(proxy.requests()[0]).toMatchObject({ retries: ['reset'] });
+  });
+
+  it('does not retry a POST the upstream may have run: it ran exactly once', async () => {
+    const r = await relayed([{ kind: 'reset-before-headers' }, { kind: 'pass' }]);
+    proxy = await startProxy(FAST);
+    // no body, so only the method rule stands between a reset and a second run
+    const res = await viaProxy(proxy.port, 'POST', `${r.origin}/orders/1`);
+    expect(res.status).toBe(502);
+    expect(res.headers['x-reprise-error']).toBe('reset');
+    const posts = upstream?.seen.filter((s) => s.method === 'POST') ?? [];
+    expect(posts.map((s) => s.url)).toEqual(['/orders/1']);
+  });
+});
+
+/** Head and a first part of the body, then `end`: a reset (RST) or a close (FIN). */
+function cut(head: string, part: string, end: 'reset' | 'close') {
+  return (socket: Socket, n: number) => {
+    if (n > 0) {
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnext');
+      return;
+    }
+    socket.write(`${head}\r\n\r\n${part}`);
+    setTimeout(() => (end === 'reset' ? socket.resetAndDestroy() : socket.end()), 30);
+  };
+}
+
+describe('a body cut short', () => {
+  it.each([
+    ['content-length', 'HTTP/1.1 200 OK\r\ncontent-length: 100000', 'a'.repeat(500), 'close'],
+    ['content-length', 'HTTP/1.1 200 OK\r\ncontent-length: 100000', 'a'.repeat(500), 'reset'],
+    [
+      'chunked',
+      'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked',
+      '1f4\r\n'.concat('a'.repeat(500), '\r\n'),
+      'close',
+    ],
+    [
+      'chunked',
+      'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked',
+      '1f4\r\n'.concat('a'.repeat(500), '\r\n'),
+      'reset',
+    ],
+    ['close-delimited', 'HTTP/1.1 200 OK\r\nconnection: close', 'a'.repeat(500), 'reset'],
+  ] as const)(
+    'breaks the client response promptly (%s, then a %s)',
+    async (_framing, head, part, end) => {
+      raw = await startRawUpstream(cut(head, part, end));
+      proxy = await startProxy(FAST);
+      const started = Date.now();
+      const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+      expect(res.status).toBe(200);
+      expect(res.complete).toBe(false);
+      expect(res.body.toString()).toBe('a'.repeat(500));
+      expect(Date.now() - started).toBeLessThan(1000);
+      // the next request is answered on a new upstream connection
+      const next = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+      expect(next.body.toString()).toBe('next');
+      expect(raw.connections).toBe(2);
+    },
+  );
+
+  it('ends a close-delimited body cleanly when the upstream closes (FIN) after it', async () => {
+    raw = await startRawUpstream(cut('HTTP/1.1 200 OK\r\nconnection: close', 'whole', 'close'));
+    proxy = await startProxy(FAST);
+    const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+    expect(res.complete).toBe(true);
+    expect(res.body.toString()).toBe('whole');
+  });
+
+  it('cuts a body that stalls past the route timeout and drops that connection', async () => {
+    const stalled: Socket[] = [];
+    raw = await startRawUpstream((socket, n) => {
+      if (n > 0) return socket.write('HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnext');
+      stalled.push(socket);
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc');
+    });
+    proxy = await startProxy(`${FAST}    timeout: 300ms\n`);
+    const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+    expect(res.complete).toBe(false);
+    expect(res.body.toString()).toBe('abc');
+    const next = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+    expect(next.body.toString()).toBe('next');
+    expect(raw.connections).toBe(2);
+    expect(stalled[0]?.destroyed || stalled[0]?.readableEnded).toBe(true);
+  });
+});
+
+const MALFORMED: readonly (readonly [string, string])[] = [
+  [
+    'two different Content-Lengths',
+    'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok!',
+  ],
+  [
+    'Content-Length with chunked',
+    'HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n',
+  ],
+  [
+    'an invalid chunk size',
+    'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n',
+  ],
+  ['a negative Content-Length', 'HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\nok'],
+  [
+    'a control byte in a header value',
+    'HTTP/1.1 200 OK\r\nx-h: a\x01b\r\ncontent-length: 2\r\n\r\nok',
+  ],
+  ['an obs-folded header', 'HTTP/1.1 200 OK\r\nx-h: a\r\n b\r\ncontent-length: 2\r\n\r\nok'],
+  ['status 000', 'HTTP/1.1 000 Zero\r\ncontent-length: 2\r\n\r\nok'],
+  [
+    'an unsolicited 100 Continue (undici refuses it)',
+    'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok',
+  ],
+];
+
+describe('malformed answers', () => {
+  it.each(MALFORMED)('answers 502 before anything reaches the client: %s', async (_name, bytes) => {
+    raw = await startRawUpstream((socket) => socket.write(bytes));
+    proxy = await startProxy(ONE_TRY);
+    const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+    expect(res.status).toBe(502);
+    expect(res.complete).toBe(true);
+    expect(res.headers['x-reprise-error']).toBe('reset');
+    expect(res.headers['transfer-encoding']).toBeUndefined();
+    expect(res.headers['content-length']).toBe(String(res.body.length));
+    expect(JSON.parse(res.body.toString())).toMatchObject({ error: 'reset' });
+  });
+
+  it('passes interim 102 and 103 answers by and relays the final one', async () => {
+    raw = await startRawUpstream((socket) =>
+      socket.write(
+        'HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n' +
+          'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok',
+      ),
+    );
+    proxy = await startProxy(ONE_TRY);
+    const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe('ok');
+  });
+
+  it('relays header values that are not ASCII byte for byte', async () => {
+    const value = Buffer.concat([Buffer.from('€ café '), Buffer.from([0xe9, 0xff])]);
+    raw = await startRawUpstream((socket) =>
+      socket.write(
+        Buffer.concat([
+          Buffer.from('HTTP/1.1 200 OK\r\nx-name: '),
+          value,
+          Buffer.from('\r\ncontent-length: 2\r\n\r\nok'),
+        ]),
+      ),
+    );
+    proxy = await startProxy(ONE_TRY);
+    const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+    expect(res.status).toBe(200);
+    // node:http hands header bytes over as latin1
+    expect(Buffer.from(String(res.headers['x-name']), 'latin1').equals(value)).toBe(true);
+  });
+});
+
+describe('keep-alive races', () => {
+  /**
+   * A server that closes idle keep-alive connections: a request that arrives on a reused
+   * connection finds it closing half of the time (the request was read, never answered);
+   * otherwise it is answered and the connection may close 0–2 ms later.
+   */
+  function closesIdle(): Step {
+    const random = seededRandom(7);
+    const served = new WeakMap<object, number>();
+    return (req, res) => {
+      const count = (served.get(req.socket) ?? 0) + 1;
+      served.set(req.socket, count);
+      if (count > 1 && random() < 0.5) return req.socket.destroy();
+      res.writeHead(200, { 'content-length': '2' });
+      res.end('ok', () => {
+        if (random() < 0.3) setTimeout(() => req.socket.destroy(), random() * 2);
+      });
+    };
+  }
+
+  it('never fails a GET and runs each POST at most once', async () => {
+    upstream = await startUpstream([closesIdle()]);
+    proxy = await startProxy(FAST);
+    const gets: Answer[] = [];
+    const posts: Answer[] = [];
+    for (let i = 0; i < 100; i++) {
+      gets.push(await viaProxy(proxy.port, 'GET', `${upstream.origin}/g${i}`));
+      posts.push(await viaProxy(proxy.port, 'POST', `${upstream.origin}/p${i}`));
+    }
+    expect(gets.filter((a) => a.status !== 200)).toEqual([]);
+    const ids = upstream.seen.filter((s) => s.method === 'POST').map((s) => s.url);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const a of posts) expect([200, 502]).toContain(a.status);
+    // the race did happen: GETs were retried after a reset, POSTs were not
+    const lines = proxy.requests();
+    expect(
+      lines.filter((l) => l.method === 'GET' && (l.retries as string[]).includes('reset')).length,
+    ).toBeGreaterThan(5);
+    expect(posts.filter((a) => a.status === 502).length).toBeGreaterThan(5);
+  });
+});
+
+describe('an upstream killed under load and restarted', () => {
+  it('answers every request with a real answer or a clean error; the breaker opens and recovers', async () => {
+    const r = await relayed([{ kind: 'pass' }]);
+    proxy = await startProxy(
+      `${FAST}upstreams:\n  - match: "127.0.0.1"\n    circuitBreaker: { consecutiveFailures: 5, openFor: 300ms, maxOpenFor: 600ms }\n`,
+    );
+    const px = proxy;
+    const answers: { atMs: number; answer: Answer }[] = [];
+    const startedMs = Date.now();
+    const runUntilMs = startedMs + 2500;
+    const worker = async () => {
+      while (Date.now() < runUntilMs) {
+        const answer = await viaProxy(px.port, 'GET', `${r.origin}/`);
+        answers.push({ atMs: Date.now() - startedMs, answer });
+        if (answer.status !== 200) await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    const load = Promise.all(Array.from({ length: 10 }, worker));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await r.refuse();
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    await r.restore();
+    await load;
+
+    for (const { answer } of answers) {
+      expect(answer.complete).toBe(true);
+      if (answer.status !== 200) {
+        expect(CLEAN_ERRORS).toContain(answer.headers['x-reprise-error']);
+      }
+    }
+    const transitions = px.logs.filter((l) => l.msg === 'circuit').map((l) => l.to);
+    expect(transitions).toContain('open');
+    expect(transitions.at(-1)).toBe('closed');
+    const late = answers.filter((a) => a.atMs > 2000);
+    expect(late.length).toBeGreaterThan(0);
+    expect(late.every((a) => a.answer.status === 200)).toBe(true);
+    expect(answers.some((a) => a.answer.headers['x-reprise-error'] === 'circuit-open')).toBe(true);
+  });
+});
