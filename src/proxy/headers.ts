@@ -96,12 +96,10 @@ export function setHost(headers: string[], authority: string): void {
 
 /** The response head for the client: upstream headers less hop-by-hop, plus Via and attempts. */
 export function buildClientHeaders(
-  raw: readonly (Buffer | string)[],
+  strings: readonly string[],
   viaToken: string,
   attempts: number,
 ): string[] {
-  const strings: string[] = new Array(raw.length);
-  for (let i = 0; i < raw.length; i++) strings[i] = String(raw[i]);
   const listed = connectionListed(strings);
   const out: string[] = [];
   let via: string | undefined;

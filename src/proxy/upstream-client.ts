@@ -33,7 +33,7 @@ export type TryResult =
       readonly status: number;
       readonly headers: IncomingHttpHeaders;
       /** Names and values decoded as latin1, so they are written back byte for byte. */
-      readonly rawHeaders: readonly (Buffer | string)[];
+      readonly rawHeaders: readonly string[];
       readonly response: UpstreamResponse;
     }
   | { readonly kind: 'failure'; readonly failure: FailureName; readonly error: Error };
