@@ -1,11 +1,15 @@
 /**
- * The Prometheus metrics of SPEC §8: the only prom-client user. Counters are fed from the one
- * RequestSummary per request; gauges are read from providers at scrape time, so the hot path
- * never touches them.
+ * The Prometheus metrics of SPEC §8: with metric-series.ts, the only prom-client user. Counters
+ * and the histogram are fed from the one RequestSummary per request into plain numbers
+ * (metric-series.ts) that prom-client reads at scrape time; gauges are read from providers at
+ * scrape time, so the hot path never touches them.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { RequestSummary } from '../summary.ts';
 import { VERSION } from '../version.ts';
+import { CounterFamily, HistogramFamily } from './metric-series.ts';
+
+export { LabelCache } from './metric-series.ts';
 
 export type CircuitState = 'closed' | 'half-open' | 'open';
 const CIRCUIT_STATES: readonly CircuitState[] = ['closed', 'half-open', 'open'];
@@ -45,85 +49,39 @@ export function statusLabel(status: number): string {
   return label;
 }
 
-/**
- * The children of one labelled metric, found through one nested map per label, so that a
- * lookup of already-seen label values allocates nothing (prom-client's `labels()` builds new
- * objects on every call). `make` runs once per distinct combination.
- */
-export class LabelCache<C> {
-  readonly #root = new Map<string, unknown>();
-  readonly #depth: number;
-  readonly #make: (values: string[]) => C;
-
-  constructor(depth: number, make: (values: string[]) => C) {
-    if (depth < 1 || depth > 4) throw new RangeError(`LabelCache depth ${depth} not in 1..4`);
-    this.#depth = depth;
-    this.#make = make;
-  }
-
-  get(a: string, b = '', c = '', d = ''): C {
-    let level = this.#root;
-    for (let i = 0; i < this.#depth - 1; i++) {
-      const key = pick(i, a, b, c, d);
-      let next = level.get(key) as Map<string, unknown> | undefined;
-      if (next === undefined) {
-        next = new Map();
-        level.set(key, next);
-      }
-      level = next;
-    }
-    const last = pick(this.#depth - 1, a, b, c, d);
-    let child = level.get(last) as C | undefined;
-    if (child === undefined) {
-      child = this.#make([a, b, c, d].slice(0, this.#depth));
-      level.set(last, child);
-    }
-    return child;
-  }
-}
-
-function pick(i: number, a: string, b: string, c: string, d: string): string {
-  return i === 0 ? a : i === 1 ? b : i === 2 ? c : d;
-}
-
-type Inc = { inc(value?: number): void };
-type Observe = { observe(value: number): void };
-
 export class Metrics {
   readonly #registry = new Registry();
   readonly #providers: MetricsProviders;
   readonly #upstreamLabels = new Set<string>();
-  readonly #requests: LabelCache<Inc>;
-  readonly #duration: LabelCache<Observe>;
-  readonly #attempts: LabelCache<Inc>;
-  readonly #retries: LabelCache<Inc>;
-  readonly #suppressed: LabelCache<Inc>;
-  readonly #fallbacks: LabelCache<Inc>;
-  readonly #transitions: LabelCache<Inc>;
-  readonly #tunnels: LabelCache<Inc>;
-  readonly #reloads: LabelCache<Inc>;
+  readonly #requests: CounterFamily;
+  readonly #duration: HistogramFamily;
+  readonly #attempts: CounterFamily;
+  readonly #retries: CounterFamily;
+  readonly #suppressed: CounterFamily;
+  readonly #fallbacks: CounterFamily;
+  readonly #transitions: CounterFamily;
+  readonly #tunnels: CounterFamily;
+  readonly #reloads: CounterFamily;
 
   constructor(providers: MetricsProviders) {
     this.#providers = providers;
-    const registers = [this.#registry];
-    const counter = (name: string, help: string, labelNames: string[]): LabelCache<Inc> => {
-      const metric = new Counter({ name, help, labelNames, registers });
-      return new LabelCache(labelNames.length, (values) => metric.labels(...values));
-    };
+    const registry = this.#registry;
+    // registration order is exposition order
+    const counter = (name: string, help: string, labelNames: string[]) =>
+      new CounterFamily(registry, name, help, labelNames);
     const labels = (...last: string[]) => ['route', 'upstream', ...last];
     this.#requests = counter(
       'reprise_requests_total',
       'Finished requests; status 0: the client left before an answer.',
       labels('method', 'status'),
     );
-    const duration = new Histogram({
-      name: 'reprise_request_duration_seconds',
-      help: 'From the request head to the end of the answer, every try and wait included.',
-      labelNames: labels(),
-      buckets: DURATION_BUCKETS_SECONDS,
-      registers,
-    });
-    this.#duration = new LabelCache(2, (values) => duration.labels(...values));
+    this.#duration = new HistogramFamily(
+      registry,
+      'reprise_request_duration_seconds',
+      'From the request head to the end of the answer, every try and wait included.',
+      labels(),
+      DURATION_BUCKETS_SECONDS,
+    );
     this.#attempts = counter(
       'reprise_attempts_total',
       'Tries, by the upstream each went to.',
@@ -150,10 +108,10 @@ export class Metrics {
     ]);
     this.#tunnels = counter('reprise_tunnels_total', 'CONNECT tunnels.', ['upstream', 'outcome']);
     this.#reloads = counter('reprise_config_reloads_total', 'Config reloads.', ['result']);
-    this.#reloads.get('ok').inc(0);
-    this.#reloads.get('error').inc(0);
-    this.#defineGauges(registers);
-    collectDefaultMetrics({ register: this.#registry });
+    this.#reloads.zero('ok');
+    this.#reloads.zero('error');
+    this.#defineGauges([registry]);
+    collectDefaultMetrics({ register: registry });
   }
 
   /** Prometheus text exposition format. */
@@ -171,31 +129,31 @@ export class Metrics {
 
   requestDone(s: RequestSummary): void {
     const upstream = this.upstreamLabel(s.upstream);
-    this.#requests.get(s.route, upstream, methodLabel(s.method), statusLabel(s.status)).inc();
-    this.#duration.get(s.route, upstream).observe(s.durationMs / 1000);
+    this.#requests.inc(s.route, upstream, methodLabel(s.method), statusLabel(s.status));
+    this.#duration.observe(s.durationMs / 1000, s.route, upstream);
     for (let i = 0; i < s.outcomes.length; i++) {
       const tryUpstream = this.upstreamLabel(s.tryUpstreams[i] ?? s.upstream);
-      this.#attempts.get(s.route, tryUpstream, s.outcomes[i] as string).inc();
+      this.#attempts.inc(s.route, tryUpstream, s.outcomes[i] as string);
     }
-    for (const reason of s.retryReasons) this.#retries.get(s.route, upstream, reason).inc();
+    for (const reason of s.retryReasons) this.#retries.inc(s.route, upstream, reason);
     if (s.suppressed !== undefined) {
       // the retry that was not made would have gone where the last try went
       const last = this.upstreamLabel(s.tryUpstreams.at(-1) ?? s.upstream);
-      this.#suppressed.get(s.route, last, s.suppressed).inc();
+      this.#suppressed.inc(s.route, last, s.suppressed);
     }
-    if (s.fallback !== undefined) this.#fallbacks.get(s.route, upstream, s.fallback).inc();
+    if (s.fallback !== undefined) this.#fallbacks.inc(s.route, upstream, s.fallback);
   }
 
   tunnelDone(upstream: string, outcome: string): void {
-    this.#tunnels.get(this.upstreamLabel(upstream), outcome).inc();
+    this.#tunnels.inc(this.upstreamLabel(upstream), outcome);
   }
 
   circuitTransition(upstream: string, to: CircuitState): void {
-    this.#transitions.get(this.upstreamLabel(upstream), to).inc();
+    this.#transitions.inc(this.upstreamLabel(upstream), to);
   }
 
   configReload(result: 'ok' | 'error'): void {
-    this.#reloads.get(result).inc();
+    this.#reloads.inc(result);
   }
 
   text(): Promise<string> {
