@@ -7,6 +7,13 @@ import { type App, startApp } from '../../src/app.ts';
 import { loadConfigText } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
 
+/** Config with millisecond backoff, so retry tests do not wait; append route keys under it. */
+export const FAST = `defaults:
+  route:
+    retry:
+      backoff: { base: 1ms, max: 5ms }
+`;
+
 export interface TestProxy {
   readonly app: App;
   readonly port: number;

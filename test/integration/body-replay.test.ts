@@ -1,14 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
+import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 import { echo, reply, startUpstream, truncate, type Upstream } from '../helpers/upstream.ts';
-
-const FAST = `defaults:
-  route:
-    retry:
-      backoff: { base: 1ms, max: 5ms }
-`;
 
 let proxy: TestProxy | undefined;
 let upstream: Upstream | undefined;

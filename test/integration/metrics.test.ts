@@ -7,14 +7,8 @@ import { readFileSync } from 'node:fs';
 import { parser as promql } from '@prometheus-io/lezer-promql';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePrometheus, type Sample, samplesOf } from '../helpers/cli.ts';
-import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
+import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 import { deadPort, reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
-
-const FAST = `defaults:
-  route:
-    retry:
-      backoff: { base: 1ms, max: 5ms }
-`;
 
 let proxy: TestProxy | undefined;
 let upstream: Upstream | undefined;

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
+import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 import {
   deadPort,
   delayed,
@@ -9,12 +9,6 @@ import {
   startUpstream,
   type Upstream,
 } from '../helpers/upstream.ts';
-
-const FAST = `defaults:
-  route:
-    retry:
-      backoff: { base: 1ms, max: 5ms }
-`;
 
 let proxy: TestProxy | undefined;
 let upstream: Upstream | undefined;

@@ -15,7 +15,7 @@ import {
   startFaultRelay,
   startRawUpstream,
 } from '../helpers/fault-relay.ts';
-import { type Answer, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
+import { type Answer, FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 import {
   reply,
   type Step,
@@ -24,11 +24,6 @@ import {
   type Upstream,
 } from '../helpers/upstream.ts';
 
-const FAST = `defaults:
-  route:
-    retry:
-      backoff: { base: 1ms, max: 5ms }
-`;
 const ONE_TRY = `${FAST}      attempts: 1\n`;
 
 let proxy: TestProxy | undefined;
