@@ -2,17 +2,15 @@
  * The only undici user. Sends one try and returns a value: the response head (its body held
  * paused until the caller relays or discards it), a named failure, or `denied`. Keep-alive
  * pools per origin live in one undici Agent per distinct connect timeout.
- *
- * Every connection goes through `guardedConnector`: an exact connect timeout, the deny list
- * checked on what a name resolved to and on the address actually connected to, and a reset
- * (RST) made visible where undici would take it for the clean end of a close-delimited body.
+ * Every connection is made by `connector.ts`.
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
-import { type BlockList, connect, isIP } from 'node:net';
-import { Agent, type buildConnector, type Dispatcher } from 'undici';
+import type { BlockList } from 'node:net';
+import { Agent, type Dispatcher } from 'undici';
 import type { FailureName } from '../config/types.ts';
 import { classifyError } from '../retry/failure.ts';
-import { DeniedAddressError, guardedLookup, isDenied } from './address-guard.ts';
+import { DeniedAddressError } from './address-guard.ts';
+import { guardedConnector, isDeliveringReset } from './connector.ts';
 
 export interface TryRequest {
   readonly origin: string;
@@ -70,17 +68,6 @@ class ClientGone extends Error {}
 class BodyReset extends Error {
   readonly code = 'ECONNRESET';
 }
-class ConnectTimeout extends Error {
-  // undici's code for it: classified as connect-failure (nothing was sent)
-  readonly code = 'UND_ERR_CONNECT_TIMEOUT';
-
-  constructor(timeoutMs: number) {
-    super(`no connection within connectTimeout (${timeoutMs} ms)`);
-  }
-}
-
-/** Set while a connection delivers a reset to undici (see `markReset`). */
-let deliveringReset = false;
 
 export class UpstreamClient {
   readonly #denied: () => BlockList | undefined;
@@ -143,70 +130,6 @@ export class UpstreamClient {
     }
     this.#agents.clear();
   }
-}
-
-/**
- * The connector for every pool: a plain TCP connect with an exact connect timeout (undici's
- * own timer ticks in steps of about a second, so 150ms would wait a second), and the deny
- * list: a name's resolved addresses are filtered before connecting, an IP literal is checked
- * before connecting, and the socket's `remoteAddress` has the final word. reprise dispatches
- * `http:` origins only (HTTPS goes through CONNECT tunnels, never undici).
- */
-function guardedConnector(timeoutMs: number, denied: BlockList | undefined) {
-  const lookup = denied === undefined ? undefined : guardedLookup(denied);
-  return (options: buildConnector.Options, callback: buildConnector.Callback): void => {
-    const { hostname } = options;
-    if (denied !== undefined && isIP(hostname) !== 0 && isDenied(denied, hostname)) {
-      callback(new DeniedAddressError(hostname), null);
-      return;
-    }
-    const socket = connect({
-      host: hostname,
-      port: Number(options.port) || 80,
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: 60_000,
-      ...(lookup !== undefined && { lookup }),
-    });
-    socket.on('error', ignore);
-    const timer = setTimeout(() => socket.destroy(new ConnectTimeout(timeoutMs)), timeoutMs);
-    const fail = (err: Error): void => {
-      clearTimeout(timer);
-      callback(err, null);
-    };
-    socket.once('error', fail);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.off('error', fail);
-      const address = socket.remoteAddress ?? '';
-      if (denied !== undefined && isDenied(denied, address)) {
-        socket.destroy();
-        callback(new DeniedAddressError(address), null);
-        return;
-      }
-      socket.prependListener('error', markReset);
-      callback(null, socket);
-      // undici attached its own listeners synchronously in the callback: this one runs after
-      socket.on('error', unmarkReset);
-    });
-  };
-}
-
-function ignore(): void {}
-
-/**
- * undici takes a reset (ECONNRESET) during a close-delimited body (no Content-Length, not
- * chunked) for its clean end, synchronously inside the socket's `error` event. These two
- * listeners bracket that event, so the handler can tell a cut body from a finished one.
- */
-function markReset(err: NodeJS.ErrnoException): void {
-  if (err.code !== 'ECONNRESET') return;
-  deliveringReset = true;
-  queueMicrotask(unmarkReset);
-}
-
-function unmarkReset(): void {
-  deliveringReset = false;
 }
 
 type Phase = 'waiting' | 'peeking' | 'held' | 'relaying' | 'discarding' | 'done';
@@ -291,7 +214,7 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
   }
 
   onResponseEnd(controller: Dispatcher.DispatchController): void {
-    if (this.#closeDelimited && deliveringReset) {
+    if (this.#closeDelimited && isDeliveringReset()) {
       this.onResponseError(controller, new BodyReset('reset during a close-delimited body'));
       return;
     }
