@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { type AddressInfo, connect, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
+import { type RawAnswer, readText, sendRaw } from '../helpers/raw-head.ts';
 import { deadPort } from '../helpers/upstream.ts';
 
 type OnUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => void;
@@ -71,60 +72,6 @@ function webSocketEcho(req: IncomingMessage, socket: Socket): void {
       socket.write(Buffer.concat([Buffer.from([0x80 | opcode, length]), payload]));
       if (opcode === 8) socket.end();
     }
-  });
-}
-
-interface RawAnswer {
-  readonly status: number;
-  readonly headers: Record<string, string>;
-  /** Positioned after the head; paused. */
-  readonly socket: Socket;
-}
-
-function sendRaw(port: number, request: string): Promise<RawAnswer> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ port, host: '127.0.0.1' });
-    let buffered = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      const end = buffered.indexOf('\r\n\r\n');
-      if (end === -1) return;
-      socket.off('data', onData);
-      socket.pause();
-      const rest = buffered.subarray(end + 4);
-      if (rest.length > 0) socket.unshift(rest);
-      const [statusLine = '', ...lines] = buffered
-        .subarray(0, end)
-        .toString('latin1')
-        .split('\r\n');
-      const headers: Record<string, string> = {};
-      for (const line of lines) {
-        const colon = line.indexOf(':');
-        headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
-      }
-      resolve({ status: Number(statusLine.split(' ')[1]), headers, socket });
-    };
-    socket.on('data', onData);
-    socket.on('error', reject);
-    socket.write(request);
-  });
-}
-
-function readText(socket: Socket, bytes = Number.POSITIVE_INFINITY): Promise<string> {
-  return new Promise((resolve) => {
-    let text = '';
-    const finish = () => {
-      socket.off('data', onData);
-      resolve(text);
-    };
-    const onData = (chunk: Buffer) => {
-      text += chunk.toString('latin1');
-      if (text.length >= bytes) finish();
-    };
-    socket.on('data', onData);
-    socket.once('end', finish);
-    socket.once('close', finish);
-    socket.resume();
   });
 }
 
