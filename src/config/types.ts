@@ -120,7 +120,7 @@ export interface ConnectSettings {
 export interface Limits {
   readonly maxBufferedBytes: number;
   readonly drainTimeoutMs: number;
-  /** Client connections open at once on all proxy ports; past it new ones are closed. */
+  /** Client connections open at once on each proxy port; past it new ones are closed. */
   readonly maxClientConnections: number;
   /** A client must send its whole request head within this. */
   readonly headersTimeoutMs: number;
