@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Listener } from '../config/types.ts';
+import { isListed } from './address-guard.ts';
 import type { ProxyContext } from './context.ts';
 import { socketResponse } from './detached-socket.ts';
 import { forward, type Target } from './forward.ts';
@@ -182,7 +183,7 @@ function refuse(
 ): { error: ErrorName; message: string } | undefined {
   const allowed = ctx.config.access.allowedClientList;
   const address = req.socket.remoteAddress ?? '';
-  if (allowed !== undefined && !isAllowed(allowed, address)) {
+  if (allowed !== undefined && !isListed(allowed, address)) {
     return { error: 'forbidden', message: 'client not in access.allowedClients' };
   }
   const malformed = guardRequest(req, ctx.config.limits.maxUrlBytes);
@@ -190,12 +191,6 @@ function refuse(
   if (hasVia(req.rawHeaders, ctx.viaId))
     return { error: 'loop', message: 'the request already passed this proxy' };
   return undefined;
-}
-
-function isAllowed(list: import('node:net').BlockList, address: string): boolean {
-  if (address.startsWith('::ffff:') && address.includes('.'))
-    return list.check(address.slice(7), 'ipv4');
-  return list.check(address, address.includes(':') ? 'ipv6' : 'ipv4');
 }
 
 function reject(
