@@ -184,7 +184,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 
 /** Resolves with the bound port; rejects with the listen error (EADDRINUSE…). */
 async function listen(server: Server, address: Address): Promise<number> {
-  server.listen(address.port, address.host.replace(/^\[|\]$/g, ''));
+  // config/units.ts keeps IPv6 hosts without brackets, as listen() wants them
+  server.listen(address.port, address.host);
   await once(server, 'listening');
   return (server.address() as AddressInfo).port;
 }

@@ -11,7 +11,7 @@ import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { Upstream } from '../resilience/upstream-registry.ts';
 import { backoffDelay } from '../retry/backoff.ts';
-import { isDenied } from './address-guard.ts';
+import { isDenied, unbracket } from './address-guard.ts';
 import type { ProxyContext } from './context.ts';
 import { answerOnSocket, ClientHold, splice } from './detached-socket.ts';
 import type { ErrorName } from './respond.ts';
@@ -175,8 +175,12 @@ function dial(
   hold: ClientHold,
 ): Promise<Socket | undefined> {
   return new Promise((resolve) => {
-    const host = target.host.startsWith('[') ? target.host.slice(1, -1) : target.host;
-    const socket = connect({ host, port: target.port, allowHalfOpen: true, noDelay: true });
+    const socket = connect({
+      host: unbracket(target.host),
+      port: target.port,
+      allowHalfOpen: true,
+      noDelay: true,
+    });
     let settled = false;
     const settle = (connected: boolean): void => {
       if (settled) return;

@@ -19,6 +19,7 @@ import type { FailureName } from '../config/types.ts';
 import { classifyError, statusOutcome } from '../retry/failure.ts';
 import { matchRoute } from '../routing/route-table.ts';
 import type { TryOutcome } from '../summary.ts';
+import { unbracket } from './address-guard.ts';
 import type { ProxyContext } from './context.ts';
 import { answerOnSocket, ClientHold, socketResponse, splice } from './detached-socket.ts';
 import type { Target } from './forward.ts';
@@ -94,7 +95,7 @@ export function relayUpgrade(
     return;
   }
   const outgoing = request({
-    host: target.host.startsWith('[') ? target.host.slice(1, -1) : target.host,
+    host: unbracket(target.host),
     port: target.port,
     method,
     path: target.path,
