@@ -9,6 +9,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { seededRandom } from '../test/helpers/seeded-random.ts';
 
 export type FaultMode =
   | { kind: 'ok' }
@@ -27,18 +28,6 @@ export interface UpstreamStats {
 
 export type ControlRequest = { type: 'mode'; mode: FaultMode } | { type: 'stats'; reset: boolean };
 export type ControlMessage = ControlRequest & { id: number };
-
-/** mulberry32: a seeded generator, so two runs draw the same fault sequence. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const seed = Number(process.env.BENCH_SEED ?? 7);
 const random = seededRandom(seed);
