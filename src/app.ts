@@ -106,10 +106,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     detached.add(socket);
     socket.once('close', () => detached.delete(socket));
   };
+  // one shared listener, not a closure per request
+  const requestClosed = (): void => {
+    inFlight--;
+  };
   const track = (server: Server): Server => {
     server.on('request', (_req, res) => {
       inFlight++;
-      res.once('close', () => inFlight--);
+      res.once('close', requestClosed);
     });
     server.on('connect', detach);
     server.on('upgrade', detach);

@@ -54,7 +54,7 @@ export function createProxyServer(options: ProxyServerOptions): Server {
   const responses = new WeakMap<Socket, ServerResponse>();
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     responses.set(req.socket, res);
-    res.on('timeout', () => onIdle(req, res));
+    res.on('timeout', onResponseIdle);
     handleRequest(options, req, res).catch((err: unknown) => {
       options.onError(err);
       if (!res.headersSent)
@@ -271,6 +271,10 @@ function rejectMalformed(
  * 408 if nothing was answered yet. While reprise waits on the upstream it is not the client's
  * silence: the route's timeout bounds that wait.
  */
+function onResponseIdle(this: ServerResponse): void {
+  onIdle(this.req, this);
+}
+
 function onIdle(req: IncomingMessage, res: ServerResponse): void {
   if (req.complete && !res.headersSent) return;
   const socket = req.socket;
