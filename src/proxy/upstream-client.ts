@@ -1,6 +1,6 @@
 /**
- * The only undici user. Sends one try and returns a value: the response head (its body held
- * paused until the caller relays or discards it), a named failure, or `denied`. Keep-alive
+ * The only undici user. Sends one try and returns a value: the response head (its body
+ * held until the caller relays or discards it), a named failure, or `denied`. Keep-alive
  * pools per origin live in one undici Agent per distinct connect timeout.
  * Every connection is made by `connector.ts`.
  */
@@ -42,7 +42,7 @@ export interface DeniedTry {
   readonly address: string;
 }
 
-/** A response whose head arrived; its body waits, paused, for `relay` or `discard`. */
+/** A response whose head arrived; its body waits (paused past a limit) for `relay` or `discard`. */
 export interface UpstreamResponse {
   /** Streams the body to the client with backpressure; settles when the client has it all or the exchange broke. */
   relay(res: ServerResponse, status: number, headers: string[]): Promise<'complete' | 'broken'>;
@@ -62,6 +62,11 @@ export interface UpstreamClientOptions {
 }
 
 const DRAIN_LIMIT_BYTES = 64 * 1024;
+/**
+ * Body bytes kept while the attempt loop decides; past this the upstream is paused. A small
+ * body is then whole before `relay`, which writes it at once with no pause and resume.
+ */
+const HOLD_LIMIT_BYTES = 64 * 1024;
 
 class TimeoutMarker extends Error {}
 class ClientGone extends Error {}
@@ -144,8 +149,9 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
   #abortReason: Error | undefined;
   #head: Extract<TryResult, { kind: 'response' }> | undefined;
   #closeDelimited = false;
-  /** Body bytes that arrived before `relay`/`discard` (at most a chunk or two: paused). */
+  /** Body bytes that arrived before `relay`/`discard` (about HOLD_LIMIT_BYTES at most). */
   #held: Buffer[] = [];
+  #heldBytes = 0;
   #ended = false;
   #bodyError: Error | undefined;
   #res: ServerResponse | undefined;
@@ -200,7 +206,8 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
       case 'peeking':
       case 'held':
         this.#held.push(chunk);
-        controller.pause();
+        this.#heldBytes += chunk.length;
+        if (this.#heldBytes >= HOLD_LIMIT_BYTES) controller.pause();
         this.#hold();
         break;
       case 'relaying':
@@ -287,7 +294,7 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
 
   discard(): void {
     if (this.#phase !== 'held') return;
-    this.#drainedBytes = this.#held.reduce((sum, chunk) => sum + chunk.length, 0);
+    this.#drainedBytes = this.#heldBytes;
     this.#held = [];
     if (this.#ended || this.#bodyError !== undefined) {
       this.#phase = 'done';
@@ -297,11 +304,10 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
     this.#controller?.resume();
   }
 
-  /** The head is final: hand it to the attempt loop, with the body paused. */
+  /** The head is final: hand it to the attempt loop; the body waits for relay or discard. */
   #hold(): void {
     if (this.#phase !== 'peeking') return;
     this.#phase = 'held';
-    this.#controller?.pause();
     this.#resolve(this.#head as Extract<TryResult, { kind: 'response' }>);
   }
 

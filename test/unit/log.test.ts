@@ -61,6 +61,28 @@ describe('log', () => {
     ]);
   });
 
+  it('writes the access line in the shape of every other line, in order with them', () => {
+    const { logger, raw, lines } = sink();
+    logConfigLoaded(logger, undefined);
+    logRequestDone(logger, { ...done, route: 'a "quoted" \\ route' });
+    logConfigLoaded(logger, 'second');
+    expect(raw).toHaveLength(3);
+    for (const line of raw) expect(line.endsWith('}\n')).toBe(true);
+    const [before, access, after] = lines() as Record<string, unknown>[];
+    const head = (line: Record<string, unknown> | undefined) => Object.keys(line ?? {}).slice(0, 3);
+    expect(head(access)).toEqual(head(before));
+    expect(Object.keys(access ?? {}).at(-1)).toBe('msg');
+    expect(access?.route).toBe('a "quoted" \\ route');
+    expect(typeof access?.time).toBe('number');
+    expect(after?.source).toBe('second');
+  });
+
+  it('writes no access line above info', () => {
+    const { logger, raw } = sink('warn');
+    logRequestDone(logger, done);
+    expect(raw).toEqual([]);
+  });
+
   it('names the suppressed cause, the fallback and the error when set', () => {
     const { logger, lines } = sink();
     logRequestDone(logger, {
