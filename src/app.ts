@@ -113,7 +113,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const track = (server: Server): Server => {
     server.on('request', (_req, res) => {
       inFlight++;
-      res.once('close', requestClosed);
+      res.on('close', requestClosed);
     });
     server.on('connect', detach);
     server.on('upgrade', detach);

@@ -133,6 +133,7 @@ class Exchange {
       }
       if (attempt === 1) upstream.budget.deposit(ctx.now());
       const result = await this.#send(origin, policy);
+      this.#current = undefined;
       if (result.kind === 'denied') {
         // access.deniedUpstreams: the try never left, so there is nothing to learn or retry
         upstream.finish(ctx.now(), permit, undefined);
@@ -206,7 +207,7 @@ class Exchange {
   }
 
   /** Sends the next try; settles when its response head arrived or it failed. */
-  async #send(origin: string, policy: RequestPolicy): Promise<TryResult | DeniedTry> {
+  #send(origin: string, policy: RequestPolicy): Promise<TryResult | DeniedTry> {
     const { retry, deadlineMs } = policy;
     const leftMs = deadlineMs - this.#ctx.now();
     setAttempt(this.#headers, this.#attempts + 1);
@@ -220,9 +221,7 @@ class Exchange {
       headersTimeoutMs: Math.max(1, Math.min(retry.perTryTimeoutMs, leftMs)),
       bodyIdleTimeoutMs: policy.route.timeoutMs,
     });
-    const result = await this.#current.result;
-    this.#current = undefined;
-    return result;
+    return this.#current.result;
   }
 
   /** The fallback's policy when this end calls for it (SPEC §3 "Fallback"), else undefined. */

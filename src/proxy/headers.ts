@@ -22,19 +22,29 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-/** Lower-case names listed in Connection headers, or undefined when there are none. */
-function connectionListed(raw: readonly string[]): Set<string> | undefined {
+/**
+ * Lower-case names listed in Connection headers, or undefined when there are none beyond
+ * `keep-alive` and `close` (hop-by-hop already, or no name at all). Only names of the length
+ * of "connection" are lower-cased to look.
+ */
+function connectionListed(raw: readonly (string | Buffer)[]): Set<string> | undefined {
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if ((raw[i] as string).toLowerCase() !== 'connection') continue;
-    for (const token of (raw[i + 1] as string).split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name === '') continue;
+    const name = raw[i] as string | Buffer;
+    if (name.length !== 10 || latin1(name).toLowerCase() !== 'connection') continue;
+    for (const token of latin1(raw[i + 1] as string | Buffer).split(',')) {
+      const listedName = token.trim().toLowerCase();
+      if (listedName === '' || HOP_BY_HOP.has(listedName) || listedName === 'close') continue;
       listed ??= new Set();
-      listed.add(name);
+      listed.add(listedName);
     }
   }
   return listed;
+}
+
+/** Header bytes are latin1 both ways: decoding so keeps every byte as it came. */
+function latin1(value: string | Buffer): string {
+  return typeof value === 'string' ? value : value.toString('latin1');
 }
 
 function isForProxy(lower: string): boolean {
@@ -94,24 +104,28 @@ export function setHost(headers: string[], authority: string): void {
   headers[1] = authority;
 }
 
-/** The response head for the client: upstream headers less hop-by-hop, plus Via and attempts. */
+/**
+ * The response head for the client: upstream headers less hop-by-hop, plus Via and attempts.
+ * `raw` as the upstream sent it: names and values as strings or latin1 bytes.
+ */
 export function buildClientHeaders(
-  strings: readonly string[],
+  raw: readonly (string | Buffer)[],
   viaToken: string,
   attempts: number,
 ): string[] {
-  const listed = connectionListed(strings);
+  const listed = connectionListed(raw);
   const out: string[] = [];
   let via: string | undefined;
-  for (let i = 0; i < strings.length; i += 2) {
-    const name = strings[i] as string;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = latin1(raw[i] as string | Buffer);
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
+    const value = latin1(raw[i + 1] as string | Buffer);
     if (lower === 'via') {
-      via = via === undefined ? (strings[i + 1] as string) : `${via}, ${strings[i + 1]}`;
+      via = via === undefined ? value : `${via}, ${value}`;
       continue;
     }
-    out.push(name, strings[i + 1] as string);
+    out.push(name, value);
   }
   out.push('via', via === undefined ? viaToken : `${via}, ${viaToken}`);
   out.push('x-reprise-attempts', String(attempts));
@@ -121,7 +135,8 @@ export function buildClientHeaders(
 /** Whether any Via entry names this instance (a request that came back: a loop). */
 export function hasVia(raw: readonly string[], viaId: string): boolean {
   for (let i = 0; i < raw.length; i += 2) {
-    if ((raw[i] as string).toLowerCase() === 'via' && (raw[i + 1] as string).includes(viaId)) {
+    const name = raw[i] as string;
+    if (name.length === 3 && name.toLowerCase() === 'via' && (raw[i + 1] as string).includes(viaId)) {
       return true;
     }
   }

@@ -37,11 +37,17 @@ export interface Refusal {
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const DIGITS = /^\d+$/;
 
+/** How often a header came, and its first value. */
+interface Seen {
+  count: number;
+  first: string | undefined;
+}
+
 interface Counted {
   host: number;
-  contentLength: string[];
-  transferEncoding: string[];
-  maxForwards: string[];
+  contentLength: Seen;
+  transferEncoding: Seen;
+  maxForwards: Seen;
 }
 
 /**
@@ -81,7 +87,7 @@ export function guardRequest(req: RequestShape, maxUrlBytes: number): Refusal | 
  */
 export function isForThisProxy(req: RequestShape): boolean {
   if (req.method !== 'OPTIONS') return false;
-  const value = countHeaders(req.rawHeaders).maxForwards[0];
+  const value = countHeaders(req.rawHeaders).maxForwards.first;
   return value !== undefined && Number(value) === 0;
 }
 
@@ -150,32 +156,45 @@ export function isOverlongRequestLine(
 }
 
 function countHeaders(raw: readonly string[]): Counted {
-  const counted: Counted = { host: 0, contentLength: [], transferEncoding: [], maxForwards: [] };
+  const counted: Counted = {
+    host: 0,
+    contentLength: { count: 0, first: undefined },
+    transferEncoding: { count: 0, first: undefined },
+    maxForwards: { count: 0, first: undefined },
+  };
   for (let i = 0; i < raw.length; i += 2) {
-    const name = (raw[i] as string).toLowerCase();
-    const value = raw[i + 1] as string;
-    if (name === 'host') counted.host++;
-    else if (name === 'content-length') counted.contentLength.push(value);
-    else if (name === 'transfer-encoding') counted.transferEncoding.push(value);
-    else if (name === 'max-forwards') counted.maxForwards.push(value);
+    const name = raw[i] as string;
+    // only the lengths of the four names below are worth lower-casing
+    const length = name.length;
+    if (length !== 4 && length !== 12 && length !== 14 && length !== 17) continue;
+    const lower = name.toLowerCase();
+    if (lower === 'host') counted.host++;
+    else if (lower === 'content-length') see(counted.contentLength, raw[i + 1] as string);
+    else if (lower === 'transfer-encoding') see(counted.transferEncoding, raw[i + 1] as string);
+    else if (lower === 'max-forwards') see(counted.maxForwards, raw[i + 1] as string);
   }
   return counted;
 }
 
+function see(seen: Seen, value: string): void {
+  seen.count++;
+  seen.first ??= value;
+}
+
 /** One unambiguous body length, or none (RFC 9112 §6). */
 function checkFraming(seen: Counted, minor: number): Refusal | undefined {
-  const lengths = seen.contentLength;
-  if (lengths.length > 1) return badRequest('more than one Content-Length');
-  if (lengths.length === 1 && !DIGITS.test(trimOws(lengths[0] as string))) {
+  const length = seen.contentLength;
+  if (length.count > 1) return badRequest('more than one Content-Length');
+  if (length.first !== undefined && !DIGITS.test(trimOws(length.first))) {
     return badRequest('Content-Length is not a number');
   }
   const codings = seen.transferEncoding;
-  if (codings.length === 0) return undefined;
+  if (codings.first === undefined) return undefined;
   // an HTTP/1.0 recipient may not know chunked: its framing is faulty (RFC 9112 §6.1)
   if (minor === 0) return badRequest('Transfer-Encoding in an HTTP/1.0 request');
-  if (lengths.length > 0) return badRequest('both Content-Length and Transfer-Encoding');
+  if (length.count > 0) return badRequest('both Content-Length and Transfer-Encoding');
   // anything stacked before chunked would reach the upstream undecoded, without its label
-  if (codings.length > 1 || trimOws(codings[0] as string).toLowerCase() !== 'chunked') {
+  if (codings.count > 1 || trimOws(codings.first).toLowerCase() !== 'chunked') {
     return badRequest('only Transfer-Encoding: chunked is accepted');
   }
   return undefined;
@@ -187,12 +206,12 @@ function checkFraming(seen: Counted, minor: number): Refusal | undefined {
  * tracing); it is refused instead. OPTIONS at 0 is answered by `isForThisProxy`'s caller.
  */
 function checkMaxForwards(seen: Counted, method: 'TRACE' | 'OPTIONS'): Refusal | undefined {
-  const values = seen.maxForwards;
-  if (values.length === 0) return undefined;
-  if (values.length > 1 || !DIGITS.test(trimOws(values[0] as string))) {
+  const { count, first } = seen.maxForwards;
+  if (first === undefined) return undefined;
+  if (count > 1 || !DIGITS.test(trimOws(first))) {
     return badRequest('Max-Forwards must be one number');
   }
-  if (method === 'TRACE' && Number(values[0]) === 0) {
+  if (method === 'TRACE' && Number(first) === 0) {
     return badRequest('TRACE with Max-Forwards: 0 is not reflected by reprise');
   }
   return undefined;

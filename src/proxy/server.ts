@@ -32,6 +32,10 @@ export interface ProxyServerOptions {
   readonly onError: (err: unknown) => void;
 }
 
+/** The latest response on a connection (rejectMalformed, onSocketIdle). */
+const latestResponse = Symbol('latestResponse');
+type ProxySocket = Socket & { [latestResponse]?: ServerResponse };
+
 export function createProxyServer(options: ProxyServerOptions): Server {
   const initial = options.context().config.limits;
   const server = createServer({
@@ -50,11 +54,9 @@ export function createProxyServer(options: ProxyServerOptions): Server {
   server.timeout = initial.idleTimeoutMs;
   // every header reaches request-guard.ts; maxHeaderBytes bounds them instead of a count
   server.maxHeadersCount = 0;
-  // the latest response on each connection, for rejectMalformed
-  const responses = new WeakMap<Socket, ServerResponse>();
+  server.on('timeout', onSocketIdle);
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    responses.set(req.socket, res);
-    res.on('timeout', onResponseIdle);
+    (req.socket as ProxySocket)[latestResponse] = res;
     handleRequest(options, req, res).catch((err: unknown) => {
       options.onError(err);
       if (!res.headersSent)
@@ -69,7 +71,7 @@ export function createProxyServer(options: ProxyServerOptions): Server {
     handleUpgrade(options, req, socket, head),
   );
   server.on('clientError', (err: ParserError, socket: Socket) =>
-    rejectMalformed(err, socket, responses.get(socket)),
+    rejectMalformed(err, socket, (socket as ProxySocket)[latestResponse]),
   );
   return server;
 }
@@ -271,8 +273,11 @@ function rejectMalformed(
  * 408 if nothing was answered yet. While reprise waits on the upstream it is not the client's
  * silence: the route's timeout bounds that wait.
  */
-function onResponseIdle(this: ServerResponse): void {
-  onIdle(this.req, this);
+function onSocketIdle(socket: ProxySocket): void {
+  const res = socket[latestResponse];
+  // between requests: what Node does when nobody listens
+  if (res === undefined || res.writableFinished) socket.destroy();
+  else onIdle(res.req, res);
 }
 
 function onIdle(req: IncomingMessage, res: ServerResponse): void {

@@ -20,25 +20,49 @@ export function parseAbsoluteTarget(url: string): Target | undefined {
     if (c === 47 /* / */ || c === 63 /* ? */ || c === 35 /* # */) break;
     end++;
   }
-  const authority = parseAuthority(url.slice(7, end).toLowerCase());
+  const authority = authorityOf(url.slice(7, end));
   if (authority === undefined) return undefined;
   const rest = url.slice(end);
   const path = rest === '' ? '/' : rest.startsWith('?') ? `/${rest}` : rest;
-  if (path.startsWith('#') || path.includes('#')) return undefined;
-  return { ...authority, path, pathname: pathnameOf(path) };
+  if (path.includes('#')) return undefined;
+  return targetAt(authority, path);
 }
 
 /** An origin-form request on a fixed-upstream listener. */
 export function listenerTarget(listener: Listener, url: string): Target | undefined {
   if (!url.startsWith('/')) return undefined;
-  const authority = parseAuthority(listener.authority);
-  if (authority === undefined) return undefined;
-  return { ...authority, path: url, pathname: pathnameOf(url) };
+  const authority = authorityOf(listener.authority);
+  return authority === undefined ? undefined : targetAt(authority, url);
 }
 
-function parseAuthority(
-  text: string,
-): { origin: string; authority: string; host: string; port: number } | undefined {
+interface Authority {
+  readonly origin: string;
+  readonly authority: string;
+  readonly host: string;
+  readonly port: number;
+}
+
+function targetAt(a: Authority, path: string): Target {
+  const { origin, authority, host, port } = a;
+  return { origin, authority, host, port, path, pathname: pathnameOf(path) };
+}
+
+/** A sidecar talks to a handful of hosts: each valid spelling is parsed once. */
+const AUTHORITY_CACHE_SIZE = 1024;
+const authorities = new Map<string, Authority>();
+
+function authorityOf(text: string): Authority | undefined {
+  let known = authorities.get(text);
+  if (known === undefined) {
+    known = parseAuthority(text.toLowerCase());
+    if (known === undefined) return undefined;
+    if (authorities.size >= AUTHORITY_CACHE_SIZE) authorities.clear();
+    authorities.set(text, known);
+  }
+  return known;
+}
+
+function parseAuthority(text: string): Authority | undefined {
   if (text === '' || text.includes('@')) return undefined;
   let host = text;
   let port = 80;
@@ -93,7 +117,19 @@ export function ownAuthorities(addresses: readonly Address[]): OwnAuthorities {
     }
     addSpellings(owner, host);
   }
-  return { has: (authority) => isOwn(owners, authority) };
+  // the answer for a spelling never changes for these addresses: each is worked out once
+  const known = new Map<string, boolean>();
+  return {
+    has(authority) {
+      let own = known.get(authority);
+      if (own === undefined) {
+        own = isOwn(owners, authority);
+        if (known.size >= AUTHORITY_CACHE_SIZE) known.clear();
+        known.set(authority, own);
+      }
+      return own;
+    },
+  };
 }
 
 function addSpellings(owner: PortOwner, listenHost: string): void {

@@ -30,8 +30,8 @@ export type TryResult =
       readonly kind: 'response';
       readonly status: number;
       readonly headers: IncomingHttpHeaders;
-      /** Names and values decoded as latin1, so they are written back byte for byte. */
-      readonly rawHeaders: readonly string[];
+      /** Names and values as they came: latin1 bytes (headers.ts decodes them when relayed). */
+      readonly rawHeaders: readonly (string | Buffer)[];
       readonly response: UpstreamResponse;
     }
   | { readonly kind: 'failure'; readonly failure: FailureName; readonly error: Error };
@@ -186,8 +186,8 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
     // an interim answer (102, 103) is dropped; the final one follows on the same connection
     if (status < 200 || this.#phase !== 'waiting') return;
     clearTimeout(this.#timer);
-    const raw = (controller.rawHeaders as (Buffer | string)[] | null) ?? [];
-    this.#head = { kind: 'response', status, headers, rawHeaders: raw.map(latin1), response: this };
+    const rawHeaders = (controller.rawHeaders as (Buffer | string)[] | null) ?? [];
+    this.#head = { kind: 'response', status, headers, rawHeaders, response: this };
     this.#closeDelimited =
       headers['content-length'] === undefined &&
       headers['transfer-encoding'] === undefined &&
@@ -198,7 +198,10 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
     // head (an invalid chunk size) still fails this try before anything reaches the client;
     // undici reports it once the socket has closed, after one more turn of the event loop
     this.#phase = 'peeking';
-    setImmediate(() => setImmediate(() => this.#hold()));
+    setImmediate(() => {
+      // usually body bytes came with the head and ended the peek at once
+      if (this.#phase === 'peeking') setImmediate(() => this.#hold());
+    });
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -335,9 +338,4 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
 function failureOf(error: Error): FailureName {
   if (error instanceof TimeoutMarker) return 'timeout';
   return classifyError(error);
-}
-
-/** Node writes header strings as latin1: decoding the same way keeps every byte as it came. */
-function latin1(value: Buffer | string): string {
-  return typeof value === 'string' ? value : value.toString('latin1');
 }
