@@ -136,7 +136,11 @@ export function buildClientHeaders(
 export function hasVia(raw: readonly string[], viaId: string): boolean {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 3 && name.toLowerCase() === 'via' && (raw[i + 1] as string).includes(viaId)) {
+    if (
+      name.length === 3 &&
+      name.toLowerCase() === 'via' &&
+      (raw[i + 1] as string).includes(viaId)
+    ) {
       return true;
     }
   }
