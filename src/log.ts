@@ -3,6 +3,7 @@
  * at info, retry decisions at debug (SPEC §9). Credentials and query strings never reach a line.
  */
 import { pino } from 'pino';
+import { LogWriter } from './log-writer.ts';
 import type { RequestSummary } from './summary.ts';
 
 export type Logger = pino.Logger;
@@ -55,28 +56,21 @@ const destinations = new WeakMap<Logger, LogDestination>();
 const INFO = pino.levels.values.info as number;
 
 const FLUSH_EVERY_MS = 200;
-let stdout: ReturnType<typeof pino.destination> | undefined;
+let stdout: LogWriter | undefined;
 
-/**
- * Stdout, written in batches: a synchronous write per line costs a sixth of the proxy's
- * throughput. Lines wait at most FLUSH_EVERY_MS, and `flushLogs` writes the rest on exit.
- */
-function stdoutDestination(): ReturnType<typeof pino.destination> {
+/** Stdout, written in batches (log-writer.ts): a line waits at most FLUSH_EVERY_MS. */
+function stdoutDestination(): LogWriter {
   if (stdout === undefined) {
-    const destination = pino.destination({ dest: 1, sync: false, minLength: 8 * 1024 });
-    setInterval(() => destination.flush(), FLUSH_EVERY_MS).unref();
-    stdout = destination;
+    const writer = new LogWriter();
+    setInterval(() => writer.flush(), FLUSH_EVERY_MS).unref();
+    stdout = writer;
   }
   return stdout;
 }
 
 /** Writes every buffered line now. Call before the process exits. */
 export function flushLogs(): void {
-  try {
-    stdout?.flushSync();
-  } catch {
-    // stdout closed: nothing left to write to
-  }
+  stdout?.drain();
 }
 
 /**
