@@ -87,7 +87,7 @@ class Exchange {
     this.#res = res;
     this.#target = target;
     this.#startMs = ctx.now();
-    this.#headers = buildUpstreamHeaders(req.rawHeaders, target.authority, ctx.viaToken);
+    this.#headers = buildUpstreamHeaders(req, target.authority, ctx.viaToken);
     res.on('close', () => {
       if (!res.writableFinished) this.#onClientGone();
     });
@@ -248,8 +248,8 @@ class Exchange {
       return 0;
     }
     if (end.kind === 'response') {
-      const { status, rawHeaders, response } = end.result;
-      const headers = buildClientHeaders(rawHeaders, ctx.viaToken, this.#attempts);
+      const { status, response } = end.result;
+      const headers = buildClientHeaders(end.result, ctx.viaToken, this.#attempts);
       await response.relay(this.#res, status, headers);
       return status;
     }

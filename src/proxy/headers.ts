@@ -22,22 +22,25 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+/** A message head as node:http and undici both give it: raw pairs, and parsed lower-case names. */
+export interface MessageHead<Raw extends string | Buffer = string | Buffer> {
+  readonly rawHeaders: readonly Raw[];
+  readonly headers: { readonly connection?: string | string[] | undefined };
+}
+
 /**
- * Lower-case names listed in Connection headers, or undefined when there are none beyond
- * `keep-alive` and `close` (hop-by-hop already, or no name at all). Only names of the length
- * of "connection" are lower-cased to look.
+ * Lower-case names listed in the Connection header, or undefined when there are none beyond
+ * `keep-alive` and `close` (hop-by-hop already, or no name at all).
  */
-function connectionListed(raw: readonly (string | Buffer)[]): Set<string> | undefined {
+function connectionListed(head: MessageHead): Set<string> | undefined {
+  const value = head.headers.connection;
+  if (value === undefined) return undefined;
   let listed: Set<string> | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string | Buffer;
-    if (name.length !== 10 || latin1(name).toLowerCase() !== 'connection') continue;
-    for (const token of latin1(raw[i + 1] as string | Buffer).split(',')) {
-      const listedName = token.trim().toLowerCase();
-      if (listedName === '' || HOP_BY_HOP.has(listedName) || listedName === 'close') continue;
-      listed ??= new Set();
-      listed.add(listedName);
-    }
+  for (const token of (Array.isArray(value) ? value.join(',') : value).split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name === '' || HOP_BY_HOP.has(name) || name === 'close') continue;
+    listed ??= new Set();
+    listed.add(name);
   }
   return listed;
 }
@@ -70,11 +73,12 @@ function isControl(lower: string): boolean {
  * set per try with `setAttempt` (undici serialises headers when the try is dispatched).
  */
 export function buildUpstreamHeaders(
-  raw: readonly string[],
+  head: MessageHead<string>,
   authority: string,
   viaToken: string,
 ): string[] {
-  const listed = connectionListed(raw);
+  const raw = head.rawHeaders;
+  const listed = connectionListed(head);
   const out: string[] = ['host', authority];
   let via: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -106,14 +110,15 @@ export function setHost(headers: string[], authority: string): void {
 
 /**
  * The response head for the client: upstream headers less hop-by-hop, plus Via and attempts.
- * `raw` as the upstream sent it: names and values as strings or latin1 bytes.
+ * Raw names and values come as strings or as latin1 bytes.
  */
 export function buildClientHeaders(
-  raw: readonly (string | Buffer)[],
+  head: MessageHead,
   viaToken: string,
   attempts: number,
 ): string[] {
-  const listed = connectionListed(raw);
+  const raw = head.rawHeaders;
+  const listed = connectionListed(head);
   const out: string[] = [];
   let via: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {

@@ -152,7 +152,7 @@ export function relayUpgrade(
     hold.release();
     client.resume();
     const out = socketResponse(req, client);
-    out.writeHead(status, buildClientHeaders(res.rawHeaders, ctx.viaToken, 1));
+    out.writeHead(status, buildClientHeaders(res, ctx.viaToken, 1));
     res.pipe(out);
     res.once('close', () => {
       if (!res.complete) client.destroy();
@@ -163,14 +163,14 @@ export function relayUpgrade(
 }
 
 function upgradeHeaders(req: IncomingMessage, authority: string, viaToken: string): string[] {
-  const headers = buildUpstreamHeaders(req.rawHeaders, authority, viaToken);
+  const headers = buildUpstreamHeaders(req, authority, viaToken);
   headers.push('connection', 'upgrade', 'upgrade', req.headers.upgrade ?? '');
   return headers;
 }
 
 /** The 101 head for the client: the upstream's, with Connection/Upgrade kept and Via added. */
 function switchingHead(res: IncomingMessage, viaToken: string): string {
-  const headers = buildClientHeaders(res.rawHeaders, viaToken, 1);
+  const headers = buildClientHeaders(res, viaToken, 1);
   let text = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}\r\nconnection: Upgrade\r\n`;
   if (res.headers.upgrade !== undefined) text += `upgrade: ${res.headers.upgrade}\r\n`;
   for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
