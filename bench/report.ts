@@ -10,6 +10,8 @@ export interface RunRecord {
   readonly date: string;
   readonly machine: string;
   readonly durationS: number;
+  /** Absent in records written before turns were taken. */
+  readonly rounds?: number;
   readonly warmupS: number;
   readonly rows: readonly Row[];
 }

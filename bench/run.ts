@@ -9,7 +9,8 @@
  * 2 cores the "direct" row is bounded by the load generator and upstream sharing 2 cores, and
  * every proxied row by the proxy's own core. `proxy CPU µs/req` does not depend on that split.
  *
- * Env: BENCH_DURATION (s per run, default 5), BENCH_WARMUP (s, default 1), BENCH_ONLY (e.g. 1,6),
+ * Env: BENCH_DURATION (s per target and scenario, default 6), BENCH_ROUNDS (turns it is split
+ * into, default 3), BENCH_WARMUP (s before each turn, default 1), BENCH_ONLY (e.g. 1,6),
  * BENCH_CONNECTIONS (idle connections for scenario 6, default 10000), BENCH_GE, BENCH_SEED.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,8 +23,9 @@ import { REPRISE_MAIN, squidBinary, startReprise, startSquid } from './proxies.t
 import { comparison, markdownTable, readPrevious, targetLines, writeResults } from './report.ts';
 import { type BenchContext, getThroughput, healedFailures, putReplayBuffer } from './scenarios.ts';
 
-const durationS = Number(process.env.BENCH_DURATION ?? 5);
+const durationS = Number(process.env.BENCH_DURATION ?? 6);
 const warmupS = Number(process.env.BENCH_WARMUP ?? 1);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const only = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5,6').split(',').map(Number));
 const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
@@ -57,7 +59,9 @@ async function main(): Promise<void> {
   const started = performance.now();
   const tmpDir = mkdtempSync(`${tmpdir()}/reprise-bench-`);
   const procs: Promise<Proc>[] = [];
-  progress(`${machine}; ${durationS} s per run after ${warmupS} s warm-up`);
+  progress(
+    `${machine}; ${durationS} s per target in ${rounds} turns, each after ${warmupS} s warm-up`,
+  );
   progress(`reprise: ${REPRISE_MAIN}`);
   const upstream = await startUpstream();
   const squidPath = squidBinary();
@@ -77,6 +81,7 @@ async function main(): Promise<void> {
     reprise: memo(() => startReprise({}, tmpDir, 'reprise-default'), procs),
     squid,
     idleConnections: only.has(6) ? idleConnectionCount() : 0,
+    rounds,
     progress,
   };
   const rows: Row[] = [];
@@ -101,11 +106,11 @@ async function main(): Promise<void> {
   }
   fillRatios(rows);
   const previous = readPrevious();
-  const record = { date: new Date().toISOString(), machine, durationS, warmupS, rows };
+  const record = { date: new Date().toISOString(), machine, durationS, rounds, warmupS, rows };
   const files = writeResults(record);
   const lines = [
     '',
-    `Machine: ${machine}. ${durationS} s per run after ${warmupS} s warm-up; autocannon, keep-alive.`,
+    `Machine: ${machine}. ${durationS} s per target in ${rounds} turns taken in rotation, each after ${warmupS} s warm-up; the median turn is shown. autocannon, keep-alive.`,
     '',
     markdownTable(rows),
     '',

@@ -25,6 +25,8 @@ export interface BenchContext {
   readonly squid: Proc | undefined;
   /** Idle connections for scenario 6 (10,000 unless the fd limit forbids). */
   readonly idleConnections: number;
+  /** Turns each side of a comparison takes (see `compare`). */
+  readonly rounds: number;
   readonly progress: (line: string) => void;
 }
 
@@ -45,6 +47,7 @@ export async function loadRow(
   request: RequestShape,
   mode: FaultMode,
   extra: (m: Measured) => Partial<Row> = () => ({}),
+  durationS = ctx.durationS,
 ): Promise<Row> {
   const base = { ...meta, id: `${meta.key}/${target.via}`, via: target.via };
   try {
@@ -54,7 +57,7 @@ export async function loadRow(
       request,
       connections: meta.connections ?? 50,
       mode,
-      durationS: ctx.durationS,
+      durationS,
       warmupS: ctx.warmupS,
     });
     const row = { ...base, ...figures(m), ...extra(m) };
@@ -85,6 +88,42 @@ export function targets(ctx: BenchContext): Target[] {
   return list;
 }
 
+/** One side of a comparison: a target under one load. */
+interface Arm {
+  readonly meta: Meta;
+  readonly target: Target;
+  readonly request: RequestShape;
+  readonly mode: FaultMode;
+  readonly extra?: (m: Measured) => Partial<Row>;
+}
+
+/**
+ * Runs the arms in turns, `rounds` times, each turn a share of the run time, and gives each
+ * arm the row of its median round. A shared VM has slow spells of a few seconds: taking turns
+ * spreads them over every arm instead of letting one arm take the whole of one.
+ */
+export async function compare(ctx: BenchContext, arms: readonly Arm[]): Promise<Row[]> {
+  const rounds = Math.max(1, ctx.rounds);
+  const durationS = Math.max(1, ctx.durationS / rounds);
+  const runs: Row[][] = arms.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, arm] of arms.entries()) {
+      const { meta, target, request, mode, extra } = arm;
+      runs[i]?.push(await loadRow(ctx, meta, target, request, mode, extra, durationS));
+    }
+  }
+  return runs.map((rows) => medianRound(rows));
+}
+
+function medianRound(rows: readonly Row[]): Row {
+  const failed = rows.find((r) => r.error !== undefined);
+  if (failed !== undefined || rows.length === 1) return failed ?? (rows[0] as Row);
+  const sorted = [...rows].sort((a, b) => (a.reqPerS ?? 0) - (b.reqPerS ?? 0));
+  const median = sorted[Math.floor(sorted.length / 2)] as Row;
+  const span = `median of ${rows.length} rounds (${Math.round(sorted[0]?.reqPerS ?? 0)}–${Math.round(sorted.at(-1)?.reqPerS ?? 0)} req/s)`;
+  return { ...median, note: [span, median.note].filter(Boolean).join('; ') };
+}
+
 /** 1: 1 KiB and 64 KiB GET at 50 connections (throughput) and 10 (latency). */
 export async function getThroughput(ctx: BenchContext): Promise<Row[]> {
   const rows: Row[] = [];
@@ -99,8 +138,8 @@ export async function getThroughput(ctx: BenchContext): Promise<Row[]> {
         scenario: `${label} GET`,
         connections,
       };
-      for (const target of targets(ctx))
-        rows.push(await loadRow(ctx, meta, target, get(bytes), OK));
+      const arms = targets(ctx).map((target) => ({ meta, target, request: get(bytes), mode: OK }));
+      rows.push(...(await compare(ctx, arms)));
     }
   }
   return rows;
@@ -114,11 +153,10 @@ export async function putReplayBuffer(ctx: BenchContext): Promise<Row[]> {
     body: Buffer.alloc(256 * 1024, 'p'),
   };
   const meta = { key: 'put-262144-c50', group: 2, scenario: '256 KiB PUT', connections: 50 };
-  const rows: Row[] = [];
-  for (const target of targets(ctx).filter((t) => t.via !== 'squid')) {
-    rows.push(await loadRow(ctx, meta, target, request, OK));
-  }
-  return rows;
+  const arms = targets(ctx)
+    .filter((t) => t.via !== 'squid')
+    .map((target) => ({ meta, target, request, mode: OK }));
+  return compare(ctx, arms);
 }
 
 /**
@@ -132,31 +170,31 @@ export async function healedFailures(ctx: BenchContext): Promise<Row[]> {
   const fault: FaultMode = { kind: 'first-try-fail', rate: 0.1 };
   const rows: Row[] = [];
   for (const connections of [50, 200]) {
-    const clean = await loadRow(
-      ctx,
+    const [clean, faulty] = (await compare(ctx, [
       {
-        key: `heal-c${connections}-nofault`,
-        group: 3,
-        scenario: '1 KiB GET, no faults',
-        connections,
+        meta: {
+          key: `heal-c${connections}-nofault`,
+          group: 3,
+          scenario: '1 KiB GET, no faults',
+          connections,
+        },
+        target: reprise,
+        request: get(1024),
+        mode: OK,
       },
-      reprise,
-      get(1024),
-      OK,
-    );
-    const faulty = await loadRow(
-      ctx,
       {
-        key: `heal-c${connections}-fail10`,
-        group: 3,
-        scenario: '1 KiB GET, 10% first tries 503',
-        connections,
+        meta: {
+          key: `heal-c${connections}-fail10`,
+          group: 3,
+          scenario: '1 KiB GET, 10% first tries 503',
+          connections,
+        },
+        target: reprise,
+        request: get(1024),
+        mode: fault,
+        extra: triesPerRequest,
       },
-      reprise,
-      get(1024),
-      fault,
-      triesPerRequest,
-    );
+    ])) as [Row, Row];
     if (faulty.reqPerS !== undefined && clean.reqPerS) {
       faulty.note = [
         `${(faulty.reqPerS / clean.reqPerS).toFixed(2)}× the no-fault run`,
