@@ -265,7 +265,10 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
     res.writeHead(status, headers);
     const held = this.#held;
     this.#held = [];
+    // the head and every held chunk leave in one write
+    res.cork();
     for (const chunk of held) res.write(chunk);
+    res.uncork();
     if (this.#bodyError !== undefined) {
       this.#phase = 'done';
       res.destroy(this.#bodyError);
