@@ -38,7 +38,7 @@ type ProxySocket = Socket & { [latestResponse]?: ServerResponse | undefined };
 
 /**
  * A finished response is forgotten: an idle keep-alive connection would otherwise hold its
- * last request and response (and the exchange behind them), some 3 KiB each. Both readers
+ * last request and response (and the exchange behind them), some 3.5 KiB of heap each. Both readers
  * treat a finished response as none. One shared listener, not a closure per request.
  */
 function forgetResponse(this: ServerResponse): void {
@@ -58,7 +58,7 @@ export function createProxyServer(options: ProxyServerOptions): Server {
     // with thousands of uploads in flight, per-connection read-ahead is what RSS is made of
     highWaterMark: 16 * 1024,
   });
-  // past the cap Node closes new connections at once (docs/security.md)
+  // past the cap Node closes new connections at once (README, "Security and limits")
   server.maxConnections = initial.maxClientConnections;
   // a slow body or a stalled reader: no bytes either way for idleTimeout (see onIdle)
   server.timeout = initial.idleTimeoutMs;
