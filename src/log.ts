@@ -61,6 +61,9 @@ let stdout: LogWriter | undefined;
 /** Stdout, written in batches (log-writer.ts): a line waits at most FLUSH_EVERY_MS. */
 function stdoutDestination(): LogWriter {
   if (stdout === undefined) {
+    // opening process.stdout makes a pipe non-blocking (libuv): a reader that stops then makes
+    // the writer's writes fail with EAGAIN, where a blocking pipe would stall the event loop
+    void process.stdout;
     const writer = new LogWriter();
     setInterval(() => writer.flush(), FLUSH_EVERY_MS).unref();
     stdout = writer;
