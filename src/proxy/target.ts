@@ -48,18 +48,33 @@ function targetAt(a: Authority, path: string): Target {
 }
 
 /** A sidecar talks to a handful of hosts: each valid spelling is parsed once. */
-const AUTHORITY_CACHE_SIZE = 1024;
 const authorities = new Map<string, Authority>();
 
 function authorityOf(text: string): Authority | undefined {
-  let known = authorities.get(text);
-  if (known === undefined) {
-    known = parseAuthority(text.toLowerCase());
-    if (known === undefined) return undefined;
-    if (authorities.size >= AUTHORITY_CACHE_SIZE) authorities.clear();
-    authorities.set(text, known);
+  return remembered(authorities, text, parseSpelling);
+}
+
+function parseSpelling(text: string): Authority | undefined {
+  return parseAuthority(text.toLowerCase());
+}
+
+/** Entries a per-spelling cache keeps before it starts afresh (spellings come from clients). */
+const CACHE_SIZE = 1024;
+
+/** `cache`'s answer for `key`, worked out by `compute` the first time; undefined is not kept. */
+function remembered<V>(
+  cache: Map<string, V>,
+  key: string,
+  compute: (key: string) => V | undefined,
+): V | undefined {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = compute(key);
+    if (value === undefined) return undefined;
+    if (cache.size >= CACHE_SIZE) cache.clear();
+    cache.set(key, value);
   }
-  return known;
+  return value;
 }
 
 function parseAuthority(text: string): Authority | undefined {
@@ -119,17 +134,8 @@ export function ownAuthorities(addresses: readonly Address[]): OwnAuthorities {
   }
   // the answer for a spelling never changes for these addresses: each is worked out once
   const known = new Map<string, boolean>();
-  return {
-    has(authority) {
-      let own = known.get(authority);
-      if (own === undefined) {
-        own = isOwn(owners, authority);
-        if (known.size >= AUTHORITY_CACHE_SIZE) known.clear();
-        known.set(authority, own);
-      }
-      return own;
-    },
-  };
+  const own = (authority: string) => isOwn(owners, authority);
+  return { has: (authority) => remembered(known, authority, own) === true };
 }
 
 function addSpellings(owner: PortOwner, listenHost: string): void {
