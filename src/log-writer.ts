@@ -16,6 +16,8 @@ export interface LogWriterOptions {
   readonly batchBytes?: number;
   /** Pending text past which lines are dropped (default 1 MiB). */
   readonly maxPendingBytes?: number;
+  /** The line that says how many lines were dropped (default: the bare count). */
+  readonly droppedLine?: (dropped: number) => string;
   readonly now?: () => number;
 }
 
@@ -23,6 +25,7 @@ export class LogWriter {
   readonly #writeBytes: (bytes: Buffer) => number;
   readonly #batchBytes: number;
   readonly #maxPendingBytes: number;
+  readonly #droppedLine: (dropped: number) => string;
   readonly #now: () => number;
   /** Lines not yet handed to the reader. */
   #pending = '';
@@ -36,6 +39,7 @@ export class LogWriter {
     this.#writeBytes = options.writeBytes ?? ((bytes) => writeSync(1, bytes));
     this.#batchBytes = options.batchBytes ?? 16 * 1024;
     this.#maxPendingBytes = options.maxPendingBytes ?? 1024 * 1024;
+    this.#droppedLine = options.droppedLine ?? ((dropped) => `${dropped} log lines dropped\n`);
     this.#now = options.now ?? Date.now;
   }
 
@@ -60,7 +64,7 @@ export class LogWriter {
     while (!this.#closed) {
       if (this.#stalled === undefined) {
         if (this.#pending === '' && this.#dropped === 0) return true;
-        this.#stalled = Buffer.from(this.#pending + this.#droppedLine());
+        this.#stalled = Buffer.from(this.#pending + this.#takeDropped());
         this.#pending = '';
       }
       const bytes = this.#stalled;
@@ -88,10 +92,10 @@ export class LogWriter {
     while (!this.flush() && this.#now() < deadline) Atomics.wait(pause, 0, 0, 5);
   }
 
-  #droppedLine(): string {
+  #takeDropped(): string {
     const dropped = this.#dropped;
     if (dropped === 0) return '';
     this.#dropped = 0;
-    return `{"level":"warn","time":${this.#now()},"service":"reprise","dropped":${dropped},"msg":"log lines dropped: stdout was not read"}\n`;
+    return this.#droppedLine(dropped);
   }
 }

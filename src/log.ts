@@ -45,15 +45,15 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     formatters: { level: (label) => ({ level: label }) },
   };
-  const destination = options.destination ?? stdoutDestination();
-  const logger = pino(settings, destination as pino.DestinationStream);
-  destinations.set(logger, destination);
-  return logger;
+  return pino(settings, (options.destination ?? stdoutDestination()) as pino.DestinationStream);
 }
 
-/** Where each logger writes: the access line goes straight there (see logRequestDone). */
-const destinations = new WeakMap<Logger, LogDestination>();
 const INFO = pino.levels.values.info as number;
+
+/** The start of every line pino writes for this service (base and level formatter above). */
+function lineStart(level: string, timeMs: number): string {
+  return `{"level":"${level}","time":${timeMs},"service":"reprise"`;
+}
 
 const FLUSH_EVERY_MS = 200;
 let stdout: LogWriter | undefined;
@@ -64,7 +64,10 @@ function stdoutDestination(): LogWriter {
     // opening process.stdout makes a pipe non-blocking (libuv): a reader that stops then makes
     // the writer's writes fail with EAGAIN, where a blocking pipe would stall the event loop
     void process.stdout;
-    const writer = new LogWriter();
+    const writer = new LogWriter({
+      droppedLine: (dropped) =>
+        `${lineStart('warn', Date.now())},"dropped":${dropped},"msg":"log lines dropped: stdout was not read"}\n`,
+    });
     setInterval(() => writer.flush(), FLUSH_EVERY_MS).unref();
     stdout = writer;
   }
@@ -80,7 +83,7 @@ export function flushLogs(): void {
  * The one access line of a finished request, in the shape pino gives every line. It is the
  * only line written on every request, so it is serialised here with one JSON.stringify of a
  * fixed-shape object (a third of pino's generic path, which also walks the redaction paths),
- * and written to the logger's own destination so that lines stay in order.
+ * and written to the logger's own destination.
  */
 export function logRequestDone(logger: Logger, s: RequestSummary): void {
   if (logger.levelVal > INFO) return;
@@ -97,15 +100,12 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
     error: s.error,
     durationMs: s.durationMs,
   };
-  const destination = destinations.get(logger);
-  if (destination === undefined) {
-    logger.info(fields, 'request');
-    return;
-  }
+  // pino's own destination, so that this line keeps its place among the others
+  const destination = (logger as unknown as Record<symbol, LogDestination>)[
+    pino.symbols.streamSym
+  ] as LogDestination;
   const json = JSON.stringify(fields);
-  destination.write(
-    `{"level":"info","time":${Date.now()},"service":"reprise",${json.slice(1, -1)},"msg":"request"}\n`,
-  );
+  destination.write(`${lineStart('info', Date.now())},${json.slice(1, -1)},"msg":"request"}\n`);
 }
 
 export interface RetryLine {
