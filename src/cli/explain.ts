@@ -225,7 +225,7 @@ function describeUpstream(upstreams: UpstreamSettingsSource, authority: string):
   return [
     `upstream ${authority}:`,
     `  budget: ratio ${b.ratio}, minPerSecond ${b.minPerSecond}, window ${formatDuration(b.windowMs)}`,
-    `  circuitBreaker: failureRatio ${c.failureRatio}, minRequests ${c.minRequests}, consecutiveFailures ${c.consecutiveFailures === 0 ? 'off' : c.consecutiveFailures}, window ${formatDuration(c.windowMs)}, openFor ${formatDuration(c.openForMs)}, maxOpenFor ${formatDuration(c.maxOpenForMs)}, halfOpenRequests ${c.halfOpenRequests}`,
+    `  circuitBreaker: failureRatio ${c.failureRatio}, minRequests ${c.minRequests}, consecutiveFailures ${c.consecutiveFailures === 0 ? 'off' : c.consecutiveFailures}, window ${formatDuration(c.windowMs)}, failingFor ${formatDuration(c.failingForMs)}, openFor ${formatDuration(c.openForMs)}, openForRequests ${c.openForRequests === 0 ? 'off' : c.openForRequests}, maxOpenFor ${formatDuration(c.maxOpenForMs)}, halfOpenRequests ${c.halfOpenRequests}`,
     `  maxConcurrent: ${maxConcurrent}`,
   ];
 }

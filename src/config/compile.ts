@@ -265,7 +265,9 @@ function compileUpstream(upstream: MergedUpstream): UpstreamSettings {
     minRequests: breaker.minRequests,
     consecutiveFailures: breaker.consecutiveFailures,
     windowMs: ms(breaker.window),
+    failingForMs: ms(breaker.failingFor),
     openForMs: ms(breaker.openFor),
+    openForRequests: breaker.openForRequests,
     maxOpenForMs: ms(breaker.maxOpenFor),
     halfOpenRequests: breaker.halfOpenRequests,
   };

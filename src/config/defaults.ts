@@ -29,12 +29,14 @@ export const EMBEDDED_DEFAULTS: RawDocument = {
     upstream: {
       budget: { ratio: 0.2, minPerSecond: 10, window: '10s' },
       circuitBreaker: {
-        failureRatio: 0.5,
-        minRequests: 20,
+        failureRatio: 1,
+        minRequests: 50,
         consecutiveFailures: 0,
         window: '10s',
-        openFor: '5s',
-        maxOpenFor: '60s',
+        failingFor: '1500ms',
+        openFor: '4s',
+        openForRequests: 100,
+        maxOpenFor: '8s',
         halfOpenRequests: 1,
       },
       maxConcurrent: 1000,

@@ -215,11 +215,27 @@ const UpstreamSettings = {
   ),
   circuitBreaker: opt(
     map({
-      failureRatio: opt(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
-      minRequests: opt(Type.Integer({ minimum: 1 })),
+      failureRatio: opt(
+        Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'failed share that trips' }),
+      ),
+      minRequests: opt(
+        Type.Integer({
+          minimum: 1,
+          maximum: 10_000,
+          description: 'the ratio is taken over this many of the most recent tries',
+        }),
+      ),
       consecutiveFailures: opt(Type.Integer({ minimum: 0, description: '0 = off' })),
-      window: opt(duration('sliding window')),
-      openFor: opt(duration('first open period; doubles on each re-trip')),
+      window: opt(duration('tries older than this are forgotten')),
+      failingFor: opt(duration('the trip rule must hold this long before it opens', true)),
+      openFor: opt(duration('first open period; doubles on each failed probe')),
+      openForRequests: opt(
+        Type.Integer({
+          minimum: 0,
+          maximum: 1_000_000,
+          description: 'refused requests that end an open period early; 0 = off',
+        }),
+      ),
       maxOpenFor: opt(duration('longest open period')),
       halfOpenRequests: opt(Type.Integer({ minimum: 1, maximum: 1000 })),
     }),

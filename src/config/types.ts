@@ -73,11 +73,17 @@ export interface BudgetSettings {
 
 export interface BreakerSettings {
   readonly failureRatio: number;
+  /** How many of the most recent tries the ratio is taken over (at least that many must have run). */
   readonly minRequests: number;
   /** 0 = off. */
   readonly consecutiveFailures: number;
+  /** Tries older than this are forgotten. */
   readonly windowMs: number;
+  /** How long the trip rule must hold, on every try recorded, before the circuit opens. */
+  readonly failingForMs: number;
   readonly openForMs: number;
+  /** Refused requests that end an open period early; 0 = off (time only). */
+  readonly openForRequests: number;
   readonly maxOpenForMs: number;
   readonly halfOpenRequests: number;
 }

@@ -8,6 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FailureName } from '../config/types.ts';
+import type { BreakerPermit } from '../resilience/circuit-breaker.ts';
 import type { Upstream } from '../resilience/upstream-registry.ts';
 import { decideRetry } from '../retry/decide.ts';
 import { statusOutcome } from '../retry/failure.ts';
@@ -108,6 +109,7 @@ class Exchange {
       let end = await this.#tryOrigin(primary, this.#target.origin, policy);
       const fallbackPolicy = this.#fallbackFor(end, policy);
       if (fallbackPolicy !== undefined && route.fallback !== undefined) {
+        this.#releaseSlot();
         setHost(this.#headers, route.fallback.authority);
         const secondary = ctx.upstreams.get(route.fallback.authority, ctx.now());
         end = await this.#tryOrigin(secondary, route.fallback.origin, fallbackPolicy);
@@ -123,37 +125,32 @@ class Exchange {
   /** Tries one origin until an answer is final, a retry is refused, or the client leaves. */
   async #tryOrigin(upstream: Upstream, origin: string, policy: RequestPolicy): Promise<LoopEnd> {
     const ctx = this.#ctx;
+    const first = upstream.gate(ctx.now(), 1);
+    if (first === 'circuit-open' || first === 'overflow') {
+      return { kind: 'error', error: first, upstream };
+    }
+    let permit: BreakerPermit = first;
+    // the request holds one in-flight slot here until its answer is relayed or dropped
+    this.#slot = upstream;
     let previousDelayMs = policy.retry.backoff.baseMs;
     for (let attempt = 1; ; attempt++) {
-      const permit = upstream.admit(ctx.now());
-      if (permit === 'circuit-open' || permit === 'overflow') {
-        // on a retry, the answer that led here was discarded for it: reprise answers instead
-        if (attempt > 1 && permit === 'circuit-open') this.#suppressed = 'circuit-open';
-        return { kind: 'error', error: permit, upstream };
-      }
-      if (attempt === 1) upstream.budget.deposit(ctx.now());
       const result = await this.#send(origin, policy);
       this.#current = undefined;
       if (result.kind === 'denied') {
         // access.deniedUpstreams: the try never left, so there is nothing to learn or retry
-        upstream.finish(ctx.now(), permit, undefined);
+        upstream.record(ctx.now(), permit, undefined);
         return { kind: 'error', error: 'forbidden', upstream };
       }
       this.#attempts++;
       // the breaker learns at once: a probe must not wait for a long body to end
       const failed = result.kind === 'failure' || result.status >= 500;
-      upstream.finish(ctx.now(), permit, this.#clientGone ? undefined : failed);
+      upstream.record(ctx.now(), permit, this.#clientGone ? undefined : failed);
       this.#outcomes.push(outcomeOf(result));
       this.#tryUpstreams.push(upstream.authority);
       if (this.#clientGone) {
         if (result.kind === 'response') result.response.discard();
         if (attempt < policy.attempts) this.#suppressed = 'client-gone';
         return { kind: 'client-gone' };
-      }
-      if (result.kind === 'response') {
-        // until its body has gone, an answer to relay is still in flight to the upstream
-        upstream.inFlight++;
-        this.#slot = upstream;
       }
 
       const decision = decideRetry({
@@ -169,22 +166,20 @@ class Exchange {
         random: ctx.random,
       });
       if (!decision.retry) return this.#stop(decision.cause, result, upstream, policy);
-      // the try that just failed may have opened the circuit: the client gets its answer
-      if (upstream.breaker.state(ctx.now()).state === 'open') {
-        return this.#stop('circuit-open', result, upstream, policy);
+      const next = upstream.gate(ctx.now(), attempt + 1);
+      // refused: the client gets the answer it would have got without reprise
+      if (next === 'circuit-open' || next === 'budget') {
+        return this.#stop(next, result, upstream, policy);
       }
-      // the budget is the last gate: it is the only check with a side effect (SPEC §4)
-      if (!upstream.budget.tryWithdraw(ctx.now())) {
-        return this.#stop('budget', result, upstream, policy);
-      }
+      permit = next;
       this.#retryReasons.push(decision.reason);
       const { reason, delayMs } = decision;
       ctx.onRetry?.(policy.route.name, upstream.authority, this.#attempts, reason, delayMs);
       previousDelayMs = decision.backoffMs;
       if (result.kind === 'response') result.response.discard();
-      this.#releaseSlot();
       await this.#sleep(delayMs);
       if (this.#clientGone) {
+        upstream.record(ctx.now(), permit, undefined);
         this.#suppressed = 'client-gone';
         return { kind: 'client-gone' };
       }
@@ -256,9 +251,7 @@ class Exchange {
     const deadlinePassed = end.error === 'timeout' && ctx.now() >= policy.deadlineMs;
     this.#error = deadlinePassed ? 'deadline' : end.error;
     const retryAfterSeconds =
-      end.error === 'circuit-open'
-        ? Math.max(1, Math.ceil(end.upstream.breaker.retryAfterMs(ctx.now()) / 1000))
-        : undefined;
+      end.error === 'circuit-open' ? end.upstream.retryAfterSeconds(ctx.now()) : undefined;
     return answer(this.#res, this.#error, {
       message:
         end.error === 'forbidden' ? 'the upstream address is in access.deniedUpstreams' : undefined,
@@ -270,7 +263,7 @@ class Exchange {
   }
 
   #releaseSlot(): void {
-    if (this.#slot !== undefined) this.#slot.inFlight--;
+    this.#slot?.leave(this.#ctx.now());
     this.#slot = undefined;
   }
 

@@ -9,6 +9,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import type { BreakerPermit } from '../resilience/circuit-breaker.ts';
 import type { Upstream } from '../resilience/upstream-registry.ts';
 import { backoffDelay } from '../retry/backoff.ts';
 import { isDenied, unbracket } from './address-guard.ts';
@@ -129,8 +130,8 @@ export function refuseTunnel(
 }
 
 /**
- * Connect tries, each admitted by the upstream's breaker and recorded in it. Between tries
- * the same gates as the attempt loop: attempts, an open circuit, the budget (SPEC §4).
+ * Connect tries, each asked of the upstream's gate like a try of the attempt loop (SPEC §4):
+ * a refused first try is answered with its refusal, a refused retry with the connect failure.
  */
 async function connectWithRetries(
   ctx: ProxyContext,
@@ -139,32 +140,38 @@ async function connectWithRetries(
   hold: ClientHold,
 ): Promise<Opening> {
   const retry = ctx.config.connect.retry;
+  const first = upstream.gate(ctx.now(), 1);
+  if (first === 'circuit-open' || first === 'overflow') {
+    const retryAfterMs =
+      first === 'circuit-open' ? upstream.breaker.retryAfterMs(ctx.now()) : undefined;
+    return { kind: 'refused', error: first, attempts: 0, retryAfterMs };
+  }
+  let permit: BreakerPermit = first;
   let previousMs = retry.backoff.baseMs;
-  for (let attempt = 1; ; attempt++) {
-    const nowMs = ctx.now();
-    const permit = upstream.admit(nowMs);
-    if (permit === 'circuit-open' || permit === 'overflow') {
-      if (attempt > 1) return { kind: 'refused', error: 'connect-failure', attempts: attempt - 1 };
-      const retryAfterMs =
-        permit === 'circuit-open' ? upstream.breaker.retryAfterMs(nowMs) : undefined;
-      return { kind: 'refused', error: permit, attempts: 0, retryAfterMs };
+  try {
+    for (let attempt = 1; ; attempt++) {
+      const socket = await dial(target, retry.connectTimeoutMs, hold);
+      upstream.record(ctx.now(), permit, hold.gone ? undefined : socket === undefined);
+      if (hold.gone) {
+        socket?.destroy();
+        return { kind: 'client-gone' };
+      }
+      if (socket !== undefined) return { kind: 'connected', socket };
+      const refused = { kind: 'refused', error: 'connect-failure', attempts: attempt } as const;
+      if (attempt >= retry.attempts) return refused;
+      const next = upstream.gate(ctx.now(), attempt + 1);
+      if (next === 'circuit-open' || next === 'budget') return refused;
+      permit = next;
+      previousMs = backoffDelay(retry.backoff, attempt, previousMs, ctx.random);
+      await hold.sleep(previousMs);
+      if (hold.gone) {
+        upstream.record(ctx.now(), permit, undefined);
+        return { kind: 'client-gone' };
+      }
     }
-    if (attempt === 1) upstream.budget.deposit(nowMs);
-    const socket = await dial(target, retry.connectTimeoutMs, hold);
-    upstream.finish(ctx.now(), permit, hold.gone ? undefined : socket === undefined);
-    if (hold.gone) {
-      socket?.destroy();
-      return { kind: 'client-gone' };
-    }
-    if (socket !== undefined) return { kind: 'connected', socket };
-    const refused = { kind: 'refused', error: 'connect-failure', attempts: attempt } as const;
-    if (attempt >= retry.attempts) return refused;
-    if (upstream.breaker.state(ctx.now()).state === 'open') return refused;
-    // the budget is the last gate: it is the only check with a side effect (SPEC §4)
-    if (!upstream.budget.tryWithdraw(ctx.now())) return refused;
-    previousMs = backoffDelay(retry.backoff, attempt, previousMs, ctx.random);
-    await hold.sleep(previousMs);
-    if (hold.gone) return { kind: 'client-gone' };
+  } finally {
+    // a tunnel is not counted against maxConcurrent once it is open (it may live for hours)
+    upstream.leave(ctx.now());
   }
 }
 

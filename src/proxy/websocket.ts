@@ -87,7 +87,7 @@ export function relayUpgrade(
     return;
   }
   const upstream = ctx.upstreams.get(target.authority, startMs);
-  const permit = upstream.admit(startMs);
+  const permit = upstream.gate(startMs, 1);
   if (permit === 'circuit-open' || permit === 'overflow') {
     const retryAfterMs =
       permit === 'circuit-open' ? upstream.breaker.retryAfterMs(startMs) : undefined;
@@ -110,7 +110,8 @@ export function relayUpgrade(
     settled = true;
     clearTimeout(timer);
     hold.onGone(undefined);
-    upstream.finish(ctx.now(), permit, failed);
+    upstream.record(ctx.now(), permit, failed);
+    upstream.leave(ctx.now());
     return true;
   };
   const fail = (failure: FailureName): void => {

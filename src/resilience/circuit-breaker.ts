@@ -1,11 +1,22 @@
 /**
  * The per-upstream circuit breaker (SPEC §4), after cockatiel's: the state is a discriminated
- * union, the trip rule a small pure helper over a bucketed sliding window of tries and failures.
- * Open turns into half-open lazily, when someone asks (`tryAcquire`, `state`) after `openFor`.
+ * union, the trip rule a small pure helper over the recent tries.
+ *
+ * It opens only on failure that persists: the trip rule must have held on every try recorded
+ * for `failingForMs`, so a burst that fails every try for a few milliseconds (or a second) is
+ * left to the retries, which is what they are for. The rule looks at the last `minRequests`
+ * tries that are not older than `window` (a count window, so it reacts within a few tries at
+ * high traffic and still sees enough tries at low traffic).
+ *
+ * Open lasts `openFor`, or until `openForRequests` requests were refused, whichever ends
+ * first: at high traffic a circuit that opened for a spell that has since ended costs a
+ * hundred fast refusals, not seconds of them. Both double on each failed probe, up to
+ * `maxOpenFor` (and the same factor for the requests), and start again when it closes.
+ * Open turns into half-open lazily, when someone asks (`tryAcquire`, `state`).
  * Closed-state calls allocate nothing; state objects are replaced only on transitions and probes.
  */
 import type { BreakerSettings } from '../config/types.ts';
-import { SlidingWindow } from './sliding-window.ts';
+import { RecentTries } from './recent-tries.ts';
 
 export type BreakerStateName = 'closed' | 'open' | 'half-open';
 /** What `tryAcquire` handed out: a normal try, or one of the half-open probes. */
@@ -13,7 +24,13 @@ export type BreakerPermit = 'pass' | 'probe';
 
 export type BreakerState =
   | { readonly state: 'closed' }
-  | { readonly state: 'open'; readonly openedAtMs: number; readonly openForMs: number }
+  | {
+      readonly state: 'open';
+      readonly openedAtMs: number;
+      readonly openForMs: number;
+      /** Requests it refuses before it lets a probe through, whatever the time. */
+      readonly openForRequests: number;
+    }
   | {
       readonly state: 'half-open';
       /** Probe slots not handed out yet. */
@@ -27,14 +44,12 @@ export type BreakerState =
 type HalfOpen = Extract<BreakerState, { state: 'half-open' }>;
 
 const CLOSED: BreakerState = Object.freeze({ state: 'closed' });
-const TRIES = 0;
-const FAILURES = 1;
 
 /**
- * The trip rule: `consecutiveFailures` (when > 0) failed tries in a row, or at least
- * `minRequests` tries in the window with a failed share of at least `failureRatio`.
+ * The trip rule, before its span: `consecutiveFailures` (when > 0) failed tries in a row, or
+ * at least `minRequests` recent tries with a failed share of at least `failureRatio`.
  */
-export function shouldTrip(
+export function isFailing(
   settings: BreakerSettings,
   tries: number,
   failures: number,
@@ -49,26 +64,34 @@ export function shouldTrip(
 export class CircuitBreaker {
   readonly settings: BreakerSettings;
   readonly #onTransition: ((to: BreakerStateName) => void) | undefined;
-  readonly #window: SlidingWindow;
+  readonly #recent: RecentTries;
   #state: BreakerState = CLOSED;
   #consecutiveFailures = 0;
+  /** Since when the trip rule has held on every try recorded; NaN while it does not. */
+  #failingSinceMs = Number.NaN;
+  /** Requests refused in the current open period. */
+  #refused = 0;
 
   /** `onTransition` is called after every change of `state` (not on probe bookkeeping). */
   constructor(settings: BreakerSettings, onTransition?: (to: BreakerStateName) => void) {
     this.settings = settings;
     this.#onTransition = onTransition;
-    this.#window = new SlidingWindow(settings.windowMs, 2);
+    this.#recent = new RecentTries(settings.minRequests, settings.windowMs);
   }
 
   /**
    * Asks to send a try. 'pass' while closed; in half-open 'probe' while probe slots are left
-   * (in-flight probes hold theirs); otherwise 'open'. Every 'pass' or 'probe' must be followed by
-   * exactly one `record` or `release` with the same permit.
+   * (in-flight probes hold theirs); otherwise 'open', which counts as a refused request.
+   * Every 'pass' or 'probe' must be followed by exactly one `record` or `release`.
    */
   tryAcquire(nowMs: number): BreakerPermit | 'open' {
     const s = this.#current(nowMs);
     if (s.state === 'closed') return 'pass';
-    if (s.state === 'open' || s.probesLeft === 0) return 'open';
+    if (s.state === 'open') {
+      this.#refused++;
+      return 'open';
+    }
+    if (s.probesLeft === 0) return 'open';
     this.#state = withProbes(s, s.probesLeft - 1, s.probesInFlight + 1);
     return 'probe';
   }
@@ -81,19 +104,7 @@ export class CircuitBreaker {
   record(nowMs: number, failed: boolean, permit: BreakerPermit): void {
     const s = this.#state;
     if (permit === 'pass') {
-      if (s.state !== 'closed') return;
-      this.#window.add(nowMs, TRIES);
-      if (!failed) {
-        this.#consecutiveFailures = 0;
-        return;
-      }
-      this.#window.add(nowMs, FAILURES);
-      this.#consecutiveFailures++;
-      const tries = this.#window.total(nowMs, TRIES);
-      const failures = this.#window.total(nowMs, FAILURES);
-      if (shouldTrip(this.settings, tries, failures, this.#consecutiveFailures)) {
-        this.#open(nowMs, Math.min(this.settings.openForMs, this.settings.maxOpenForMs));
-      }
+      if (s.state === 'closed') this.#recordClosed(nowMs, failed);
       return;
     }
     // a probe from an earlier half-open period (the circuit reopened meanwhile) says nothing now
@@ -124,30 +135,58 @@ export class CircuitBreaker {
     return this.#state.state === 'closed';
   }
 
-  /** Milliseconds until half-open, for `Retry-After`; 0 when closed or already half-open. */
+  /** Milliseconds until half-open by time, for `Retry-After`; 0 when closed or half-open. */
   retryAfterMs(nowMs: number): number {
     const s = this.#current(nowMs);
     return s.state === 'open' ? s.openedAtMs + s.openForMs - nowMs : 0;
   }
 
+  #recordClosed(nowMs: number, failed: boolean): void {
+    this.#recent.add(nowMs, failed);
+    this.#consecutiveFailures = failed ? this.#consecutiveFailures + 1 : 0;
+    const failing = isFailing(
+      this.settings,
+      this.#recent.tries,
+      this.#recent.failures,
+      this.#consecutiveFailures,
+    );
+    if (!failing) {
+      this.#failingSinceMs = Number.NaN;
+      return;
+    }
+    // NaN < anything is false, so the first failing try only starts the span
+    if (!(this.#failingSinceMs <= nowMs)) this.#failingSinceMs = nowMs;
+    if (nowMs - this.#failingSinceMs >= this.settings.failingForMs) {
+      this.#open(nowMs, Math.min(this.settings.openForMs, this.settings.maxOpenForMs));
+    }
+  }
+
   #current(nowMs: number): BreakerState {
     const s = this.#state;
-    if (s.state === 'open' && nowMs - s.openedAtMs >= s.openForMs) {
-      const reopenForMs = Math.min(2 * s.openForMs, this.settings.maxOpenForMs);
-      const probes = Math.max(1, this.settings.halfOpenRequests);
-      this.#transition({ state: 'half-open', probesLeft: probes, probesInFlight: 0, reopenForMs });
-    }
+    if (s.state !== 'open') return s;
+    if (nowMs - s.openedAtMs < s.openForMs && this.#refused < s.openForRequests) return s;
+    const reopenForMs = Math.min(2 * s.openForMs, this.settings.maxOpenForMs);
+    const probes = Math.max(1, this.settings.halfOpenRequests);
+    this.#transition({ state: 'half-open', probesLeft: probes, probesInFlight: 0, reopenForMs });
     return this.#state;
   }
 
   #open(nowMs: number, openForMs: number): void {
-    this.#transition({ state: 'open', openedAtMs: nowMs, openForMs });
+    const { openForMs: firstMs, openForRequests } = this.settings;
+    // the refusal count grows with the open period, so a long outage is probed ever less often
+    const requests =
+      openForRequests === 0
+        ? Number.POSITIVE_INFINITY
+        : Math.ceil((openForRequests * openForMs) / Math.max(1, firstMs));
+    this.#refused = 0;
+    this.#transition({ state: 'open', openedAtMs: nowMs, openForMs, openForRequests: requests });
   }
 
   #close(): void {
     // a fresh start: the failures that tripped it must not trip it again
-    this.#window.reset();
+    this.#recent.reset();
     this.#consecutiveFailures = 0;
+    this.#failingSinceMs = Number.NaN;
     this.#transition(CLOSED);
   }
 

@@ -13,7 +13,15 @@ import { matchesHost } from '../routing/host-pattern.ts';
 import { type BreakerPermit, type BreakerStateName, CircuitBreaker } from './circuit-breaker.ts';
 import { RetryBudget } from './retry-budget.ts';
 
-export type AdmitResult = BreakerPermit | 'circuit-open' | 'overflow';
+/**
+ * The answer to "may this try go?": a permit ('pass', or 'probe' in half-open), or why not.
+ * The attempt loop, CONNECT and Upgrade all ask `Upstream.gate` and nothing else.
+ */
+export type Gate = BreakerPermit | 'circuit-open' | 'overflow' | 'budget';
+/** A first try deposits, so the budget never refuses it. */
+export type FirstTryGate = Exclude<Gate, 'budget'>;
+/** A retry keeps its request's slot, so `maxConcurrent` never refuses it. */
+export type RetryGate = Exclude<Gate, 'overflow'>;
 
 export interface RegistryHooks {
   onTransition(authority: string, to: BreakerStateName): void;
@@ -52,26 +60,53 @@ export class Upstream {
     this.idleMs = 2 * Math.max(settings.budget.windowMs, settings.circuitBreaker.windowMs);
   }
 
-  /** Breaker first, then `maxConcurrent`. On 'pass' or 'probe' one more is in flight. */
-  admit(nowMs: number): AdmitResult {
+  /**
+   * The one question before every try (SPEC §4), asked for a first try when the request
+   * arrives and for a retry when it is decided (before its backoff, so retries waiting cannot
+   * overshoot the budget). In this order: the breaker; then, for a first try, `maxConcurrent`
+   * (a retry keeps the slot its request already holds); then the budget (a first try deposits,
+   * a retry withdraws: the only step with a side effect, so it goes last).
+   *
+   * A first try that passes takes an in-flight slot, held until `leave`. Every permit is
+   * answered by exactly one `record`.
+   */
+  gate(nowMs: number, attempt: 1): FirstTryGate;
+  gate(nowMs: number, attempt: number): RetryGate;
+  gate(nowMs: number, attempt: number): Gate {
     this.lastUsedMs = nowMs;
     const permit = this.breaker.tryAcquire(nowMs);
     if (permit === 'open') return 'circuit-open';
-    if (this.inFlight >= this.settings.maxConcurrent) {
+    if (attempt > 1) {
+      if (this.budget.tryWithdraw(nowMs)) return permit;
       // the probe never went out: give its slot to the next caller
+      this.breaker.release(permit);
+      return 'budget';
+    }
+    if (this.inFlight >= this.settings.maxConcurrent) {
       this.breaker.release(permit);
       return 'overflow';
     }
     this.inFlight++;
+    this.budget.deposit(nowMs);
     return permit;
   }
 
-  /** Ends an admitted try: `failed` true/false is recorded, undefined = abandoned (released). */
-  finish(nowMs: number, permit: BreakerPermit, failed: boolean | undefined): void {
+  /** How a permitted try ended: the breaker learns (`failed` undefined: abandoned, nothing learnt). */
+  record(nowMs: number, permit: BreakerPermit, failed: boolean | undefined): void {
     this.lastUsedMs = nowMs;
-    if (this.inFlight > 0) this.inFlight--;
     if (failed === undefined) this.breaker.release(permit);
     else this.breaker.record(nowMs, failed, permit);
+  }
+
+  /** The request is done with this upstream (its answer relayed or dropped): frees its slot. */
+  leave(nowMs: number): void {
+    this.lastUsedMs = nowMs;
+    if (this.inFlight > 0) this.inFlight--;
+  }
+
+  /** Whole seconds until the circuit may let a probe through (`Retry-After`), at least 1. */
+  retryAfterSeconds(nowMs: number): number {
+    return Math.max(1, Math.ceil(this.breaker.retryAfterMs(nowMs) / 1000));
   }
 }
 

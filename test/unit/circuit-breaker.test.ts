@@ -1,21 +1,25 @@
 import { describe, expect, it } from 'vitest';
+import { embeddedDefaults } from '../../src/config/load.ts';
 import type { BreakerSettings } from '../../src/config/types.ts';
 import {
   type BreakerStateName,
   CircuitBreaker,
-  shouldTrip,
+  isFailing,
 } from '../../src/resilience/circuit-breaker.ts';
 
-/** SPEC §2 defaults. */
+/** The classic breaker (Hystrix's 20 tries at 50%, time-only open periods), for the mechanics. */
 const defaults: BreakerSettings = {
   failureRatio: 0.5,
   minRequests: 20,
   consecutiveFailures: 0,
   windowMs: 10_000,
+  failingForMs: 0,
   openForMs: 5_000,
+  openForRequests: 0,
   maxOpenForMs: 60_000,
   halfOpenRequests: 1,
 };
+const TIME_ONLY = Number.POSITIVE_INFINITY;
 
 /** Sends one try through the breaker and records its result. */
 function run(breaker: CircuitBreaker, nowMs: number, failed: boolean): void {
@@ -35,17 +39,17 @@ function tripped(settings: BreakerSettings = defaults, transitions: BreakerState
   return breaker;
 }
 
-describe('shouldTrip', () => {
+describe('isFailing', () => {
   it('needs minRequests tries before the ratio counts', () => {
-    expect(shouldTrip(defaults, 19, 19, 0)).toBe(false);
-    expect(shouldTrip(defaults, 20, 10, 0)).toBe(true);
-    expect(shouldTrip(defaults, 20, 9, 0)).toBe(false);
+    expect(isFailing(defaults, 19, 19, 0)).toBe(false);
+    expect(isFailing(defaults, 20, 10, 0)).toBe(true);
+    expect(isFailing(defaults, 20, 9, 0)).toBe(false);
   });
 
   it('trips on consecutive failures only when set', () => {
-    expect(shouldTrip(defaults, 5, 5, 5)).toBe(false);
-    expect(shouldTrip({ ...defaults, consecutiveFailures: 5 }, 5, 5, 5)).toBe(true);
-    expect(shouldTrip({ ...defaults, consecutiveFailures: 5 }, 5, 4, 4)).toBe(false);
+    expect(isFailing(defaults, 5, 5, 5)).toBe(false);
+    expect(isFailing({ ...defaults, consecutiveFailures: 5 }, 5, 5, 5)).toBe(true);
+    expect(isFailing({ ...defaults, consecutiveFailures: 5 }, 5, 4, 4)).toBe(false);
   });
 });
 
@@ -63,7 +67,12 @@ describe('CircuitBreaker closed', () => {
     failTimes(breaker, 0, 9);
     expect(breaker.state(0).state).toBe('closed');
     run(breaker, 0, true);
-    expect(breaker.state(0)).toEqual({ state: 'open', openedAtMs: 0, openForMs: 5_000 });
+    expect(breaker.state(0)).toEqual({
+      state: 'open',
+      openedAtMs: 0,
+      openForMs: 5_000,
+      openForRequests: TIME_ONLY,
+    });
     expect(breaker.tryAcquire(0)).toBe('open');
   });
 
@@ -73,8 +82,8 @@ describe('CircuitBreaker closed', () => {
     expect(breaker.state(20_000).state).toBe('closed');
   });
 
-  it('rides out a burst of 10 failures among 100 tries', () => {
-    const breaker = new CircuitBreaker(defaults);
+  it('rides out a burst of 10 failures among its last 100 tries', () => {
+    const breaker = new CircuitBreaker({ ...defaults, minRequests: 100 });
     for (let i = 0; i < 90; i++) run(breaker, 0, false);
     failTimes(breaker, 0, 10);
     expect(breaker.state(0).state).toBe('closed');
@@ -137,7 +146,12 @@ describe('CircuitBreaker open', () => {
     expect(early).toBe('pass');
     failTimes(breaker, 0, 20);
     breaker.record(4_000, true, 'pass');
-    expect(breaker.state(4_000)).toEqual({ state: 'open', openedAtMs: 0, openForMs: 5_000 });
+    expect(breaker.state(4_000)).toEqual({
+      state: 'open',
+      openedAtMs: 0,
+      openForMs: 5_000,
+      openForRequests: TIME_ONLY,
+    });
   });
 });
 
@@ -169,14 +183,24 @@ describe('CircuitBreaker half-open', () => {
     failTimes(breaker, 5_000, 19);
     expect(breaker.state(5_000).state).toBe('closed');
     run(breaker, 5_000, true);
-    expect(breaker.state(5_000)).toEqual({ state: 'open', openedAtMs: 5_000, openForMs: 5_000 });
+    expect(breaker.state(5_000)).toEqual({
+      state: 'open',
+      openedAtMs: 5_000,
+      openForMs: 5_000,
+      openForRequests: TIME_ONLY,
+    });
   });
 
   it('reopens for twice openFor after a failed probe', () => {
     const transitions: BreakerStateName[] = [];
     const breaker = tripped(defaults, transitions);
     breaker.record(5_100, true, breaker.tryAcquire(5_000) as 'probe');
-    expect(breaker.state(5_100)).toEqual({ state: 'open', openedAtMs: 5_100, openForMs: 10_000 });
+    expect(breaker.state(5_100)).toEqual({
+      state: 'open',
+      openedAtMs: 5_100,
+      openForMs: 10_000,
+      openForRequests: TIME_ONLY,
+    });
     expect(breaker.tryAcquire(15_099)).toBe('open');
     expect(breaker.tryAcquire(15_100)).toBe('probe');
     expect(transitions).toEqual(['open', 'half-open', 'open', 'half-open']);
@@ -238,6 +262,110 @@ describe('CircuitBreaker half-open', () => {
     breaker.tryAcquire(5_000);
     breaker.record(5_100, true, 'probe');
     breaker.record(5_200, false, 'probe');
-    expect(breaker.state(5_200)).toEqual({ state: 'open', openedAtMs: 5_100, openForMs: 10_000 });
+    expect(breaker.state(5_200)).toEqual({
+      state: 'open',
+      openedAtMs: 5_100,
+      openForMs: 10_000,
+      openForRequests: TIME_ONLY,
+    });
+  });
+});
+
+describe('CircuitBreaker with the embedded defaults', () => {
+  const settings = embeddedDefaults().defaultUpstream.circuitBreaker;
+  const { minRequests, failingForMs, openForMs, openForRequests } = settings;
+
+  /** `count` failed tries spread evenly over `spanMs` from `fromMs`. */
+  function failOver(breaker: CircuitBreaker, fromMs: number, spanMs: number, count: number) {
+    for (let i = 0; i < count; i++) run(breaker, fromMs + (spanMs * i) / (count - 1), true);
+  }
+
+  /** Opens it at `failingForMs`: minRequests failures at 0, one more at failingFor. */
+  function trip(breaker: CircuitBreaker): void {
+    failTimes(breaker, 0, minRequests);
+    run(breaker, failingForMs, true);
+    expect(breaker.state(failingForMs).state).toBe('open');
+  }
+
+  it('does not open when every try fails for less than failingFor (traffic starting in a burst)', () => {
+    const breaker = new CircuitBreaker(settings);
+    failOver(breaker, 0, failingForMs - 1, 5 * minRequests);
+    expect(breaker.state(failingForMs).state).toBe('closed');
+  });
+
+  it('opens once every recent try has failed for failingFor', () => {
+    const breaker = new CircuitBreaker(settings);
+    failTimes(breaker, 0, minRequests);
+    run(breaker, failingForMs - 1, true);
+    expect(breaker.state(failingForMs - 1).state).toBe('closed');
+    run(breaker, failingForMs, true);
+    expect(breaker.state(failingForMs).state).toBe('open');
+  });
+
+  it('starts the span again after a success', () => {
+    const breaker = new CircuitBreaker(settings);
+    failTimes(breaker, 0, minRequests);
+    run(breaker, 1_000, false);
+    failTimes(breaker, 1_001, minRequests);
+    run(breaker, 1_000 + failingForMs, true);
+    expect(breaker.state(1_000 + failingForMs).state).toBe('closed');
+    run(breaker, 1_001 + failingForMs, true);
+    expect(breaker.state(1_001 + failingForMs).state).toBe('open');
+  });
+
+  it('opens at low traffic, on failures spread over seconds', () => {
+    const breaker = new CircuitBreaker(settings);
+    // 2 requests a second, each tried 3 times: 6 failed tries a second
+    for (let i = 0; breaker.state(i * 167).state === 'closed'; i++) {
+      if (i > 1_000) throw new Error('never opened');
+      run(breaker, i * 167, true);
+    }
+    expect(breaker.state(20_000).state).not.toBe('closed');
+  });
+
+  it('does not open while one try in minRequests succeeds', () => {
+    const breaker = new CircuitBreaker(settings);
+    for (let i = 0; i < 10_000; i++) run(breaker, i, i % minRequests !== 0);
+    expect(breaker.state(10_000).state).toBe('closed');
+  });
+
+  it('ends an open period after openForRequests refused requests, before openFor', () => {
+    const transitions: BreakerStateName[] = [];
+    const breaker = new CircuitBreaker(settings, (to) => transitions.push(to));
+    trip(breaker);
+    const openedAt = failingForMs;
+    for (let i = 0; i < openForRequests; i++) expect(breaker.tryAcquire(openedAt + 1)).toBe('open');
+    expect(breaker.tryAcquire(openedAt + 1)).toBe('probe');
+    expect(transitions).toEqual(['open', 'half-open']);
+    breaker.record(openedAt + 2, false, 'probe');
+    expect(breaker.state(openedAt + 2).state).toBe('closed');
+    expect(openedAt + 2).toBeLessThan(openForMs);
+  });
+
+  it('refuses twice as many requests, for twice as long, after each failed probe', () => {
+    const breaker = new CircuitBreaker(settings);
+    trip(breaker);
+    const first = breaker.state(failingForMs);
+    expect(first).toMatchObject({ state: 'open', openForMs, openForRequests });
+    breaker.record(
+      failingForMs + openForMs,
+      true,
+      breaker.tryAcquire(failingForMs + openForMs) as 'probe',
+    );
+    expect(breaker.state(failingForMs + openForMs)).toMatchObject({
+      state: 'open',
+      openForMs: 2 * openForMs,
+      openForRequests: 2 * openForRequests,
+    });
+  });
+
+  it('needs failingFor of failures again after it closed', () => {
+    const breaker = new CircuitBreaker(settings);
+    trip(breaker);
+    const probeAt = failingForMs + openForMs;
+    breaker.record(probeAt, false, breaker.tryAcquire(probeAt) as 'probe');
+    expect(breaker.state(probeAt).state).toBe('closed');
+    failTimes(breaker, probeAt + 1, 5 * minRequests);
+    expect(breaker.state(probeAt + 1).state).toBe('closed');
   });
 });

@@ -44,16 +44,18 @@ describe('embedded defaults', () => {
     });
   });
 
-  it('has SPEC §2 upstream settings', () => {
+  it('has the upstream settings of SPEC §2, with the breaker of SPEC §4', () => {
     expect(config.defaultUpstream).toEqual({
       budget: { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 },
       circuitBreaker: {
-        failureRatio: 0.5,
-        minRequests: 20,
+        failureRatio: 1,
+        minRequests: 50,
         consecutiveFailures: 0,
         windowMs: 10_000,
-        openForMs: 5000,
-        maxOpenForMs: 60_000,
+        failingForMs: 1500,
+        openForMs: 4000,
+        openForRequests: 100,
+        maxOpenForMs: 8000,
         halfOpenRequests: 1,
       },
       maxConcurrent: 1000,

@@ -238,7 +238,7 @@ describe('relations', () => {
         '  - match: a.com',
         '    circuitBreaker: { openFor: 2m }',
       ),
-    ).toEqual(['c.yaml:4:32: upstreams[0].circuitBreaker.openFor: must be <= maxOpenFor (60s)']);
+    ).toEqual(['c.yaml:4:32: upstreams[0].circuitBreaker.openFor: must be <= maxOpenFor (8s)']);
   });
 
   it('requires access.allowedClients when listen is not loopback', () => {

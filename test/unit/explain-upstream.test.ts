@@ -25,7 +25,7 @@ upstreams:
     circuitBreaker: { consecutiveFailures: 5, maxOpenFor: 30s }
     maxConcurrent: 200
   - match: "[::1]:9000"
-    circuitBreaker: { minRequests: 50 }
+    circuitBreaker: { minRequests: 80 }
 `,
   'explain.yaml',
 );
@@ -44,7 +44,7 @@ describe('explain: upstream budget and breaker', () => {
       upstreamLines('http://api.default.svc.cluster.local/', 'api.default.svc.cluster.local:80'),
     ).toEqual([
       'budget: ratio 0.1, minPerSecond 5, window 10s',
-      'circuitBreaker: failureRatio 0.5, minRequests 20, consecutiveFailures 5, window 10s, openFor 2s, maxOpenFor 30s, halfOpenRequests 1',
+      'circuitBreaker: failureRatio 1, minRequests 50, consecutiveFailures 5, window 10s, failingFor 1.5s, openFor 2s, openForRequests 100, maxOpenFor 30s, halfOpenRequests 1',
       'maxConcurrent: 200',
     ]);
   });
@@ -52,7 +52,7 @@ describe('explain: upstream budget and breaker', () => {
   it('prints defaults.upstream over the embedded defaults where no rule matches', () => {
     expect(upstreamLines('http://example.com:8080/x', 'example.com:8080')).toEqual([
       'budget: ratio 0.2, minPerSecond 5, window 10s',
-      'circuitBreaker: failureRatio 0.5, minRequests 20, consecutiveFailures off, window 10s, openFor 2s, maxOpenFor 1m, halfOpenRequests 1',
+      'circuitBreaker: failureRatio 1, minRequests 50, consecutiveFailures off, window 10s, failingFor 1.5s, openFor 2s, openForRequests 100, maxOpenFor 8s, halfOpenRequests 1',
       'maxConcurrent: 1000',
     ]);
   });
@@ -81,6 +81,6 @@ describe('explain: upstream budget and breaker', () => {
         registry.settingsFor(authority),
       );
     }
-    expect(fromExplain.settingsFor('[::1]:9000').circuitBreaker.minRequests).toBe(50);
+    expect(fromExplain.settingsFor('[::1]:9000').circuitBreaker.minRequests).toBe(80);
   });
 });

@@ -15,7 +15,9 @@ const base: UpstreamSettings = {
     minRequests: 20,
     consecutiveFailures: 3,
     windowMs: 10_000,
+    failingForMs: 0,
     openForMs: 5_000,
+    openForRequests: 0,
     maxOpenForMs: 60_000,
     halfOpenRequests: 1,
   },
@@ -39,9 +41,10 @@ function authorities(registry: UpstreamRegistry, nowMs: number): string[] {
 function tripVia(registry: UpstreamRegistry, authority: string, nowMs: number): void {
   const upstream = registry.get(authority, nowMs);
   for (let i = 0; i < 3; i++) {
-    const permit = upstream.admit(nowMs);
+    const permit = upstream.gate(nowMs, 1);
     if (permit !== 'pass') throw new Error(`expected pass, got ${permit}`);
-    upstream.finish(nowMs, permit, true);
+    upstream.record(nowMs, permit, true);
+    upstream.leave(nowMs);
   }
 }
 
@@ -94,25 +97,49 @@ describe('UpstreamRegistry settings', () => {
   });
 });
 
-describe('Upstream admit and finish', () => {
-  it('admits up to maxConcurrent in flight, then overflows', () => {
+describe('Upstream gate', () => {
+  it('admits first tries up to maxConcurrent in flight, then overflows', () => {
     const upstream = new UpstreamRegistry(base, [], noHooks).get('a:80', 0);
-    expect(upstream.admit(0)).toBe('pass');
-    expect(upstream.admit(0)).toBe('pass');
-    expect(upstream.admit(0)).toBe('overflow');
+    expect(upstream.gate(0, 1)).toBe('pass');
+    expect(upstream.gate(0, 1)).toBe('pass');
+    expect(upstream.gate(0, 1)).toBe('overflow');
     expect(upstream.inFlight).toBe(2);
-    upstream.finish(1, 'pass', false);
+    upstream.record(1, 'pass', false);
+    expect(upstream.inFlight).toBe(2);
+    upstream.leave(1);
     expect(upstream.inFlight).toBe(1);
-    expect(upstream.admit(1)).toBe('pass');
+    expect(upstream.gate(1, 1)).toBe('pass');
   });
 
-  it('answers circuit-open while the breaker is open, with a Retry-After', () => {
+  it('never overflows a retry: it keeps the slot its request holds', () => {
+    const upstream = new UpstreamRegistry(base, [], noHooks).get('a:80', 0);
+    upstream.gate(0, 1);
+    upstream.gate(0, 1);
+    expect(upstream.gate(0, 2)).toBe('pass');
+    expect(upstream.inFlight).toBe(2);
+  });
+
+  it('deposits on a first try and withdraws on a retry, refusing retries past the budget', () => {
+    const settings = { ...base, budget: { ratio: 0.5, minPerSecond: 0, windowMs: 10_000 } };
+    const upstream = new UpstreamRegistry(settings, [], noHooks).get('a:80', 0);
+    expect(upstream.gate(0, 2)).toBe('budget');
+    upstream.gate(0, 1);
+    upstream.gate(0, 1);
+    expect(upstream.budget.available(0)).toBe(1);
+    expect(upstream.gate(0, 2)).toBe('pass');
+    expect(upstream.gate(0, 2)).toBe('budget');
+  });
+
+  it('asks the breaker first: an open circuit refuses without touching the budget', () => {
     const registry = new UpstreamRegistry(base, [], noHooks);
     tripVia(registry, 'a:80', 0);
     const upstream = registry.get('a:80', 1_000);
-    expect(upstream.admit(1_000)).toBe('circuit-open');
+    const before = upstream.budget.available(1_000);
+    expect(upstream.gate(1_000, 1)).toBe('circuit-open');
+    expect(upstream.gate(1_000, 2)).toBe('circuit-open');
     expect(upstream.inFlight).toBe(0);
-    expect(upstream.breaker.retryAfterMs(1_000)).toBe(4_000);
+    expect(upstream.budget.available(1_000)).toBe(before);
+    expect(upstream.retryAfterSeconds(1_000)).toBe(4);
   });
 
   it('gives back the probe slot when a probe overflows', () => {
@@ -121,25 +148,40 @@ describe('Upstream admit and finish', () => {
       circuitBreaker: { ...base.circuitBreaker, consecutiveFailures: 1, halfOpenRequests: 2 },
     };
     const upstream = new UpstreamRegistry(settings, [], noHooks).get('a:80', 0);
-    expect(upstream.admit(0)).toBe('pass');
-    expect(upstream.admit(0)).toBe('pass');
-    upstream.finish(0, 'pass', true);
+    expect(upstream.gate(0, 1)).toBe('pass');
+    expect(upstream.gate(0, 1)).toBe('pass');
+    upstream.record(0, 'pass', true);
+    upstream.leave(0);
     // one try from before the trip still runs; the first probe fills the upstream
-    expect(upstream.admit(5_000)).toBe('probe');
-    expect(upstream.admit(5_000)).toBe('overflow');
-    upstream.finish(5_001, 'pass', undefined);
-    expect(upstream.admit(5_001)).toBe('probe');
+    expect(upstream.gate(5_000, 1)).toBe('probe');
+    expect(upstream.gate(5_000, 1)).toBe('overflow');
+    upstream.record(5_001, 'pass', undefined);
+    upstream.leave(5_001);
+    expect(upstream.gate(5_001, 1)).toBe('probe');
   });
 
-  it('returns an abandoned probe slot on finish without a result', () => {
+  it('gives back the probe slot when the budget refuses a retry', () => {
+    const settings = {
+      ...base,
+      budget: { ratio: 0, minPerSecond: 0, windowMs: 10_000 },
+      circuitBreaker: { ...base.circuitBreaker, consecutiveFailures: 1 },
+    };
+    const upstream = new UpstreamRegistry(settings, [], noHooks).get('a:80', 0);
+    upstream.record(0, upstream.gate(0, 1) as 'pass', true);
+    expect(upstream.gate(5_000, 2)).toBe('budget');
+    expect(upstream.gate(5_000, 1)).toBe('probe');
+  });
+
+  it('returns an abandoned probe slot on a record without a result', () => {
     const registry = new UpstreamRegistry(base, [], noHooks);
     tripVia(registry, 'a:80', 0);
     const upstream = registry.get('a:80', 5_000);
-    expect(upstream.admit(5_000)).toBe('probe');
-    expect(upstream.admit(5_000)).toBe('circuit-open');
-    upstream.finish(5_001, 'probe', undefined);
+    expect(upstream.gate(5_000, 1)).toBe('probe');
+    expect(upstream.gate(5_000, 1)).toBe('circuit-open');
+    upstream.record(5_001, 'probe', undefined);
+    upstream.leave(5_001);
     expect(upstream.inFlight).toBe(0);
-    expect(upstream.admit(5_001)).toBe('probe');
+    expect(upstream.gate(5_001, 1)).toBe('probe');
   });
 
   it('reports breaker transitions with the authority', () => {
@@ -149,7 +191,7 @@ describe('Upstream admit and finish', () => {
     });
     tripVia(registry, 'a:80', 0);
     const upstream = registry.get('a:80', 5_000);
-    upstream.finish(5_000, upstream.admit(5_000) as 'probe', false);
+    upstream.record(5_000, upstream.gate(5_000, 1) as 'probe', false);
     expect(seen).toEqual([
       ['a:80', 'open'],
       ['a:80', 'half-open'],
@@ -171,7 +213,7 @@ describe('UpstreamRegistry bounds', () => {
 
   it('keeps an idle-looking upstream while a try is in flight', () => {
     const registry = new UpstreamRegistry(base, [], noHooks);
-    registry.get('a:80', 0).admit(0);
+    registry.get('a:80', 0).gate(0, 1);
     registry.get('b:80', 100_000);
     registry.get('b:80', 100_001);
     expect(authorities(registry, 100_001)).toContain('a:80');
@@ -198,7 +240,7 @@ describe('UpstreamRegistry bounds', () => {
 
   it('skips busy upstreams when evicting for the cap', () => {
     const registry = new UpstreamRegistry(base, [], noHooks, { maxEntries: 2 });
-    registry.get('a:80', 0).admit(0);
+    registry.get('a:80', 0).gate(0, 1);
     registry.get('b:80', 1);
     registry.get('c:80', 2);
     expect(authorities(registry, 2).sort()).toEqual(['a:80', 'c:80']);
@@ -206,8 +248,8 @@ describe('UpstreamRegistry bounds', () => {
 
   it('holds the cap even when every upstream is busy', () => {
     const registry = new UpstreamRegistry(base, [], noHooks, { maxEntries: 2 });
-    registry.get('a:80', 0).admit(0);
-    registry.get('b:80', 1).admit(1);
+    registry.get('a:80', 0).gate(0, 1);
+    registry.get('b:80', 1).gate(1, 1);
     registry.get('c:80', 2);
     expect(registry.size).toBe(2);
   });
@@ -220,7 +262,7 @@ describe('UpstreamRegistry reconfigure and snapshot', () => {
     const a = registry.get('a:80', 0);
     registry.reconfigure(structuredClone(base), [rule('b', { ...base, maxConcurrent: 5 })]);
     expect(registry.get('a:80', 1)).toBe(a);
-    expect(a.admit(1)).toBe('circuit-open');
+    expect(a.gate(1, 1)).toBe('circuit-open');
   });
 
   it('drops upstreams whose settings changed', () => {
@@ -232,7 +274,7 @@ describe('UpstreamRegistry reconfigure and snapshot', () => {
     const fresh = registry.get('a:80', 1);
     expect(fresh).not.toBe(a);
     expect(fresh.settings.maxConcurrent).toBe(5);
-    expect(fresh.admit(1)).toBe('pass');
+    expect(fresh.gate(1, 1)).toBe('pass');
   });
 
   it('snapshots state, budget left and in-flight per upstream', () => {
@@ -241,7 +283,7 @@ describe('UpstreamRegistry reconfigure and snapshot', () => {
     const b = registry.get('b:80', 0);
     b.budget.deposit(0);
     b.budget.tryWithdraw(0);
-    b.admit(0);
+    b.gate(0, 1);
     expect(registry.snapshot(0)).toEqual([
       { authority: 'a:80', state: 'open', budgetAvailable: 100, inFlight: 0 },
       { authority: 'b:80', state: 'closed', budgetAvailable: 99, inFlight: 1 },

@@ -1,0 +1,228 @@
+/**
+ * A model of closed-loop clients against a faulty upstream, run on a virtual clock through the
+ * real protection code (the upstream's gate, breaker and budget, `decideRetry`, the compiled
+ * policy), direct and through reprise on the same fault schedule. It checks the rule of SPEC §4
+ * over thousands of seeds and start phases in milliseconds; the integration matrix checks the
+ * same rows on the real proxy, with fewer seeds.
+ *
+ * What it leaves out: network and CPU time (every try takes a fixed time), bodies, connections.
+ */
+import type { Config } from '../../src/config/types.ts';
+import { type Upstream, UpstreamRegistry } from '../../src/resilience/upstream-registry.ts';
+import { decideRetry } from '../../src/retry/decide.ts';
+import { resolveRequestPolicy } from '../../src/retry/request-policy.ts';
+import { seededRandom } from './seeded-random.ts';
+
+/** Whether a try sent at `atMs` fails (each call may draw from the schedule's own random). */
+export type FaultSchedule = (atMs: number) => boolean;
+
+export interface ModelOptions {
+  readonly config: Config;
+  readonly faults: () => FaultSchedule;
+  readonly seed: number;
+  /** Closed-loop clients (each sends its next request when the last one ends). */
+  readonly clients?: number;
+  /** Open-loop instead: this many requests a second, evenly spaced. */
+  readonly requestsPerSecond?: number;
+  readonly durationMs: number;
+  /** Where in the fault schedule traffic starts (the schedule runs from 0). */
+  readonly startMs?: number;
+  /** How long one try takes direct (default 0.3 ms). */
+  readonly tryMs?: number;
+  /** What going through reprise adds to a try, and what an answer of its own takes (0.3 ms). */
+  readonly proxyMs?: number;
+}
+
+export interface Side {
+  readonly requests: number;
+  readonly ok: number;
+  /** Tries that reached the upstream. */
+  readonly tries: number;
+  /** [time, tries] of each try, for per-interval checks. */
+  readonly tryTimes: readonly number[];
+  readonly requestTimes: readonly number[];
+  readonly okTimes: readonly number[];
+}
+
+export interface ModelRun {
+  readonly direct: Side;
+  readonly via: Side & {
+    readonly circuitOpenAnswers: number;
+    /** Ms the circuit spent open or half-open. */
+    readonly openMs: number;
+    /** When the circuit first left closed (ms after traffic started), or undefined. */
+    readonly firstOpenMs: number | undefined;
+  };
+}
+
+const AUTHORITY = 'upstream.test:80';
+const NO_HEADERS = {};
+
+/** Runs the same fault schedule once direct and once through the model of reprise. */
+export function runModel(options: ModelOptions): ModelRun {
+  const direct = simulate(options, false);
+  const via = simulate(options, true);
+  return { direct: direct.side, via: { ...via.side, ...via.circuit } };
+}
+
+interface Event {
+  readonly atMs: number;
+  readonly run: () => void;
+}
+
+function simulate(options: ModelOptions, throughReprise: boolean) {
+  const proxyMs = options.proxyMs ?? 0.3;
+  const tryMs = (options.tryMs ?? 0.3) + (throughReprise ? proxyMs : 0);
+  const startMs = options.startMs ?? 0;
+  const endMs = startMs + options.durationMs;
+  const failsAt = options.faults();
+  const random = seededRandom(options.seed * 7919 + 17);
+  const queue: Event[] = [];
+  let nowMs = 0;
+  const at = (atMs: number, run: () => void): void => {
+    queue.push({ atMs, run });
+  };
+
+  let openSinceMs: number | undefined;
+  let openMs = 0;
+  let firstOpenMs: number | undefined;
+  const registry = new UpstreamRegistry(options.config.defaultUpstream, [], {
+    onTransition: (_authority, to) => {
+      if (to === 'closed' && openSinceMs !== undefined) {
+        openMs += nowMs - openSinceMs;
+        openSinceMs = undefined;
+      } else if (to !== 'closed' && openSinceMs === undefined) {
+        openSinceMs = nowMs;
+        firstOpenMs ??= nowMs - startMs;
+      }
+    },
+  });
+  const route = options.config.defaultRoute;
+
+  const side = {
+    requests: 0,
+    ok: 0,
+    tries: 0,
+    tryTimes: [] as number[],
+    requestTimes: [] as number[],
+    okTimes: [] as number[],
+  };
+  let circuitOpenAnswers = 0;
+
+  const sendTry = (done: (failed: boolean) => void): void => {
+    side.tries++;
+    side.tryTimes.push(nowMs - startMs);
+    const failed = failsAt(nowMs);
+    at(nowMs + tryMs, () => done(failed));
+  };
+
+  /** One client request; `finish(ok)` when the client has its answer. */
+  const request = (finish: (ok: boolean) => void): void => {
+    side.requests++;
+    side.requestTimes.push(nowMs - startMs);
+    if (!throughReprise) {
+      sendTry((failed) => finish(!failed));
+      return;
+    }
+    const upstream: Upstream = registry.get(AUTHORITY, nowMs);
+    const policy = resolveRequestPolicy(route, 'GET', NO_HEADERS, nowMs);
+    const first = upstream.gate(nowMs, 1);
+    if (first === 'circuit-open' || first === 'overflow') {
+      circuitOpenAnswers++;
+      at(nowMs + proxyMs, () => finish(false));
+      return;
+    }
+    let permit = first;
+    let previousDelayMs = policy.retry.backoff.baseMs;
+    const attempt = (n: number): void =>
+      sendTry((failed) => {
+        upstream.record(nowMs, permit, failed);
+        const decision = decideRetry({
+          policy,
+          attempt: n,
+          result: failed
+            ? { kind: 'response', status: 503, retryAfter: undefined }
+            : { kind: 'response', status: 200, retryAfter: undefined },
+          body: 'replayable',
+          nowMs,
+          previousDelayMs,
+          random,
+        });
+        const next = decision.retry ? upstream.gate(nowMs, n + 1) : 'final';
+        if (!decision.retry || next === 'circuit-open' || next === 'budget' || next === 'final') {
+          upstream.leave(nowMs);
+          finish(!failed);
+          return;
+        }
+        permit = next;
+        previousDelayMs = decision.backoffMs;
+        at(nowMs + decision.delayMs, () => attempt(n + 1));
+      });
+    attempt(1);
+  };
+
+  const record = (ok: boolean): void => {
+    if (!ok) return;
+    side.ok++;
+    side.okTimes.push(nowMs - startMs);
+  };
+  if (options.requestsPerSecond !== undefined) {
+    const gapMs = 1000 / options.requestsPerSecond;
+    for (let t = startMs; t < endMs; t += gapMs) at(t, () => request(record));
+  } else {
+    const loop = (): void => {
+      if (nowMs >= endMs) return;
+      request((ok) => {
+        record(ok);
+        loop();
+      });
+    };
+    for (let i = 0; i < (options.clients ?? 10); i++) at(startMs, loop);
+  }
+
+  // a binary heap would be faster; a sorted pop over a few dozen pending events is enough here
+  while (queue.length > 0) {
+    let min = 0;
+    for (let i = 1; i < queue.length; i++) {
+      if ((queue[i] as Event).atMs < (queue[min] as Event).atMs) min = i;
+    }
+    const event = queue[min] as Event;
+    queue[min] = queue[queue.length - 1] as Event;
+    queue.pop();
+    nowMs = event.atMs;
+    event.run();
+  }
+  if (openSinceMs !== undefined) openMs += Math.max(0, endMs - openSinceMs);
+  return { side, circuit: { circuitOpenAnswers, openMs, firstOpenMs } };
+}
+
+/** Gilbert–Elliott in steps of `stepMs`: good → bad with `p`, bad → good with `r`, per step. */
+export function gilbertElliott(seed: number, p: number, r: number, stepMs = 5): FaultSchedule {
+  const random = seededRandom(seed);
+  let step = -1;
+  let bad = false;
+  return (atMs) => {
+    const target = Math.floor(atMs / stepMs);
+    while (step < target) {
+      step++;
+      bad = bad ? random() >= r : random() < p;
+    }
+    return bad;
+  };
+}
+
+/** Each try fails with probability `share`. */
+export function randomFailures(seed: number, share: number): FaultSchedule {
+  const random = seededRandom(seed);
+  return () => random() < share;
+}
+
+/** Fails from `fromMs` until `untilMs`. */
+export function outage(fromMs = 0, untilMs = Number.POSITIVE_INFINITY): FaultSchedule {
+  return (atMs) => atMs >= fromMs && atMs < untilMs;
+}
+
+/** `badMs` failing, then `goodMs` healthy, over and over, starting bad at 0. */
+export function flapping(badMs: number, goodMs: number): FaultSchedule {
+  return (atMs) => atMs % (badMs + goodMs) < badMs;
+}
