@@ -221,7 +221,7 @@ describe('explainRequest', () => {
       expect.arrayContaining([
         'upstream payments.default.svc.cluster.local:8080:',
         'budget: ratio 0.1, minPerSecond 5, window 10s',
-        'circuitBreaker: failureRatio 1, minRequests 50, consecutiveFailures off, window 10s, failingFor 1.5s, openFor 4s, openForRequests 100, maxOpenFor 8s, halfOpenRequests 1',
+        'circuitBreaker: failureRatio 0.5, minRequests 20, consecutiveFailures off, window 10s, failingFor 0ms, openFor 5s, openForRequests off, maxOpenFor 1m, halfOpenRequests 1',
         'maxConcurrent: 1000',
       ]),
     );
