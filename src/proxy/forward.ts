@@ -183,6 +183,12 @@ class Exchange {
         this.#suppressed = 'client-gone';
         return { kind: 'client-gone' };
       }
+      if (!upstream.isStillAdmitted(ctx.now(), permit)) {
+        // the answer that led here was discarded for the retry: reprise answers instead
+        upstream.record(ctx.now(), permit, undefined);
+        this.#suppressed = 'circuit-open';
+        return { kind: 'error', error: 'circuit-open', upstream };
+      }
     }
   }
 

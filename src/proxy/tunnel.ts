@@ -164,9 +164,9 @@ async function connectWithRetries(
       permit = next;
       previousMs = backoffDelay(retry.backoff, attempt, previousMs, ctx.random);
       await hold.sleep(previousMs);
-      if (hold.gone) {
+      if (hold.gone || !upstream.isStillAdmitted(ctx.now(), permit)) {
         upstream.record(ctx.now(), permit, undefined);
-        return { kind: 'client-gone' };
+        return hold.gone ? { kind: 'client-gone' } : refused;
       }
     }
   } finally {

@@ -91,6 +91,15 @@ export class Upstream {
     return permit;
   }
 
+  /**
+   * Whether a retry admitted when it was decided may still go once its backoff is over: not
+   * with a plain permit if the circuit has left closed meanwhile (a retry never happens while
+   * the circuit is open, SPEC §3). A refused one must still be answered with `record`.
+   */
+  isStillAdmitted(nowMs: number, permit: BreakerPermit): boolean {
+    return permit === 'probe' || this.breaker.state(nowMs).state === 'closed';
+  }
+
   /** How a permitted try ended: the breaker learns (`failed` undefined: abandoned, nothing learnt). */
   record(nowMs: number, permit: BreakerPermit, failed: boolean | undefined): void {
     this.lastUsedMs = nowMs;

@@ -26,7 +26,7 @@ function rules(attempts: number | string): string {
     retry:
       backoff: { base: 1ms, max: 5ms }
   upstream:
-    circuitBreaker: { minRequests: 100000 }
+    circuitBreaker: { failingFor: 24h }
 routes:
   - name: api
     match: { host: 127.0.0.1 }
@@ -213,7 +213,7 @@ describe('what a reload keeps', () => {
     upstream = await startUpstream([reply(503)]);
     const yaml = (attempts: number) =>
       `defaults:\n  route:\n    retry: { attempts: ${attempts} }\n` +
-      '  upstream:\n    circuitBreaker: { consecutiveFailures: 1, openFor: 1m }\n';
+      '  upstream:\n    circuitBreaker: { consecutiveFailures: 1, failingFor: 0ms, openFor: 1m, maxOpenFor: 1m }\n';
     const file = writeConfig(yaml(1));
     cli = await startCli(file);
     await viaProxy(cli.proxyPort, 'GET', `${upstream.origin}/`);

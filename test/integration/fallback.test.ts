@@ -74,7 +74,7 @@ describe('route fallback (SPEC §3)', () => {
     const cache = await upstreamWith([reply(200, 'from cache')]);
     const rule = `upstreams:
   - match: "${primary.authority}"
-    circuitBreaker: { consecutiveFailures: 2, openFor: 10s }
+    circuitBreaker: { consecutiveFailures: 2, failingFor: 0ms, openFor: 10s, maxOpenFor: 1m }
 `;
     proxy = await startProxy(config(primary.authority, cache, rule));
     for (const path of ['/1', '/2']) {
@@ -99,7 +99,7 @@ describe('route fallback (SPEC §3)', () => {
     const cache = await upstreamWith([reply(503, 'cache down')]);
     const rule = `upstreams:
   - match: "${cache.authority}"
-    circuitBreaker: { consecutiveFailures: 1, openFor: 10s }
+    circuitBreaker: { consecutiveFailures: 1, failingFor: 0ms, openFor: 10s, maxOpenFor: 1m }
 `;
     proxy = await startProxy(config(primary, cache, rule));
     await viaProxy(proxy.port, 'GET', `http://${primary}/1`);

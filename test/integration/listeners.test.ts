@@ -85,7 +85,7 @@ describe('fixed-upstream listeners (SPEC §6)', () => {
   it('shares the upstream circuit breaker with the proxy port', async () => {
     const { up, px, base } = await setup(
       [reply(503)],
-      `${FAST}      attempts: 1\n  upstream:\n    circuitBreaker: { consecutiveFailures: 2 }\n`,
+      `${FAST}      attempts: 1\n  upstream:\n    circuitBreaker: { consecutiveFailures: 2, failingFor: 0ms }\n`,
     );
     for (let i = 0; i < 2; i++) expect((await fetch(`${base}/`)).status).toBe(503);
     const res = await viaProxy(px.port, 'GET', `${up.origin}/`);

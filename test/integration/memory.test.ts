@@ -428,7 +428,7 @@ describe('soak (seconds here, minutes in npm run bench)', () => {
     ]);
     const px = await startReprise(
       'defaults:\n  route:\n    retry:\n      backoff: { base: 1ms, max: 10ms }\n' +
-        '  upstream:\n    circuitBreaker: { minRequests: 100000 }\n',
+        '  upstream:\n    circuitBreaker: { failingFor: 24h }\n',
       { NODE_OPTIONS: GC_ON_SIGUSR2 },
     );
     const pid = px.child.pid as number;

@@ -202,7 +202,7 @@ describe('CONNECT tunnels (SPEC §6)', () => {
     proxy = await startProxy(
       connectYaml(
         port,
-        'defaults:\n  upstream:\n    circuitBreaker: { consecutiveFailures: 1, openFor: 5s }\n',
+        'defaults:\n  upstream:\n    circuitBreaker: { consecutiveFailures: 1, failingFor: 0ms, openFor: 5s }\n',
       ),
     );
     expect((await open(proxy, `127.0.0.1:${port}`)).status).toBe(502);

@@ -288,7 +288,7 @@ describe('an upstream killed under load and restarted', () => {
   it('answers every request with a real answer or a clean error; the breaker opens and recovers', async () => {
     const r = await relayed([{ kind: 'pass' }]);
     proxy = await startProxy(
-      `${FAST}upstreams:\n  - match: "127.0.0.1"\n    circuitBreaker: { consecutiveFailures: 5, openFor: 300ms, maxOpenFor: 600ms }\n`,
+      `${FAST}upstreams:\n  - match: "127.0.0.1"\n    circuitBreaker: { consecutiveFailures: 5, failingFor: 0ms, openFor: 300ms, maxOpenFor: 600ms }\n`,
     );
     const px = proxy;
     const answers: { atMs: number; answer: Answer }[] = [];
