@@ -52,9 +52,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   });
   let metrics: Metrics | undefined;
   const upstreams = new UpstreamRegistry(config.defaultUpstream, config.upstreams, {
-    onTransition: (authority, to) => {
+    onTransition: (authority, to, from) => {
       metrics?.circuitTransition(authority, to);
-      logger.warn({ upstream: authority, to }, 'circuit');
+      // an outage at high traffic probes (open ↔ half-open) many times a second: only leaving
+      // closed and coming back are worth a warning
+      if (from === 'closed' || to === 'closed') logger.warn({ upstream: authority, to }, 'circuit');
+      else logger.debug({ upstream: authority, to }, 'circuit');
     },
   });
   if (options.metrics !== false) {

@@ -63,7 +63,7 @@ export function isFailing(
 
 export class CircuitBreaker {
   readonly settings: BreakerSettings;
-  readonly #onTransition: ((to: BreakerStateName) => void) | undefined;
+  readonly #onTransition: ((to: BreakerStateName, from: BreakerStateName) => void) | undefined;
   readonly #recent: RecentTries;
   #state: BreakerState = CLOSED;
   #consecutiveFailures = 0;
@@ -73,7 +73,10 @@ export class CircuitBreaker {
   #refused = 0;
 
   /** `onTransition` is called after every change of `state` (not on probe bookkeeping). */
-  constructor(settings: BreakerSettings, onTransition?: (to: BreakerStateName) => void) {
+  constructor(
+    settings: BreakerSettings,
+    onTransition?: (to: BreakerStateName, from: BreakerStateName) => void,
+  ) {
     this.settings = settings;
     this.#onTransition = onTransition;
     this.#recent = new RecentTries(settings.minRequests, settings.windowMs);
@@ -191,8 +194,9 @@ export class CircuitBreaker {
   }
 
   #transition(next: BreakerState): void {
+    const from = this.#state.state;
     this.#state = next;
-    this.#onTransition?.(next.state);
+    this.#onTransition?.(next.state, from);
   }
 }
 

@@ -24,7 +24,7 @@ export type FirstTryGate = Exclude<Gate, 'budget'>;
 export type RetryGate = Exclude<Gate, 'overflow'>;
 
 export interface RegistryHooks {
-  onTransition(authority: string, to: BreakerStateName): void;
+  onTransition(authority: string, to: BreakerStateName, from: BreakerStateName): void;
 }
 
 export interface UpstreamSnapshot {
@@ -53,8 +53,8 @@ export class Upstream {
     this.authority = authority;
     this.settings = settings;
     this.budget = new RetryBudget(settings.budget);
-    this.breaker = new CircuitBreaker(settings.circuitBreaker, (to) =>
-      hooks.onTransition(authority, to),
+    this.breaker = new CircuitBreaker(settings.circuitBreaker, (to, from) =>
+      hooks.onTransition(authority, to, from),
     );
     this.lastUsedMs = nowMs;
     this.idleMs = 2 * Math.max(settings.budget.windowMs, settings.circuitBreaker.windowMs);

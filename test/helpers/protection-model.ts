@@ -11,10 +11,8 @@ import type { Config } from '../../src/config/types.ts';
 import { type Upstream, UpstreamRegistry } from '../../src/resilience/upstream-registry.ts';
 import { decideRetry } from '../../src/retry/decide.ts';
 import { resolveRequestPolicy } from '../../src/retry/request-policy.ts';
+import type { FaultSchedule } from './fault-schedules.ts';
 import { seededRandom } from './seeded-random.ts';
-
-/** Whether a try sent at `atMs` fails (each call may draw from the schedule's own random). */
-export type FaultSchedule = (atMs: number) => boolean;
 
 export interface ModelOptions {
   readonly config: Config;
@@ -196,33 +194,3 @@ function simulate(options: ModelOptions, throughReprise: boolean) {
   return { side, circuit: { circuitOpenAnswers, openMs, firstOpenMs } };
 }
 
-/** Gilbert–Elliott in steps of `stepMs`: good → bad with `p`, bad → good with `r`, per step. */
-export function gilbertElliott(seed: number, p: number, r: number, stepMs = 5): FaultSchedule {
-  const random = seededRandom(seed);
-  let step = -1;
-  let bad = false;
-  return (atMs) => {
-    const target = Math.floor(atMs / stepMs);
-    while (step < target) {
-      step++;
-      bad = bad ? random() >= r : random() < p;
-    }
-    return bad;
-  };
-}
-
-/** Each try fails with probability `share`. */
-export function randomFailures(seed: number, share: number): FaultSchedule {
-  const random = seededRandom(seed);
-  return () => random() < share;
-}
-
-/** Fails from `fromMs` until `untilMs`. */
-export function outage(fromMs = 0, untilMs = Number.POSITIVE_INFINITY): FaultSchedule {
-  return (atMs) => atMs >= fromMs && atMs < untilMs;
-}
-
-/** `badMs` failing, then `goodMs` healthy, over and over, starting bad at 0. */
-export function flapping(badMs: number, goodMs: number): FaultSchedule {
-  return (atMs) => atMs % (badMs + goodMs) < badMs;
-}

@@ -1,0 +1,272 @@
+/**
+ * One resilience scenario on real parts: a loopback upstream that fails on a time schedule,
+ * and clients driving it direct and through a real reprise at the same time, so both sides
+ * meet the same bad spells. Used by the suite's matrix (short runs, several seeds and start
+ * phases) and by `npm run bench` (longer runs).
+ *
+ *   const r = await runScenario({ schedule: gilbertElliott(1, 0.02, 0.2), clients: 10, ... });
+ *   r.direct.ok / r.direct.requests  vs  r.via.ok / r.via.requests
+ */
+import { once } from 'node:events';
+import { Agent, createServer, request } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { FaultSchedule } from './fault-schedules.ts';
+import { startProxy, type TestProxy } from './proxy.ts';
+import { seededRandom } from './seeded-random.ts';
+
+export interface ScenarioOptions {
+  /** When the upstream fails, in ms since it started; traffic starts at `phaseMs` into it. */
+  readonly schedule: FaultSchedule;
+  readonly phaseMs?: number;
+  readonly seed: number;
+  /** How a failing upstream answers: 503, a reset before the head, or either at random. */
+  readonly failWith?: '503' | 'reset' | 'mixed';
+  /** Every answer (good or bad) is delayed this long. */
+  readonly delayMs?: number;
+  /** Closed-loop clients per side (each sends its next request when the last one ends)... */
+  readonly clients?: number;
+  /** ...or an open loop: this many requests a second per side, evenly spaced. */
+  readonly requestsPerSecond?: number;
+  /** Closed loop: stop after this many requests per side (and at `durationMs` at the latest). */
+  readonly requests?: number;
+  readonly durationMs: number;
+  /** Config for the proxy, without version/listen/admin; '' = the embedded defaults. */
+  readonly proxyYaml?: string;
+  /** A client gives up on a request after this long (counted as failed). */
+  readonly clientTimeoutMs?: number;
+}
+
+export interface Outcome {
+  /** Ms since traffic started. */
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly ok: boolean;
+  /** The `x-reprise-error` of an answer reprise made itself. */
+  readonly error: string | undefined;
+}
+
+export interface SideResult {
+  readonly requests: number;
+  readonly ok: number;
+  /** Tries that reached the upstream, with when they arrived (ms since traffic started). */
+  readonly tries: number;
+  readonly tryTimes: readonly number[];
+  readonly outcomes: readonly Outcome[];
+}
+
+export interface ScenarioResult {
+  readonly direct: SideResult;
+  readonly via: SideResult & {
+    /** Ms the circuit spent away from closed. */
+    readonly openMs: number;
+    readonly circuitOpenAnswers: number;
+  };
+}
+
+const DIRECT = 'direct';
+const VIA = 'via';
+
+/** Runs one scenario to its end; everything it started is closed before it returns. */
+export async function runScenario(options: ScenarioOptions): Promise<ScenarioResult> {
+  const upstream = await startScheduledUpstream(options);
+  const proxy = await startProxy(options.proxyYaml ?? '', { logLevel: 'info' });
+  try {
+    const startedAt = performance.now();
+    upstream.start(startedAt);
+    const [direct, via] = await Promise.all([
+      drive(options, startedAt, DIRECT, upstream.port, undefined),
+      drive(options, startedAt, VIA, upstream.port, proxy.port),
+    ]);
+    return {
+      direct: { ...direct, ...upstream.tries(DIRECT) },
+      via: {
+        ...via,
+        ...upstream.tries(VIA),
+        openMs: circuitOpenMs(proxy, startedAt),
+        circuitOpenAnswers: via.outcomes.filter((o) => o.error === 'circuit-open').length,
+      },
+    };
+  } finally {
+    await proxy.close();
+    await upstream.close();
+  }
+}
+
+/** The share of requests that succeeded, 0..1. */
+export function successShare(side: SideResult): number {
+  return side.requests === 0 ? 0 : side.ok / side.requests;
+}
+
+/** The same share, over the requests that started in [fromMs, toMs). */
+export function successShareBetween(side: SideResult, fromMs: number, toMs: number): number {
+  const within = side.outcomes.filter((o) => o.startMs >= fromMs && o.startMs < toMs);
+  return within.length === 0 ? 1 : within.filter((o) => o.ok).length / within.length;
+}
+
+/** A readable line for a test log or the bench. */
+export function describeRun(name: string, r: ScenarioResult): string {
+  const pct = (side: SideResult) => `${(100 * successShare(side)).toFixed(2)}%`;
+  const perRequest = (r.via.tries / Math.max(1, r.via.requests)).toFixed(3);
+  return (
+    `${name}: direct ${pct(r.direct)} of ${r.direct.requests}, via reprise ${pct(r.via)} of ` +
+    `${r.via.requests}; ${perRequest} upstream tries per request via reprise; circuit open ` +
+    `${Math.round(r.via.openMs)} ms, ${r.via.circuitOpenAnswers} circuit-open answers`
+  );
+}
+
+interface ScheduledUpstream {
+  readonly port: number;
+  start(atMs: number): void;
+  tries(side: string): { tries: number; tryTimes: number[] };
+  close(): Promise<void>;
+}
+
+async function startScheduledUpstream(options: ScenarioOptions): Promise<ScheduledUpstream> {
+  const random = seededRandom(options.seed * 31 + 7);
+  const phaseMs = options.phaseMs ?? 0;
+  const failWith = options.failWith ?? 'mixed';
+  let startedAt = Number.NaN;
+  const seen = new Map<string, number[]>([
+    [DIRECT, []],
+    [VIA, []],
+  ]);
+  const sockets = new Set<Socket>();
+  const server = createServer((req, res) => {
+    const sinceStart = performance.now() - startedAt;
+    const side = req.headers.via === undefined ? DIRECT : VIA;
+    seen.get(side)?.push(sinceStart);
+    const failed = options.schedule(sinceStart + phaseMs);
+    const answer = () => {
+      if (failed && (failWith === 'reset' || (failWith === 'mixed' && random() < 0.5))) {
+        req.socket.destroy();
+        return;
+      }
+      const body = failed ? 'bad spell' : 'ok';
+      res.writeHead(failed ? 503 : 200, {
+        'content-type': 'text/plain',
+        'content-length': body.length,
+      });
+      res.end(body);
+    };
+    req.resume();
+    req.on('end', () => {
+      if (options.delayMs === undefined) answer();
+      else setTimeout(answer, options.delayMs);
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as AddressInfo).port,
+    start(atMs) {
+      startedAt = atMs;
+    },
+    tries(side) {
+      const times = seen.get(side) ?? [];
+      return { tries: times.length, tryTimes: times };
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** Drives one side: closed-loop clients or an open loop, until the scenario's end. */
+async function drive(
+  options: ScenarioOptions,
+  startedAt: number,
+  side: string,
+  upstreamPort: number,
+  proxyPort: number | undefined,
+): Promise<{ requests: number; ok: number; outcomes: Outcome[] }> {
+  const clients = options.clients ?? 10;
+  const agent = new Agent({ keepAlive: true, maxSockets: Math.max(clients, 64) });
+  const outcomes: Outcome[] = [];
+  const endAt = startedAt + options.durationMs;
+  const url = `http://127.0.0.1:${upstreamPort}/${side}`;
+  const timeoutMs = options.clientTimeoutMs ?? 15_000;
+  const one = async (): Promise<void> => {
+    const startMs = performance.now() - startedAt;
+    const answer = await send(agent, url, proxyPort, timeoutMs);
+    outcomes.push({ startMs, endMs: performance.now() - startedAt, ...answer });
+  };
+  if (options.requestsPerSecond !== undefined) {
+    const gapMs = 1000 / options.requestsPerSecond;
+    const pending: Promise<void>[] = [];
+    for (let i = 0; startedAt + i * gapMs < endAt; i++) {
+      const waitMs = startedAt + i * gapMs - performance.now();
+      if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
+      pending.push(one());
+    }
+    await Promise.all(pending);
+  } else {
+    const limit = options.requests ?? Number.POSITIVE_INFINITY;
+    let started = 0;
+    const worker = async (): Promise<void> => {
+      while (started < limit && performance.now() < endAt) {
+        started++;
+        await one();
+      }
+    };
+    await Promise.all(Array.from({ length: clients }, worker));
+  }
+  agent.destroy();
+  outcomes.sort((a, b) => a.startMs - b.startMs);
+  return { requests: outcomes.length, ok: outcomes.filter((o) => o.ok).length, outcomes };
+}
+
+/** One GET, direct or through the proxy; any error or timeout is a failed request. */
+function send(
+  agent: Agent,
+  url: string,
+  proxyPort: number | undefined,
+  timeoutMs: number,
+): Promise<{ ok: boolean; error: string | undefined }> {
+  const target = new URL(url);
+  return new Promise((resolve) => {
+    const req = request({
+      agent,
+      host: '127.0.0.1',
+      port: proxyPort ?? Number(target.port),
+      path: proxyPort === undefined ? target.pathname : url,
+    });
+    const timer = setTimeout(() => req.destroy(new Error('client timeout')), timeoutMs);
+    const done = (ok: boolean, error: string | undefined) => {
+      clearTimeout(timer);
+      resolve({ ok, error });
+    };
+    req.on('error', () => done(false, undefined));
+    req.on('response', (res) => {
+      const error = res.headers['x-reprise-error'];
+      res.on('error', () => done(false, undefined));
+      res.on('end', () => done(res.statusCode === 200 && res.complete, error as string | undefined));
+      res.resume();
+    });
+    req.end();
+  });
+}
+
+/** Ms the circuit spent away from closed, from the proxy's `circuit` warn lines. */
+function circuitOpenMs(proxy: TestProxy, startedAt: number): number {
+  const epochAtStart = Date.now() - (performance.now() - startedAt);
+  let openedAt: number | undefined;
+  let total = 0;
+  for (const line of proxy.logs) {
+    if (line.msg !== 'circuit') continue;
+    const at = Number(line.time) - epochAtStart;
+    if (line.to === 'closed') {
+      if (openedAt !== undefined) total += at - openedAt;
+      openedAt = undefined;
+    } else {
+      openedAt ??= at;
+    }
+  }
+  if (openedAt !== undefined) total += performance.now() - startedAt - openedAt;
+  return total;
+}
