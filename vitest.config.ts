@@ -5,7 +5,7 @@ import { defineConfig } from 'vitest/config';
  * time run afterwards, one file at a time, so the others' CPU use cannot skew them.
  */
 const SERIAL = [
-  'test/integration/bursty.test.ts',
+  'test/integration/resilience-matrix.test.ts',
   'test/integration/memory.test.ts',
   'test/integration/protection.test.ts',
 ];

@@ -193,4 +193,3 @@ function simulate(options: ModelOptions, throughReprise: boolean) {
   if (openSinceMs !== undefined) openMs += Math.max(0, endMs - openSinceMs);
   return { side, circuit: { circuitOpenAnswers, openMs, firstOpenMs } };
 }
-

@@ -34,6 +34,8 @@ export interface ScenarioOptions {
   readonly proxyYaml?: string;
   /** A client gives up on a request after this long (counted as failed). */
   readonly clientTimeoutMs?: number;
+  /** This many reprise processes side by side, each driven as one via side is (default 1). */
+  readonly fleet?: number;
 }
 
 export interface Outcome {
@@ -43,6 +45,7 @@ export interface Outcome {
   readonly ok: boolean;
   /** The `x-reprise-error` of an answer reprise made itself. */
   readonly error: string | undefined;
+  readonly retryAfter: boolean;
 }
 
 export interface SideResult {
@@ -69,25 +72,31 @@ const VIA = 'via';
 /** Runs one scenario to its end; everything it started is closed before it returns. */
 export async function runScenario(options: ScenarioOptions): Promise<ScenarioResult> {
   const upstream = await startScheduledUpstream(options);
-  const proxy = await startProxy(options.proxyYaml ?? '', { logLevel: 'info' });
+  const proxies: TestProxy[] = [];
   try {
+    for (let i = 0; i < (options.fleet ?? 1); i++) {
+      proxies.push(await startProxy(options.proxyYaml ?? '', { logLevel: 'info' }));
+    }
     const startedAt = performance.now();
     upstream.start(startedAt);
-    const [direct, via] = await Promise.all([
+    const [direct, ...vias] = await Promise.all([
       drive(options, startedAt, DIRECT, upstream.port, undefined),
-      drive(options, startedAt, VIA, upstream.port, proxy.port),
+      ...proxies.map((proxy) => drive(options, startedAt, VIA, upstream.port, proxy.port)),
     ]);
+    const outcomes = vias.flatMap((via) => via.outcomes).sort((a, b) => a.startMs - b.startMs);
     return {
       direct: { ...direct, ...upstream.tries(DIRECT) },
       via: {
-        ...via,
+        requests: outcomes.length,
+        ok: outcomes.filter((o) => o.ok).length,
+        outcomes,
         ...upstream.tries(VIA),
-        openMs: circuitOpenMs(proxy, startedAt),
-        circuitOpenAnswers: via.outcomes.filter((o) => o.error === 'circuit-open').length,
+        openMs: Math.max(...proxies.map((proxy) => circuitOpenMs(proxy, startedAt))),
+        circuitOpenAnswers: outcomes.filter((o) => o.error === 'circuit-open').length,
       },
     };
   } finally {
-    await proxy.close();
+    await Promise.all(proxies.map((proxy) => proxy.close()));
     await upstream.close();
   }
 }
@@ -227,7 +236,7 @@ function send(
   url: string,
   proxyPort: number | undefined,
   timeoutMs: number,
-): Promise<{ ok: boolean; error: string | undefined }> {
+): Promise<{ ok: boolean; error: string | undefined; retryAfter: boolean }> {
   const target = new URL(url);
   return new Promise((resolve) => {
     const req = request({
@@ -237,15 +246,19 @@ function send(
       path: proxyPort === undefined ? target.pathname : url,
     });
     const timer = setTimeout(() => req.destroy(new Error('client timeout')), timeoutMs);
-    const done = (ok: boolean, error: string | undefined) => {
+    let settled = false;
+    const done = (ok: boolean, error?: string, retryAfter = false) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      resolve({ ok, error });
+      resolve({ ok, error, retryAfter });
     };
-    req.on('error', () => done(false, undefined));
+    req.on('error', () => done(false));
     req.on('response', (res) => {
-      const error = res.headers['x-reprise-error'];
-      res.on('error', () => done(false, undefined));
-      res.on('end', () => done(res.statusCode === 200 && res.complete, error as string | undefined));
+      const error = res.headers['x-reprise-error'] as string | undefined;
+      const retryAfter = res.headers['retry-after'] !== undefined;
+      res.on('error', () => done(false));
+      res.on('end', () => done(res.statusCode === 200 && res.complete, error, retryAfter));
       res.resume();
     });
     req.end();
