@@ -12,6 +12,7 @@
  * Env: BENCH_DURATION (s per target and scenario, default 6), BENCH_ROUNDS (turns it is split
  * into, default 3), BENCH_WARMUP (s before each turn, default 1), BENCH_ONLY (e.g. 1,6),
  * BENCH_CONNECTIONS (idle connections for scenario 6, default 10000), BENCH_GE, BENCH_SEED.
+ * Section 7 is the resilience matrix (bench/resilience.ts), about 6 minutes on its own.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
@@ -21,12 +22,13 @@ import { memory } from './memory.ts';
 import { fdLimits, type Proc, startReference, startUpstream } from './processes.ts';
 import { REPRISE_MAIN, squidBinary, startReprise, startSquid } from './proxies.ts';
 import { comparison, markdownTable, readPrevious, targetLines, writeResults } from './report.ts';
+import { type MatrixLine, matrixTable, resilienceMatrix } from './resilience.ts';
 import { type BenchContext, getThroughput, healedFailures, putReplayBuffer } from './scenarios.ts';
 
 const durationS = Number(process.env.BENCH_DURATION ?? 6);
 const warmupS = Number(process.env.BENCH_WARMUP ?? 1);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
-const only = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5,6').split(',').map(Number));
+const only = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5,6,7').split(',').map(Number));
 const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 const machine = `${availableParallelism()} cores, ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, node ${process.version}, ${process.platform} ${process.arch}`;
@@ -85,6 +87,7 @@ async function main(): Promise<void> {
     progress,
   };
   const rows: Row[] = [];
+  let matrix: MatrixLine[] = [];
   try {
     if (only.has(1)) rows.push(...(await getThroughput(ctx)));
     if (only.has(2)) rows.push(...(await putReplayBuffer(ctx)));
@@ -92,6 +95,7 @@ async function main(): Promise<void> {
     if (only.has(4)) rows.push(...(await burstyUpstream(ctx)));
     if (only.has(5)) rows.push(...(await totalOutage(ctx)));
     if (only.has(6)) rows.push(...(await memory(ctx)));
+    if (only.has(7)) matrix = await resilienceMatrix(progress);
   } finally {
     const all = [...procs, Promise.resolve(upstream), ...(squid ? [Promise.resolve(squid)] : [])];
     await Promise.all(
@@ -126,6 +130,10 @@ async function main(): Promise<void> {
     );
   }
   if (previous) lines.push(comparison(previous, rows), '');
+  if (matrix.length > 0) {
+    lines.push('Resilience matrix (SPEC §4, embedded defaults; worst run per row):', '');
+    lines.push(matrixTable(matrix), '');
+  }
   const minutes = ((performance.now() - started) / 60_000).toFixed(1);
   lines.push(`Results: ${files.json}, chart: ${files.svg}. Took ${minutes} min.`);
   process.stdout.write(`${lines.join('\n')}\n`);
