@@ -43,6 +43,19 @@ export type BreakerState =
 
 type HalfOpen = Extract<BreakerState, { state: 'half-open' }>;
 
+/** The breaker as /state shows it. */
+export interface BreakerView {
+  readonly state: BreakerStateName;
+  /** The recent tries the trip rule looks at, and how many of them failed. */
+  readonly recentTries: number;
+  readonly recentFailures: number;
+  /** How long the trip rule has held while closed (it opens at `failingFor`); 0 while it does not. */
+  readonly failingForMs: number;
+  /** Open only: until it lets a probe through by time, or after this many more refusals. */
+  readonly halfOpenInMs?: number;
+  readonly refusalsBeforeProbe?: number;
+}
+
 const CLOSED: BreakerState = Object.freeze({ state: 'closed' });
 
 /**
@@ -136,6 +149,24 @@ export class CircuitBreaker {
   /** Whether the stored state is closed, without the lazy open → half-open step. */
   isClosed(): boolean {
     return this.#state.state === 'closed';
+  }
+
+  /** What /state shows of it at `nowMs` (may move open to half-open). */
+  describe(nowMs: number): BreakerView {
+    const s = this.#current(nowMs);
+    const failingForMs = Number.isNaN(this.#failingSinceMs) ? 0 : nowMs - this.#failingSinceMs;
+    const view = {
+      state: s.state,
+      recentTries: this.#recent.tries,
+      recentFailures: this.#recent.failures,
+      failingForMs: s.state === 'closed' ? failingForMs : 0,
+    };
+    if (s.state !== 'open') return view;
+    return {
+      ...view,
+      halfOpenInMs: s.openedAtMs + s.openForMs - nowMs,
+      refusalsBeforeProbe: Math.max(0, s.openForRequests - this.#refused),
+    };
   }
 
   /** Milliseconds until half-open by time, for `Retry-After`; 0 when closed or half-open. */

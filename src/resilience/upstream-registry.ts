@@ -10,7 +10,12 @@
  */
 import type { UpstreamRule, UpstreamSettings } from '../config/types.ts';
 import { matchesHost } from '../routing/host-pattern.ts';
-import { type BreakerPermit, type BreakerStateName, CircuitBreaker } from './circuit-breaker.ts';
+import {
+  type BreakerPermit,
+  type BreakerStateName,
+  type BreakerView,
+  CircuitBreaker,
+} from './circuit-breaker.ts';
 import { RetryBudget } from './retry-budget.ts';
 
 /**
@@ -30,6 +35,7 @@ export interface RegistryHooks {
 export interface UpstreamSnapshot {
   readonly authority: string;
   readonly state: BreakerStateName;
+  readonly circuit: BreakerView;
   readonly budgetAvailable: number;
   readonly inFlight: number;
 }
@@ -199,9 +205,11 @@ export class UpstreamRegistry {
     const out: UpstreamSnapshot[] = [];
     for (let e = this.#head; e !== undefined; e = e.next) {
       const u = e.upstream;
+      const circuit = u.breaker.describe(nowMs);
       out.push({
         authority: u.authority,
-        state: u.breaker.state(nowMs).state,
+        state: circuit.state,
+        circuit,
         budgetAvailable: u.budget.available(nowMs),
         inFlight: u.inFlight,
       });

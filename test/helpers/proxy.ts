@@ -27,7 +27,7 @@ export interface TestProxy {
 /** `yaml` is the config minus `version`, `listen` and `admin` (added here). */
 export async function startProxy(
   yaml = '',
-  options: { logLevel?: string; random?: () => number } = {},
+  options: { logLevel?: string; random?: () => number; now?: () => number } = {},
 ): Promise<TestProxy> {
   const text = `version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\n${yaml}`;
   const config = loadConfigText(text, 'test.yaml');
@@ -36,7 +36,7 @@ export async function startProxy(
     level: options.logLevel ?? 'debug',
     destination: { write: (line: string) => logs.push(JSON.parse(line)) },
   });
-  const app = await startApp(config, { logger, random: options.random });
+  const app = await startApp(config, { logger, random: options.random, now: options.now });
   return {
     app,
     port: app.proxyPort,

@@ -332,3 +332,39 @@ describe('maxConcurrent', () => {
     expect(up.seen).toHaveLength(5);
   });
 });
+
+describe('the embedded breaker on /state (SPEC §4, §7)', () => {
+  it('shows how long the trip rule has held, then the open period and refusals left', async () => {
+    let nowMs = Date.now();
+    upstream = await startUpstream([reply(503, 'down')]);
+    proxy = await startProxy('', { logLevel: 'info', now: () => nowMs });
+    const once = { headers: { 'x-reprise-retry': 'off' } };
+    const state = async () => {
+      const body = (await (await fetch(`http://127.0.0.1:${proxy?.adminPort}/state`)).json()) as {
+        upstreams: { authority: string; circuit: Record<string, unknown> }[];
+      };
+      return body.upstreams.find((u) => u.authority === upstream?.authority)?.circuit;
+    };
+    for (let i = 0; i < 50; i++) await viaProxy(proxy.port, 'GET', `${upstream.origin}/`, once);
+    nowMs += 1_000;
+    expect(await state()).toEqual({
+      state: 'closed',
+      recentTries: 50,
+      recentFailures: 50,
+      failingForMs: 1_000,
+    });
+    nowMs += 500;
+    // the trip rule has now held for failingFor: the next failed try opens the circuit
+    await viaProxy(proxy.port, 'GET', `${upstream.origin}/`, once);
+    const refused = await viaProxy(proxy.port, 'GET', `${upstream.origin}/`, once);
+    expect(refused.headers['x-reprise-error']).toBe('circuit-open');
+    expect(refused.headers['retry-after']).toBe('4');
+    expect(await state()).toMatchObject({
+      state: 'open',
+      failingForMs: 0,
+      halfOpenInMs: 4_000,
+      refusalsBeforeProbe: 99,
+    });
+    expect(upstream.seen).toHaveLength(51);
+  });
+});
