@@ -20,7 +20,7 @@ export const EMBEDDED_DEFAULTS: RawDocument = {
         on: ['connect-failure', 'reset', 'timeout', 429, 502, 503, 504],
         methods: ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'],
         idempotencyHeader: 'Idempotency-Key',
-        backoff: { base: '50ms', max: '1s', jitter: 'full' },
+        backoff: { base: '100ms', max: '1s', jitter: 'equal' },
         retryAfter: { max: '10s' },
         buffer: '1MiB',
         observeOnly: false,

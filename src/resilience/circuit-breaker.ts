@@ -162,9 +162,11 @@ export class CircuitBreaker {
       failingForMs: s.state === 'closed' ? failingForMs : 0,
     };
     if (s.state !== 'open') return view;
+    const halfOpenInMs = s.openedAtMs + s.openForMs - nowMs;
+    if (!Number.isFinite(s.openForRequests)) return { ...view, halfOpenInMs };
     return {
       ...view,
-      halfOpenInMs: s.openedAtMs + s.openForMs - nowMs,
+      halfOpenInMs,
       refusalsBeforeProbe: Math.max(0, s.openForRequests - this.#refused),
     };
   }

@@ -37,7 +37,7 @@ describe('embedded defaults', () => {
       onStatuses: new Set([429, 502, 503, 504]),
       methods: new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']),
       idempotencyHeader: 'idempotency-key',
-      backoff: { baseMs: 50, maxMs: 1000, jitter: 'full' },
+      backoff: { baseMs: 100, maxMs: 1000, jitter: 'equal' },
       retryAfterMaxMs: 10_000,
       bufferBytes: 1024 ** 2,
       observeOnly: false,
@@ -97,7 +97,7 @@ describe('merging', () => {
     const [route] = compile(...ROUTE_A, '    retry: { attempts: 5 }').routes;
     expect(route?.retry.attempts).toBe(5);
     expect(route?.retry.perTryTimeoutMs).toBe(10_000);
-    expect(route?.retry.backoff).toEqual({ baseMs: 50, maxMs: 1000, jitter: 'full' });
+    expect(route?.retry.backoff).toEqual({ baseMs: 100, maxMs: 1000, jitter: 'equal' });
     expect(route?.timeoutMs).toBe(30_000);
   });
 
@@ -108,7 +108,7 @@ describe('merging', () => {
       '    retry: { backoff: { base: 10ms } }',
     );
     expect(config.routes[0]?.timeoutMs).toBe(9000);
-    expect(config.routes[0]?.retry.backoff).toEqual({ baseMs: 10, maxMs: 2000, jitter: 'full' });
+    expect(config.routes[0]?.retry.backoff).toEqual({ baseMs: 10, maxMs: 2000, jitter: 'equal' });
     expect(config.defaultRoute.timeoutMs).toBe(9000);
     expect(config.defaultRoute.retry.backoff).toEqual({ baseMs: 50, maxMs: 2000, jitter: 'full' });
   });

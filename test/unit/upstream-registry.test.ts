@@ -285,8 +285,26 @@ describe('UpstreamRegistry reconfigure and snapshot', () => {
     b.budget.tryWithdraw(0);
     b.gate(0, 1);
     expect(registry.snapshot(0)).toEqual([
-      { authority: 'a:80', state: 'open', budgetAvailable: 100, inFlight: 0 },
-      { authority: 'b:80', state: 'closed', budgetAvailable: 99, inFlight: 1 },
+      {
+        authority: 'a:80',
+        state: 'open',
+        circuit: {
+          state: 'open',
+          recentTries: 3,
+          recentFailures: 3,
+          failingForMs: 0,
+          halfOpenInMs: 5_000,
+        },
+        budgetAvailable: 100,
+        inFlight: 0,
+      },
+      {
+        authority: 'b:80',
+        state: 'closed',
+        circuit: { state: 'closed', recentTries: 0, recentFailures: 0, failingForMs: 0 },
+        budgetAvailable: 99,
+        inFlight: 1,
+      },
     ]);
     expect(registry.snapshot(5_000)[0]?.state).toBe('half-open');
   });
