@@ -110,7 +110,7 @@ describe('merging', () => {
     expect(config.routes[0]?.timeoutMs).toBe(9000);
     expect(config.routes[0]?.retry.backoff).toEqual({ baseMs: 10, maxMs: 2000, jitter: 'equal' });
     expect(config.defaultRoute.timeoutMs).toBe(9000);
-    expect(config.defaultRoute.retry.backoff).toEqual({ baseMs: 50, maxMs: 2000, jitter: 'full' });
+    expect(config.defaultRoute.retry.backoff).toEqual({ baseMs: 100, maxMs: 2000, jitter: 'equal' });
   });
 
   it('replaces lists rather than merging them', () => {
