@@ -69,6 +69,16 @@ export function rawAnswer(name: ErrorName, message?: string): string {
   );
 }
 
+/**
+ * A wait in milliseconds as a `Retry-After` value: whole seconds, rounded up so a client that
+ * honours it does not come back early, and at least 1 (0 would invite an immediate retry).
+ */
+export function toRetryAfterSeconds(ms: number): number;
+export function toRetryAfterSeconds(ms: number | undefined): number | undefined;
+export function toRetryAfterSeconds(ms: number | undefined): number | undefined {
+  return ms === undefined ? undefined : Math.max(1, Math.ceil(ms / 1000));
+}
+
 export interface AnswerDetails {
   readonly attempts: number;
   readonly upstream: string;

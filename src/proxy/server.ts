@@ -9,7 +9,7 @@ import type { Listener } from '../config/types.ts';
 import { isListed } from './address-guard.ts';
 import type { ProxyContext } from './context.ts';
 import { socketResponse } from './detached-socket.ts';
-import { forward, type Target } from './forward.ts';
+import { forward } from './forward.ts';
 import { hasVia } from './headers.ts';
 import {
   declaresBody,
@@ -20,7 +20,7 @@ import {
   parserErrorAnswer,
 } from './request-guard.ts';
 import { answer, type ErrorName, rawAnswer } from './respond.ts';
-import { listenerTarget, parseAbsoluteTarget } from './target.ts';
+import { listenerTarget, parseAbsoluteTarget, type Target } from './target.ts';
 import { openTunnel, refuseTunnel } from './tunnel.ts';
 import { relayUpgrade } from './websocket.ts';
 

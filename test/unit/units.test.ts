@@ -99,6 +99,7 @@ describe('parseHttpOrigin', () => {
     expect(parseHttpOrigin('http://cache.local')).toEqual({
       origin: 'http://cache.local:80',
       authority: 'cache.local:80',
+      hostHeader: 'cache.local:80',
     });
   });
 
@@ -106,6 +107,15 @@ describe('parseHttpOrigin', () => {
     expect(parseHttpOrigin('http://Cache.Local:8080/')).toEqual({
       origin: 'http://cache.local:8080',
       authority: 'cache.local:8080',
+      hostHeader: 'cache.local:8080',
+    });
+  });
+
+  it('keys a trailing-dot name without the dot, and connects as written', () => {
+    expect(parseHttpOrigin('http://cache.local.:8080')).toEqual({
+      origin: 'http://cache.local.:8080',
+      authority: 'cache.local:8080',
+      hostHeader: 'cache.local.:8080',
     });
   });
 
@@ -113,6 +123,7 @@ describe('parseHttpOrigin', () => {
     expect(parseHttpOrigin('http://[::1]:8080')).toEqual({
       origin: 'http://[::1]:8080',
       authority: '[::1]:8080',
+      hostHeader: '[::1]:8080',
     });
   });
 
@@ -123,6 +134,7 @@ describe('parseHttpOrigin', () => {
     'http://cache.local#x',
     'http://user:pw@cache.local',
     'http://cache.local:99999',
+    'http://under_score.local',
     'cache.local:80',
   ])('rejects %j', (text) => {
     expect(parseHttpOrigin(text)).toBe('must be http://host[:port] with no path');
