@@ -1,0 +1,43 @@
+/**
+ * A fault inside reprise is answered as one (500 `internal`) and logged at error level; it is
+ * never blamed on the client with a 4xx.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/types.ts';
+import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
+import { reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
+
+let proxy: TestProxy | undefined;
+let upstream: Upstream | undefined;
+afterEach(async () => {
+  await proxy?.close();
+  await upstream?.close();
+  proxy = undefined;
+  upstream = undefined;
+});
+
+/** The running config, with a route table that throws when the attempt loop reads it. */
+function withFaultyRoutes(config: Config): Config {
+  return Object.defineProperty({ ...config }, 'routes', {
+    get() {
+      throw new Error('injected fault: route table unreadable');
+    },
+  });
+}
+
+describe('an internal fault', () => {
+  it('answers 500 internal and logs the error at error level', async () => {
+    upstream = await startUpstream([reply(200, 'ok')]);
+    proxy = await startProxy();
+    proxy.app.reload(withFaultyRoutes(proxy.app.config()));
+    const res = await viaProxy(proxy.port, 'GET', `${upstream.origin}/x`);
+    expect(res.status).toBe(500);
+    expect(res.headers['x-reprise-error']).toBe('internal');
+    expect(JSON.parse(res.body.toString())).toMatchObject({ error: 'internal', attempts: 0 });
+    expect(upstream.seen).toHaveLength(0);
+    const errors = proxy.logs.filter((line) => line.level === 'error');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ msg: 'unexpected error' });
+    expect(JSON.stringify(errors[0])).toContain('injected fault: route table unreadable');
+  });
+});
