@@ -42,6 +42,24 @@ export function parseSize(value: string | number): number | undefined {
   return toSafeInteger(Number.parseFloat(value) * (BYTES_PER_UNIT[unit] ?? Number.NaN));
 }
 
+/** The reverse of parseDuration: 50 → `50ms`, 1500 → `1.5s`, 60000 → `1m`, 3600000 → `1h`. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms)) return String(ms);
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${Number((ms / 1000).toFixed(3))}s`;
+}
+
+/** The reverse of parseSize, in the largest unit that divides it: 16384 → `16KiB`, 1000 → `1000B`. */
+export function formatSize(bytes: number): string {
+  for (const unit of ['GiB', 'MiB', 'KiB'] as const) {
+    const size = BYTES_PER_UNIT[unit] as number;
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return `${bytes}B`;
+}
+
 function toSafeInteger(value: number): number | undefined {
   const rounded = Math.round(value);
   return Number.isSafeInteger(rounded) ? rounded : undefined;

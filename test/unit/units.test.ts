@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
+  formatDuration,
+  formatSize,
   parseAddress,
   parseCidr,
   parseDuration,
@@ -165,5 +167,34 @@ describe('parseCidr', () => {
     ['localhost', 'must be an IP address or CIDR, such as 10.0.0.0/8 or ::1/128'],
   ])('rejects %j', (text, message) => {
     expect(parseCidr(text)).toBe(message);
+  });
+});
+
+describe('formatDuration', () => {
+  it.each([
+    [0, '0ms'],
+    [50, '50ms'],
+    [999, '999ms'],
+    [1000, '1s'],
+    [1500, '1.5s'],
+    [10_000, '10s'],
+    [90_000, '90s'],
+    [60_000, '1m'],
+    [3_600_000, '1h'],
+  ])('formats %i as %s', (ms, text) => {
+    expect(formatDuration(ms)).toBe(text);
+  });
+});
+
+describe('formatSize', () => {
+  it.each([
+    [100, '100B'],
+    [1000, '1000B'],
+    [16 * 1024, '16KiB'],
+    [1024 * 1024, '1MiB'],
+    [64 * 1024 * 1024, '64MiB'],
+    [1536, '1536B'],
+  ])('formats %i as %s', (bytes, text) => {
+    expect(formatSize(bytes)).toBe(text);
   });
 });
