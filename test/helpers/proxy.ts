@@ -6,6 +6,7 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { type App, startApp } from '../../src/app.ts';
 import { loadConfigText } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
+import { closeLater } from './close-after-each.ts';
 
 /** Config with millisecond backoff, so retry tests do not wait; append route keys under it. */
 export const FAST = `defaults:
@@ -27,7 +28,7 @@ export interface TestProxy {
 /** `yaml` is the config minus `version`, `listen` and `admin` (added here). */
 export async function startProxy(
   yaml = '',
-  options: { logLevel?: string; random?: () => number } = {},
+  options: { logLevel?: string; random?: () => number; now?: () => number } = {},
 ): Promise<TestProxy> {
   const text = `version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\n${yaml}`;
   const config = loadConfigText(text, 'test.yaml');
@@ -36,14 +37,14 @@ export async function startProxy(
     level: options.logLevel ?? 'debug',
     destination: { write: (line: string) => logs.push(JSON.parse(line)) },
   });
-  const app = await startApp(config, { logger, random: options.random });
+  const app = await startApp(config, { logger, random: options.random, now: options.now });
   return {
     app,
     port: app.proxyPort,
     adminPort: app.adminPort,
     logs,
     requests: () => logs.filter((line) => line.msg === 'request'),
-    close: () => app.stop(),
+    close: closeLater(() => app.stop()),
   };
 }
 
@@ -60,6 +61,8 @@ export interface SendOptions {
   readonly body?: Buffer | string | Buffer[];
   /** Abort the request after this many ms. */
   readonly abortAfterMs?: number;
+  /** Abort the request when this fires. */
+  readonly signal?: AbortSignal;
 }
 
 /** Sends one request through the proxy in absolute form (as HTTP_PROXY clients do). */
@@ -79,6 +82,7 @@ export function viaProxy(
       agent: false,
     });
     if (options.abortAfterMs !== undefined) setTimeout(() => req.destroy(), options.abortAfterMs);
+    options.signal?.addEventListener('abort', () => req.destroy(), { once: true });
     req.on('error', reject);
     req.on('response', (res) => {
       const chunks: Buffer[] = [];

@@ -6,22 +6,16 @@
  * schedule). Clients are closed-loop (10 at a time, each sending its next request when the
  * last one ends), as a service's workers are.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
 import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
-import { burstyFailures, reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { burstyFailures, reply, startUpstream } from '../helpers/upstream.ts';
 
 const SEEDS = [1, 2, 3];
 const REQUESTS_PER_SEED = 3000;
 const CONCURRENCY = 10;
 
-let proxy: TestProxy | undefined;
-let upstream: Upstream | undefined;
-afterEach(async () => {
-  await proxy?.close();
-  await upstream?.close();
-  proxy = undefined;
-  upstream = undefined;
-});
+closeAfterEach();
 
 /** Runs the requests against a fresh upstream and proxy; returns how many got a 200. */
 async function runSeed(seed: number): Promise<{ ok: number; circuitLines: number }> {
@@ -33,8 +27,8 @@ async function runSeed(seed: number): Promise<{ ok: number; circuitLines: number
     failStep: reply(503, 'burst'),
     okStep: reply(200, 'ok'),
   });
-  upstream = await startUpstream([bursty]);
-  proxy = await startProxy('', { logLevel: 'info' });
+  const upstream = await startUpstream([bursty]);
+  const proxy = await startProxy('', { logLevel: 'info' });
   let started = 0;
   let ok = 0;
   const url = `${upstream.origin}/`;
@@ -44,7 +38,7 @@ async function runSeed(seed: number): Promise<{ ok: number; circuitLines: number
       if ((await viaProxy(px.port, 'GET', url)).status === 200) ok++;
     }
   };
-  await Promise.all(Array.from({ length: CONCURRENCY }, () => worker(proxy as TestProxy)));
+  await Promise.all(Array.from({ length: CONCURRENCY }, () => worker(proxy)));
   const { requests, failed, bursts } = bursty.stats();
   const circuitLines = proxy.logs.filter((line) => line.msg === 'circuit').length;
   console.log(
@@ -54,8 +48,6 @@ async function runSeed(seed: number): Promise<{ ok: number; circuitLines: number
   );
   await proxy.close();
   await upstream.close();
-  proxy = undefined;
-  upstream = undefined;
   return { ok, circuitLines };
 }
 

@@ -3,7 +3,8 @@
  * loopback upstream from a real in-process proxy (SPEC §4).
  */
 import { Agent, request } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
 import { type Answer, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 import {
   deadPort,
@@ -26,18 +27,11 @@ const BREAKER = `${FAST_RETRY}  upstream:
     circuitBreaker: { minRequests: 5, failureRatio: 0.5, openFor: 200ms, maxOpenFor: 2s }
 `;
 
-let proxy: TestProxy | undefined;
-let upstream: Upstream | undefined;
-afterEach(async () => {
-  await proxy?.close();
-  await upstream?.close();
-  proxy = undefined;
-  upstream = undefined;
-});
+closeAfterEach();
 
 async function setup(script: Parameters<typeof startUpstream>[0], yaml: string) {
-  upstream = await startUpstream(script);
-  proxy = await startProxy(yaml, { logLevel: 'info' });
+  const upstream = await startUpstream(script);
+  const proxy = await startProxy(yaml, { logLevel: 'info' });
   return { up: upstream, px: proxy };
 }
 
@@ -148,7 +142,7 @@ describe('retry budget (SPEC §4)', () => {
   });
 
   it('answers the 502 a refused connect would get when the budget refuses the retry', async () => {
-    proxy = await startProxy(
+    const proxy = await startProxy(
       `${FAST_RETRY}  upstream:\n    budget: { ratio: 0, minPerSecond: 0 }\n`,
     );
     const res = await viaProxy(proxy.port, 'GET', `http://127.0.0.1:${await deadPort()}/`);

@@ -1,5 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
+import { FAST, startProxy, viaProxy } from '../helpers/proxy.ts';
 import {
   deadPort,
   delayed,
@@ -7,21 +8,13 @@ import {
   hang,
   reply,
   startUpstream,
-  type Upstream,
 } from '../helpers/upstream.ts';
 
-let proxy: TestProxy | undefined;
-let upstream: Upstream | undefined;
-afterEach(async () => {
-  await proxy?.close();
-  await upstream?.close();
-  proxy = undefined;
-  upstream = undefined;
-});
+closeAfterEach();
 
 async function setup(script: Parameters<typeof startUpstream>[0], yaml = FAST) {
-  upstream = await startUpstream(script);
-  proxy = await startProxy(yaml);
+  const upstream = await startUpstream(script);
+  const proxy = await startProxy(yaml);
   return { up: upstream, px: proxy };
 }
 
@@ -93,7 +86,7 @@ describe('what is retried (SPEC §3)', () => {
   });
 
   it('retries POST on a refused connect, since nothing was sent', async () => {
-    proxy = await startProxy(FAST);
+    const proxy = await startProxy(FAST);
     const port = await deadPort();
     const res = await viaProxy(proxy.port, 'POST', `http://127.0.0.1:${port}/`, { body: 'x' });
     expect(res.status).toBe(502);
@@ -213,7 +206,7 @@ describe('per-request headers (SPEC §5)', () => {
 
 describe('answers reprise makes itself (SPEC §5)', () => {
   it('answers 400 to an origin-form request on the proxy port', async () => {
-    proxy = await startProxy(FAST);
+    const proxy = await startProxy(FAST);
     const res = await viaProxy(proxy.port, 'GET', '/not-absolute');
     expect(res.status).toBe(400);
     expect(res.headers['x-reprise-error']).toBe('bad-request');
@@ -231,7 +224,7 @@ describe('answers reprise makes itself (SPEC §5)', () => {
   });
 
   it('answers 508 to a request aimed at its own listen address', async () => {
-    proxy = await startProxy(FAST);
+    const proxy = await startProxy(FAST);
     for (const host of ['127.0.0.1', 'localhost']) {
       const res = await viaProxy(proxy.port, 'GET', `http://${host}:${proxy.port}/`);
       expect(res.status).toBe(508);
