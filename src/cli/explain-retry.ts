@@ -31,9 +31,17 @@ export function describeRetries(policy: RequestPolicy, method: string): string[]
   const probe = verdicts.find((v) => v.decision.retry || v.decision.cause === 'deadline');
   if (probe !== undefined) lines.push(...describeDelays(policy, probe.result));
   const honoured = retryAfterStatuses(policy, verdicts);
-  if (honoured.length > 0) {
+  const [status] = honoured;
+  if (status !== undefined) {
+    // the longest Retry-After honoured may not fit in a shorter timeout
+    const longest = String(Math.floor(retry.retryAfterMaxMs / 1000));
+    const atMax = decide(policy, { kind: 'response', status, retryAfter: longest }, 1, 0, SHORTEST);
+    const fits =
+      !atMax.retry && atMax.cause === 'deadline'
+        ? `, if the retry can still start within the ${formatDuration(policy.deadlineMs)} timeout,`
+        : '';
     lines.push(
-      `a Retry-After on ${honoured.join('/')} up to ${formatDuration(retry.retryAfterMaxMs)} lengthens a delay; a longer one ends the retries`,
+      `a Retry-After on ${honoured.join('/')} up to ${formatDuration(retry.retryAfterMaxMs)}${fits} lengthens a delay; a longer one ends the retries`,
     );
   }
   return lines;

@@ -223,12 +223,19 @@ describe('explainRequest', () => {
   it('names only the retried statuses whose Retry-After is honoured', () => {
     const read = lines(explain('GET', 'http://payments.default.svc.cluster.local/v1/x'));
     expect(read).toContain(
-      'a Retry-After on 503 up to 10s lengthens a delay; a longer one ends the retries',
+      'a Retry-After on 503 up to 10s, if the retry can still start within the 5s timeout, lengthens a delay; a longer one ends the retries',
     );
     expect(lines(explain('GET', 'http://other.example/'))).toContain(
       'a Retry-After on 429/503 up to 10s lengthens a delay; a longer one ends the retries',
     );
     expect(explain('POST', 'http://strict.example.com/')).not.toContain('Retry-After');
+  });
+
+  it('says a Retry-After must also fit in a shorter x-reprise-timeout-ms', () => {
+    const out = lines(explain('GET', 'http://other.example/', { 'x-reprise-timeout-ms': '2000' }));
+    expect(out).toContain(
+      'a Retry-After on 429/503 up to 10s, if the retry can still start within the 2s timeout, lengthens a delay; a longer one ends the retries',
+    );
   });
 
   it('spells the authority as the proxy does', () => {
