@@ -235,7 +235,7 @@ describe('conversion', () => {
     expect(config.admin).toEqual({ host: 'localhost', port: 9902 });
   });
 
-  it('builds listeners with origin and authority (port 80 by default)', () => {
+  it('builds listeners with origin, authority and Host (port 80 by default)', () => {
     const { listeners } = compile(
       'listeners:',
       '  - { listen: 127.0.0.1:8081, upstream: "http://payments.svc" }',
@@ -245,6 +245,7 @@ describe('conversion', () => {
         listen: { host: '127.0.0.1', port: 8081 },
         origin: 'http://payments.svc:80',
         authority: 'payments.svc:80',
+        hostHeader: 'payments.svc:80',
       },
     ]);
   });
