@@ -131,11 +131,15 @@ function describeDelays(policy: RequestPolicy, result: TryResult): string[] {
   const lines = delayLines(policy.retry.backoff, retries, (n) => {
     const soonest = decide(policy, result, n, early.nowMs, SHORTEST, early.previousMs);
     const latest = decide(policy, result, n, late.nowMs, LONGEST, late.previousMs);
+    // past a retry that could not start, none can: the request has ended by then
     if (latest.retry) {
       late.nowMs += latest.delayMs;
       late.previousMs = latest.backoffMs;
+    } else late.nowMs = Number.POSITIVE_INFINITY;
+    if (!soonest.retry) {
+      early.nowMs = Number.POSITIVE_INFINITY;
+      return ` (cannot start within the ${timeout} timeout)`;
     }
-    if (!soonest.retry) return ` (cannot start within the ${timeout} timeout)`;
     fit++;
     early.nowMs += soonest.delayMs;
     early.previousMs = soonest.backoffMs;
