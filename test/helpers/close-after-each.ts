@@ -2,7 +2,8 @@
  * What a test started is closed when it ends. The proxy and upstream helpers register what
  * they start here; a file that calls `closeAfterEach()` has all of it closed after each of
  * its tests, the latest first (so a proxy goes before the upstream behind it). Each close
- * runs once, so a test may still close something itself.
+ * runs once, so a test may still close something itself. Such a file starts its proxies and
+ * upstreams inside its tests, not in `beforeAll`.
  */
 import { afterEach } from 'vitest';
 

@@ -2,19 +2,13 @@
  * A fault inside reprise is answered as one (500 `internal`) and logged at error level; it is
  * never blamed on the client with a 4xx.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
-import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
-import { reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
+import { startProxy, viaProxy } from '../helpers/proxy.ts';
+import { reply, startUpstream } from '../helpers/upstream.ts';
 
-let proxy: TestProxy | undefined;
-let upstream: Upstream | undefined;
-afterEach(async () => {
-  await proxy?.close();
-  await upstream?.close();
-  proxy = undefined;
-  upstream = undefined;
-});
+closeAfterEach();
 
 /** The running config, with a route table that throws when the attempt loop reads it. */
 function withFaultyRoutes(config: Config): Config {
@@ -27,8 +21,8 @@ function withFaultyRoutes(config: Config): Config {
 
 describe('an internal fault', () => {
   it('answers 500 internal and logs the error at error level', async () => {
-    upstream = await startUpstream([reply(200, 'ok')]);
-    proxy = await startProxy();
+    const upstream = await startUpstream([reply(200, 'ok')]);
+    const proxy = await startProxy();
     proxy.app.reload(withFaultyRoutes(proxy.app.config()));
     const res = await viaProxy(proxy.port, 'GET', `${upstream.origin}/x`);
     expect(res.status).toBe(500);
