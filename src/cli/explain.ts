@@ -1,19 +1,26 @@
 /**
  * `reprise explain`: what reprise would do with one request under a config (SPEC §1).
- * Reads the same pure modules the proxy runs, so the answer cannot drift from the behaviour.
+ * It restates no rule: it asks the code the proxy runs. The request target is parsed as the
+ * proxy parses it, the route table picks the route, the request policy says what the
+ * client's headers narrowed, `decideRetry` is run on made-up outcomes to say what would be
+ * retried and whether each retry could start before the deadline, and the upstream registry
+ * says which budget and breaker settings apply.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Backoff, Config, RetryPolicy, UpstreamSettings } from '../config/types.ts';
-import { delayRange } from '../retry/backoff.ts';
+import { formatDuration, formatSize } from '../config/units.ts';
+import { parseAbsoluteTarget } from '../proxy/target.ts';
+import { UpstreamRegistry } from '../resilience/upstream-registry.ts';
 import {
   type RequestPolicy,
   resolveFallbackPolicy,
   resolveRequestPolicy,
 } from '../retry/request-policy.ts';
-import { matchesHost } from '../routing/host-pattern.ts';
+import { parseAuthority } from '../routing/authority.ts';
 import { matchRoute } from '../routing/route-table.ts';
+import { delayLines, describeRetries, headerCase } from './explain-retry.ts';
 
-/** Per-upstream settings by authority (`host:port`, lower-case); the upstream registry is one. */
+/** Per-upstream settings by authority; the upstream registry is one. */
 export interface UpstreamSettingsSource {
   settingsFor(authority: string): UpstreamSettings;
 }
@@ -37,17 +44,11 @@ export function parseHeaderArgs(args: readonly string[]): Record<string, string>
   return headers;
 }
 
-/** Settings as the registry picks them: the first `upstreams[]` rule that matches, else defaults. */
+/** The settings lookup of the running proxy: an upstream registry built from `config`. */
 export function upstreamSettingsFromConfig(config: Config): UpstreamSettingsSource {
-  return {
-    settingsFor(authority) {
-      const colon = authority.lastIndexOf(':');
-      const host = authority.slice(0, colon);
-      const port = Number(authority.slice(colon + 1));
-      const rule = config.upstreams.find((r) => matchesHost(r.match, host, port));
-      return rule?.settings ?? config.defaultUpstream;
-    },
-  };
+  return new UpstreamRegistry(config.defaultUpstream, config.upstreams, {
+    onTransition: () => {},
+  });
 }
 
 /** Multi-line, human-readable; throws ExplainError for a URL that is not absolute http(s). */
@@ -58,17 +59,21 @@ export function explainRequest(
   url: string,
   headers: Record<string, string>,
 ): string {
-  const { href, protocol, hostname, port, pathname } = parseUrl(url);
+  const parsed = parseUrl(url);
   const verb = method.toUpperCase();
   const lower: IncomingHttpHeaders = {};
   for (const [k, v] of Object.entries(headers)) lower[k.toLowerCase()] = v;
   const upstream = (authority: string) => (upstreams ? describeUpstream(upstreams, authority) : []);
-  const lines = [`request: ${verb} ${href}`];
-  if (protocol === 'https:') {
-    lines.push(...explainTunnel(config, port), ...upstream(`${hostname}:${port}`));
+  const lines = [`request: ${verb} ${parsed.href}`];
+  if (parsed.protocol === 'https:') {
+    const tunnel = parseAuthority(parsed.host, 443);
+    if (tunnel === undefined) throw notForwarded(url);
+    lines.push(...explainTunnel(config, tunnel.port), ...upstream(tunnel.authority));
     return `${lines.join('\n')}\n`;
   }
-  const route = matchRoute(config, hostname, port, pathname, verb);
+  const target = parseAbsoluteTarget(parsed.href);
+  if (target === undefined) throw notForwarded(url);
+  const route = matchRoute(config, target.host, target.port, target.pathname, verb);
   const policy = resolveRequestPolicy(route, verb, lower, 0);
   lines.push(
     `route: ${route === config.defaultRoute ? 'default (no route matched)' : route.name}`,
@@ -76,8 +81,8 @@ export function explainRequest(
     `  timeout: ${formatDuration(route.timeoutMs)}`,
     ...describeRetry(route.retry, '  '),
     'this request:',
-    ...describeRequest(policy, verb, lower, '  '),
-    ...upstream(`${hostname}:${port}`),
+    ...describeRequest(policy, verb, '  '),
+    ...upstream(target.authority),
   );
   const fallback = resolveFallbackPolicy(policy);
   if (route.fallback !== undefined && fallback !== undefined) {
@@ -88,33 +93,28 @@ export function explainRequest(
       `fallback: ${route.fallback.origin} (same deadline)`,
       `  ${when}`,
       ...describeRetry(fallback.retry, '  '),
-      ...describeRequest(fallback, verb, lower, '  '),
+      ...describeRequest(fallback, verb, '  '),
       ...upstream(route.fallback.authority),
     );
   }
   return `${lines.join('\n')}\n`;
 }
 
-/** The URL with its effective port (80 / 443 when left out). */
-function parseUrl(url: string): {
-  href: string;
-  protocol: string;
-  hostname: string;
-  port: number;
-  pathname: string;
-} {
+function parseUrl(url: string): URL {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
     throw new ExplainError(`"${url}" is not an absolute URL such as http://host/path`);
   }
-  const { href, protocol, hostname, pathname } = parsed;
-  if (protocol !== 'http:' && protocol !== 'https:') {
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new ExplainError(`"${url}": only http:// and https:// URLs go through reprise`);
   }
-  const port = parsed.port === '' ? (protocol === 'https:' ? 443 : 80) : Number(parsed.port);
-  return { href, protocol, hostname, port, pathname };
+  return parsed;
+}
+
+function notForwarded(url: string): ExplainError {
+  return new ExplainError(`"${url}": reprise answers 400 bad-request: not a host it can reach`);
 }
 
 function explainTunnel(config: Config, port: number): string[] {
@@ -126,7 +126,7 @@ function explainTunnel(config: Config, port: number): string[] {
     `connect.retry: attempts ${retry.attempts}, connectTimeout ${formatDuration(retry.connectTimeoutMs)}, backoff ${describeBackoff(retry.backoff)}`,
     'retryable: only a failed connect (nothing was sent yet)',
   ];
-  return allowed ? [...lines, ...describeDelays(retry.backoff, retry.attempts)] : lines;
+  return allowed ? [...lines, ...delayLines(retry.backoff, retry.attempts - 1)] : lines;
 }
 
 function describeRetry(retry: RetryPolicy, indent: string): string[] {
@@ -141,93 +141,57 @@ function describeRetry(retry: RetryPolicy, indent: string): string[] {
     `idempotencyHeader: ${idempotency}`,
     `backoff: ${describeBackoff(retry.backoff)}`,
     `retryAfter.max: ${formatDuration(retry.retryAfterMaxMs)}`,
-    `buffer: ${formatBytes(retry.bufferBytes)}`,
+    `buffer: ${formatSize(retry.bufferBytes)}`,
     `observeOnly: ${retry.observeOnly}`,
   ].map((line) => indent + line);
 }
 
-function describeRequest(
-  policy: RequestPolicy,
-  method: string,
-  headers: IncomingHttpHeaders,
-  indent: string,
-): string[] {
+function describeRequest(policy: RequestPolicy, method: string, indent: string): string[] {
   const retry = policy.retry;
-  const off =
-    String(headers['x-reprise-retry'] ?? '')
-      .trim()
-      .toLowerCase() === 'off';
   const lines: string[] = [];
-  if (!off && policy.attempts < retry.attempts) {
+  if (policy.attemptsNarrowedBy === 'x-reprise-max-attempts') {
     lines.push(`attempts: ${policy.attempts} (x-reprise-max-attempts narrows ${retry.attempts})`);
+  } else if (policy.attemptsNarrowedBy === 'x-reprise-retry') {
+    lines.push(`attempts: 1 (x-reprise-retry: off narrows ${retry.attempts})`);
   }
-  if (policy.deadlineMs < policy.route.timeoutMs) {
-    lines.push(`timeout: ${formatDuration(policy.deadlineMs)} (x-reprise-timeout-ms)`);
+  if (policy.timeoutNarrowedBy !== undefined) {
+    lines.push(`timeout: ${formatDuration(policy.deadlineMs)} (${policy.timeoutNarrowedBy})`);
   }
-  const why = notRetryableBecause(policy, method, off);
-  if (why === undefined) {
-    const because = retry.methods.has(method)
-      ? `${method} is in retry.methods`
-      : `it has an ${headerCase(retry.idempotencyHeader)} header`;
-    lines.push(
-      `retryable: yes (${because})`,
-      `never retried: a body over ${formatBytes(retry.bufferBytes)}, once the response has started, or when the budget or circuit says no`,
-    );
-  } else {
-    lines.push(`retryable: no: ${why}`);
-  }
-  const retriesSomething =
-    policy.attempts > 1 &&
-    !retry.observeOnly &&
-    (policy.methodRetryable || retry.onFailures.has('connect-failure'));
-  if (retriesSomething) lines.push(...describeDelays(retry.backoff, policy.attempts));
-  if (why === undefined && (retry.onStatuses.has(429) || retry.onStatuses.has(503))) {
-    lines.push(
-      `a Retry-After on 429/503 up to ${formatDuration(retry.retryAfterMaxMs)} lengthens a delay; a longer one ends the retries`,
-    );
-  }
+  lines.push(...describeRetries(policy, method));
   return lines.map((l) => indent + l);
 }
 
-function notRetryableBecause(
-  policy: RequestPolicy,
-  method: string,
-  off: boolean,
-): string | undefined {
-  const retry = policy.retry;
-  if (off) return 'x-reprise-retry: off';
-  if (policy.attempts <= 1)
-    return retry.attempts <= 1 ? 'retry.attempts is 1' : 'x-reprise-max-attempts: 1';
-  if (retry.observeOnly) return 'observeOnly is true: retries it would make are only counted';
-  if (policy.methodRetryable) return undefined;
-  const header =
-    retry.idempotencyHeader === ''
-      ? ' (idempotencyHeader is off)'
-      : ` and has no ${headerCase(retry.idempotencyHeader)} header`;
-  const rest = retry.onFailures.has('connect-failure')
-    ? 'only connect failures are retried'
-    : 'nothing is retried (connect-failure is not in retry.on)';
-  return `${method} is not in retry.methods${header}: ${rest}`;
-}
-
-function describeDelays(backoff: Backoff, attempts: number): string[] {
-  if (attempts <= 1) return [];
-  const lines = ['delays:'];
-  for (let n = 1; n < attempts; n++) {
-    const { minMs, maxMs } = delayRange(backoff, n);
-    lines.push(`  retry ${n}: ${formatDuration(minMs)}–${formatDuration(maxMs)}`);
-  }
-  return lines;
-}
-
+/** Every field of the settings the registry picks for `authority`, in the config's units. */
 function describeUpstream(upstreams: UpstreamSettingsSource, authority: string): string[] {
-  const { budget: b, circuitBreaker: c, maxConcurrent } = upstreams.settingsFor(authority);
+  const settings = upstreams.settingsFor(authority);
   return [
     `upstream ${authority}:`,
-    `  budget: ratio ${b.ratio}, minPerSecond ${b.minPerSecond}, window ${formatDuration(b.windowMs)}`,
-    `  circuitBreaker: failureRatio ${c.failureRatio}, minRequests ${c.minRequests}, consecutiveFailures ${c.consecutiveFailures === 0 ? 'off' : c.consecutiveFailures}, window ${formatDuration(c.windowMs)}, failingFor ${formatDuration(c.failingForMs)}, openFor ${formatDuration(c.openForMs)}, openForRequests ${c.openForRequests === 0 ? 'off' : c.openForRequests}, maxOpenFor ${formatDuration(c.maxOpenForMs)}, halfOpenRequests ${c.halfOpenRequests}`,
-    `  maxConcurrent: ${maxConcurrent}`,
+    ...Object.entries(settings).map(([key, value]) => {
+      const [name, text] = describeSetting(key, value);
+      return `  ${name}: ${text}`;
+    }),
   ];
+}
+
+/**
+ * A compiled setting as the config writes it: compiled names carry their unit
+ * (`windowMs`, `bufferBytes`), so `windowMs: 10000` reads back as `window 10s`. A nested
+ * object is its fields in a row; deeper ones in parentheses.
+ */
+function describeSetting(key: string, value: unknown, depth = 0): [string, string] {
+  if (typeof value === 'number' && key.endsWith('Ms'))
+    return [key.slice(0, -2), formatDuration(value)];
+  if (typeof value === 'number' && key.endsWith('Bytes'))
+    return [key.slice(0, -5), formatSize(value)];
+  if (value instanceof Set || Array.isArray(value)) return [key, [...value].join(', ')];
+  if (typeof value === 'object' && value !== null) {
+    const fields = Object.entries(value).map(([k, v]) =>
+      describeSetting(k, v, depth + 1).join(' '),
+    );
+    const text = fields.join(', ');
+    return [key, depth === 0 ? text : `(${text})`];
+  }
+  return [key, String(value)];
 }
 
 function describeBackoff(b: Backoff): string {
@@ -242,30 +206,4 @@ function formatStatuses(statuses: ReadonlySet<number>): string[] {
     out.push(...(inClass.length === 100 ? [`${c}xx`] : inClass.map(String)));
   }
   return out;
-}
-
-/** `idempotency-key` -> `Idempotency-Key` */
-function headerCase(name: string): string {
-  return name.replace(/(^|-)([a-z])/g, (_, dash: string, ch: string) => dash + ch.toUpperCase());
-}
-
-/** 50 -> `50ms`, 1000 -> `1s`, 1500 -> `1.5s`, 60000 -> `1m`, 3600000 -> `1h`. */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms)) return String(ms);
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  return `${Number((ms / 1000).toFixed(3))}s`;
-}
-
-/** 1048576 -> `1MiB`, 16384 -> `16KiB`, 1000 -> `1000B`. */
-export function formatBytes(bytes: number): string {
-  for (const [unit, size] of [
-    ['GiB', 2 ** 30],
-    ['MiB', 2 ** 20],
-    ['KiB', 2 ** 10],
-  ] as const) {
-    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
-  }
-  return `${bytes}B`;
 }

@@ -3,7 +3,8 @@
  * converted, matchers and BlockLists built), after `checkRelations` found nothing wrong
  * between keys that the schema checks one by one.
  */
-import { BlockList, isIP } from 'node:net';
+import { BlockList } from 'node:net';
+import { isLoopbackHost } from '../routing/authority.ts';
 import { parseHostPattern } from '../routing/host-pattern.ts';
 import { type ConfigProblem, formatKeyPath, type KeyPath } from './config-error.ts';
 import {
@@ -145,7 +146,7 @@ export function checkRelations(raw: unknown): ConfigProblem[] {
   if (getIn(raw, ['access', 'allowedClients']) === undefined) {
     for (const { path, text } of sockets.filter((socket) => socket.path[0] !== 'admin')) {
       const address = typeof text === 'string' ? parseAddress(text) : undefined;
-      if (typeof address !== 'object' || isLoopback(address.host)) continue;
+      if (typeof address !== 'object' || isLoopbackHost(address.host)) continue;
       problems.push({ path, message: OPEN_PROXY_MESSAGE });
     }
   }
@@ -314,16 +315,6 @@ function deepFreeze<T>(value: T): T {
     for (const child of Object.values(value as object)) deepFreeze(child);
   }
   return value;
-}
-
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-
-function isLoopback(host: string): boolean {
-  const version = isIP(host);
-  if (version === 0) return host.toLowerCase() === 'localhost';
-  return LOOPBACK.check(host, version === 4 ? 'ipv4' : 'ipv6');
 }
 
 function getIn(value: unknown, path: KeyPath): unknown {

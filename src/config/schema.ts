@@ -13,6 +13,7 @@ import { parseHostPattern } from '../routing/host-pattern.ts';
 import { type ConfigProblem, toProblems } from './config-error.ts';
 import {
   DURATION_PATTERN,
+  formatSize,
   parseAddress,
   parseCidr,
   parseDuration,
@@ -75,17 +76,6 @@ function sizeProblem(value: unknown, minBytes: number, maxBytes: number): string
   if (bytes === undefined) return undefined;
   if (bytes < minBytes) return `must be at least ${formatSize(minBytes)}`;
   return bytes > maxBytes ? `must be at most ${formatSize(maxBytes)}` : undefined;
-}
-
-function formatSize(bytes: number): string {
-  for (const [unit, size] of [
-    ['GiB', MiB * 1024],
-    ['MiB', MiB],
-    ['KiB', 1024],
-  ] as const) {
-    if (bytes > 0 && bytes % size === 0) return `${bytes / size}${unit}`;
-  }
-  return `${bytes}B`;
 }
 
 const asMessage = <T>(parsed: T | string) => (typeof parsed === 'string' ? parsed : undefined);

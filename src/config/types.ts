@@ -37,10 +37,12 @@ export interface RetryPolicy {
 }
 
 export interface Fallback {
-  /** `http://host:port`, no path. */
+  /** `http://host:port`, no path: what is connected to. */
   readonly origin: string;
-  /** `host:port`: the fallback's Host header and upstream key. */
+  /** `host:port`, canonical (routing/authority.ts): the fallback's upstream key and label. */
   readonly authority: string;
+  /** `host:port` as written: the fallback's Host header. */
+  readonly hostHeader: string;
   /** The fallback's `retry` merged over the route's. */
   readonly retry: RetryPolicy;
 }
@@ -107,10 +109,12 @@ export interface Address {
 
 export interface Listener {
   readonly listen: Address;
-  /** `http://host:port` */
+  /** `http://host:port`: what is connected to. */
   readonly origin: string;
-  /** `host:port` */
+  /** `host:port`, canonical (routing/authority.ts). */
   readonly authority: string;
+  /** `host:port` as written: the Host header. */
+  readonly hostHeader: string;
 }
 
 export interface ConnectSettings {

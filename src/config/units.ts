@@ -5,6 +5,7 @@
  * and compile converts with them, so both accept exactly the same texts.
  */
 import { isIP } from 'node:net';
+import { PORT_TOO_LARGE, parseAuthority, splitHostPort } from '../routing/authority.ts';
 import type { Address } from './types.ts';
 
 /** A number with one of the units ms, s, m, h. Decimals allowed (`1.5s`). */
@@ -41,6 +42,24 @@ export function parseSize(value: string | number): number | undefined {
   return toSafeInteger(Number.parseFloat(value) * (BYTES_PER_UNIT[unit] ?? Number.NaN));
 }
 
+/** The reverse of parseDuration: 50 → `50ms`, 1500 → `1.5s`, 60000 → `1m`, 3600000 → `1h`. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms)) return String(ms);
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${Number((ms / 1000).toFixed(3))}s`;
+}
+
+/** The reverse of parseSize, in the largest unit that divides it: 16384 → `16KiB`, 1000 → `1000B`. */
+export function formatSize(bytes: number): string {
+  for (const unit of ['GiB', 'MiB', 'KiB'] as const) {
+    const size = BYTES_PER_UNIT[unit] as number;
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return `${bytes}B`;
+}
+
 function toSafeInteger(value: number): number | undefined {
   const rounded = Math.round(value);
   return Number.isSafeInteger(rounded) ? rounded : undefined;
@@ -48,20 +67,25 @@ function toSafeInteger(value: number): number | undefined {
 
 /** `127.0.0.1:3128`, `localhost:3128`, `[::1]:3128`; port 0 = any free port. Or a message. */
 export function parseAddress(text: string): Address | string {
-  const match = /^(?:\[([^\]]+)\]|([^:[\]\s/]+)):([0-9]{1,5})$/.exec(text);
-  const host = match?.[1] ?? match?.[2];
-  if (match === null || host === undefined || (match[1] !== undefined && isIP(host) !== 6)) {
-    return 'must be host:port, such as 127.0.0.1:3128 or [::1]:3128';
+  const message = 'must be host:port, such as 127.0.0.1:3128 or [::1]:3128';
+  const parts = splitHostPort(text);
+  if (typeof parts === 'string') return parts === PORT_TOO_LARGE ? parts : message;
+  const { host, port } = parts;
+  if (port === undefined) return message;
+  if (host.startsWith('[')) {
+    const ip = host.slice(1, -1);
+    return host.endsWith(']') && isIP(ip) === 6 ? { host: ip, port } : message;
   }
-  const port = Number(match[3]);
-  return port > 65535 ? 'port must be at most 65535' : { host, port };
+  return host === '' || /[:[\]\s/]/.test(host) ? message : { host, port };
 }
 
 export interface Origin {
-  /** `http://host:port` */
+  /** `http://host:port`, the host as written (lower-case): what is connected to. */
   readonly origin: string;
-  /** `host:port`, IPv6 hosts in brackets */
+  /** `host:port`, canonical (routing/authority.ts): the upstream's key and label. */
   readonly authority: string;
+  /** `host:port` as written (lower-case): the Host header. */
+  readonly hostHeader: string;
 }
 
 /** `http://host[:port]` with no path (port 80 when left out). Or a message. */
@@ -75,8 +99,10 @@ export function parseHttpOrigin(text: string): Origin | string {
     return message;
   }
   if (url.port === '0') return 'port must be 1-65535';
-  const authority = `${url.hostname}:${url.port === '' ? 80 : url.port}`;
-  return { origin: `http://${authority}`, authority };
+  const parsed = parseAuthority(url.host, 80);
+  if (parsed === undefined) return message;
+  const { authority, hostHeader } = parsed;
+  return { origin: `http://${hostHeader}`, authority, hostHeader };
 }
 
 export interface Cidr {

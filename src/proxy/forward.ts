@@ -22,22 +22,9 @@ import type { RequestSummary, SuppressedCause, TryOutcome } from '../summary.ts'
 import type { ProxyContext } from './context.ts';
 import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from './headers.ts';
 import { ReplayableBody } from './replayable-body.ts';
-import { answer, type ErrorName } from './respond.ts';
+import { answer, type ErrorName, toRetryAfterSeconds } from './respond.ts';
+import type { Target } from './target.ts';
 import type { DeniedTry, PendingTry, TryResult } from './upstream-client.ts';
-
-/** Where a request goes, parsed once from its absolute-form URI (or a listener's upstream). */
-export interface Target {
-  /** `http://host:port` */
-  readonly origin: string;
-  /** `host:port`, lower-case. */
-  readonly authority: string;
-  readonly host: string;
-  readonly port: number;
-  /** Path and query, as sent upstream. */
-  readonly path: string;
-  /** Path without the query: routing and logs. */
-  readonly pathname: string;
-}
 
 /** How the tries on one origin ended: an answer to relay, one reprise makes, or nobody to tell. */
 type LoopEnd =
@@ -88,7 +75,7 @@ class Exchange {
     this.#res = res;
     this.#target = target;
     this.#startMs = ctx.now();
-    this.#headers = buildUpstreamHeaders(req, target.authority, ctx.viaToken);
+    this.#headers = buildUpstreamHeaders(req, target.hostHeader, ctx.viaToken);
     res.on('close', () => {
       if (!res.writableFinished) this.#onClientGone();
     });
@@ -110,7 +97,7 @@ class Exchange {
       const fallbackPolicy = this.#fallbackFor(end, policy);
       if (fallbackPolicy !== undefined && route.fallback !== undefined) {
         this.#releaseSlot();
-        setHost(this.#headers, route.fallback.authority);
+        setHost(this.#headers, route.fallback.hostHeader);
         const secondary = ctx.upstreams.get(route.fallback.authority, ctx.now());
         end = await this.#tryOrigin(secondary, route.fallback.origin, fallbackPolicy);
       }
@@ -257,7 +244,9 @@ class Exchange {
     const deadlinePassed = end.error === 'timeout' && ctx.now() >= policy.deadlineMs;
     this.#error = deadlinePassed ? 'deadline' : end.error;
     const retryAfterSeconds =
-      end.error === 'circuit-open' ? end.upstream.retryAfterSeconds(ctx.now()) : undefined;
+      end.error === 'circuit-open'
+        ? toRetryAfterSeconds(end.upstream.breaker.retryAfterMs(ctx.now()))
+        : undefined;
     return answer(this.#res, this.#error, {
       message:
         end.error === 'forbidden' ? 'the upstream address is in access.deniedUpstreams' : undefined,

@@ -17,7 +17,8 @@ export type ErrorName =
   | 'request-timeout'
   | 'version-not-supported'
   | 'forbidden'
-  | 'loop';
+  | 'loop'
+  | 'internal';
 
 const ANSWERS: Readonly<Record<ErrorName, { status: number; message: string }>> = {
   'connect-failure': { status: 502, message: 'could not connect to the upstream' },
@@ -33,6 +34,8 @@ const ANSWERS: Readonly<Record<ErrorName, { status: number; message: string }>> 
   'version-not-supported': { status: 505, message: 'only HTTP/1.0 and HTTP/1.1 are served' },
   forbidden: { status: 403, message: 'forbidden' },
   loop: { status: 508, message: 'the request came back to this proxy' },
+  // a fault in reprise itself: never the client's doing, so never a 4xx
+  internal: { status: 500, message: 'reprise failed on this request; the error is in its log' },
 };
 
 export function statusFor(name: ErrorName): number {
@@ -45,6 +48,7 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
   408: 'Request Timeout',
   414: 'URI Too Long',
   431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
@@ -67,6 +71,16 @@ export function rawAnswer(name: ErrorName, message?: string): string {
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}\r\ncontent-type: application/json\r\n` +
     `x-reprise-error: ${name}\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
   );
+}
+
+/**
+ * A wait in milliseconds as a `Retry-After` value: whole seconds, rounded up so a client that
+ * honours it does not come back early, and at least 1 (0 would invite an immediate retry).
+ */
+export function toRetryAfterSeconds(ms: number): number;
+export function toRetryAfterSeconds(ms: number | undefined): number | undefined;
+export function toRetryAfterSeconds(ms: number | undefined): number | undefined {
+  return ms === undefined ? undefined : Math.max(1, Math.ceil(ms / 1000));
 }
 
 export interface AnswerDetails {

@@ -1,7 +1,7 @@
 /**
  * The proxy port's HTTP server: checks who is asking and where to, then hands the request to
  * the attempt loop, a CONNECT to tunnel.ts, an Upgrade to websocket.ts. Malformed requests get
- * 400, strangers 403, loops 508 (SPEC §5).
+ * 400, strangers 403, loops 508 (SPEC §5); a fault in reprise itself 500 `internal`.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -9,7 +9,7 @@ import type { Listener } from '../config/types.ts';
 import { isListed } from './address-guard.ts';
 import type { ProxyContext } from './context.ts';
 import { socketResponse } from './detached-socket.ts';
-import { forward, type Target } from './forward.ts';
+import { forward } from './forward.ts';
 import { hasVia } from './headers.ts';
 import {
   declaresBody,
@@ -20,7 +20,7 @@ import {
   parserErrorAnswer,
 } from './request-guard.ts';
 import { answer, type ErrorName, rawAnswer } from './respond.ts';
-import { listenerTarget, parseAbsoluteTarget } from './target.ts';
+import { listenerTarget, parseAbsoluteTarget, type Target } from './target.ts';
 import { openTunnel, refuseTunnel } from './tunnel.ts';
 import { relayUpgrade } from './websocket.ts';
 
@@ -70,9 +70,9 @@ export function createProxyServer(options: ProxyServerOptions): Server {
     res.on('finish', forgetResponse);
     handleRequest(options, req, res).catch((err: unknown) => {
       options.onError(err);
-      if (!res.headersSent)
-        answer(res, 'bad-request', { attempts: 0, upstream: '', message: 'internal error' });
-      else res.destroy();
+      // the rest of the request may still be arriving: the connection cannot be reused
+      res.shouldKeepAlive = false;
+      answer(res, 'internal', { attempts: 0, upstream: '' });
     });
   });
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) =>

@@ -5,11 +5,25 @@
 import { BlockList, isIP } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
 import type { Address, Listener } from '../config/types.ts';
-import { isListed, unbracket } from './address-guard.ts';
-import type { Target } from './forward.ts';
+import {
+  type Authority,
+  canonicalHost,
+  isLoopbackHost,
+  parseAuthority,
+  splitAuthority,
+  unbracket,
+} from '../routing/authority.ts';
+import { isListed } from './address-guard.ts';
 
-const HOST_CHARS = /^[a-z0-9.-]+$/;
-const IPV6_CHARS = /^\[[0-9a-f:.]+\]$/;
+/** Where a request goes, parsed once from its absolute-form URI (or a listener's upstream). */
+export interface Target extends Authority {
+  /** `http://` + `hostHeader`: the origin connected to. */
+  readonly origin: string;
+  /** Path and query, as sent upstream. */
+  readonly path: string;
+  /** Path without the query: routing and logs. */
+  readonly pathname: string;
+}
 
 /** `http://host[:port]/path?query` → Target; undefined when it is not that shape. */
 export function parseAbsoluteTarget(url: string): Target | undefined {
@@ -31,31 +45,29 @@ export function parseAbsoluteTarget(url: string): Target | undefined {
 /** An origin-form request on a fixed-upstream listener. */
 export function listenerTarget(listener: Listener, url: string): Target | undefined {
   if (!url.startsWith('/')) return undefined;
-  const authority = authorityOf(listener.authority);
+  const authority = authorityOf(listener.hostHeader);
   return authority === undefined ? undefined : targetAt(authority, url);
 }
 
-interface Authority {
+interface ParsedAuthority extends Authority {
   readonly origin: string;
-  readonly authority: string;
-  readonly host: string;
-  readonly port: number;
 }
 
-function targetAt(a: Authority, path: string): Target {
-  const { origin, authority, host, port } = a;
-  return { origin, authority, host, port, path, pathname: pathnameOf(path) };
+function targetAt(a: ParsedAuthority, path: string): Target {
+  const { origin, authority, host, port, dialHost, hostHeader } = a;
+  return { origin, authority, host, port, dialHost, hostHeader, path, pathname: pathnameOf(path) };
 }
 
 /** A sidecar talks to a handful of hosts: each valid spelling is parsed once. */
-const authorities = new Map<string, Authority>();
+const authorities = new Map<string, ParsedAuthority>();
 
-function authorityOf(text: string): Authority | undefined {
-  return remembered(authorities, text, parseSpelling);
+function authorityOf(text: string): ParsedAuthority | undefined {
+  return remembered(authorities, text, parseHttpAuthority);
 }
 
-function parseSpelling(text: string): Authority | undefined {
-  return parseAuthority(text.toLowerCase());
+function parseHttpAuthority(text: string): ParsedAuthority | undefined {
+  const parsed = parseAuthority(text, 80);
+  return parsed && { ...parsed, origin: `http://${parsed.hostHeader}` };
 }
 
 /** Entries a per-spelling cache keeps before it starts afresh (spellings come from clients). */
@@ -75,23 +87,6 @@ function remembered<V>(
     cache.set(key, value);
   }
   return value;
-}
-
-function parseAuthority(text: string): Authority | undefined {
-  if (text === '' || text.includes('@')) return undefined;
-  let host = text;
-  let port = 80;
-  const colon = text.lastIndexOf(':');
-  if (colon !== -1 && !text.endsWith(']')) {
-    const digits = text.slice(colon + 1);
-    if (!/^\d{1,5}$/.test(digits)) return undefined;
-    port = Number(digits);
-    host = text.slice(0, colon);
-  }
-  if (port < 1 || port > 65535) return undefined;
-  if (!HOST_CHARS.test(host) && !IPV6_CHARS.test(host)) return undefined;
-  const authority = `${host}:${port}`;
-  return { origin: `http://${authority}`, authority, host, port };
 }
 
 function pathnameOf(path: string): string {
@@ -139,19 +134,19 @@ export function ownAuthorities(addresses: readonly Address[]): OwnAuthorities {
 }
 
 function addSpellings(owner: PortOwner, listenHost: string): void {
-  const host = unbracket(listenHost.toLowerCase());
+  const host = unbracket(canonicalHost(listenHost));
   const wildcard = host === '0.0.0.0' || host === '::';
   const family = isIP(host);
-  if (family === 0) owner.names.add(host.replace(/\.$/, ''));
+  if (family === 0) owner.names.add(host);
   else owner.addresses.addAddress(host, family === 4 ? 'ipv4' : 'ipv6');
-  if (wildcard || host === 'localhost' || (family !== 0 && isListed(LOOPBACK, host))) {
+  if (wildcard || isLoopbackHost(host)) {
     owner.addresses.addSubnet('127.0.0.0', 8, 'ipv4');
     for (const ip of ['0.0.0.0', '::', '::1'])
       owner.addresses.addAddress(ip, isIP(ip) === 4 ? 'ipv4' : 'ipv6');
     owner.localhost = true;
   }
   if (wildcard) {
-    owner.names.add(hostname().toLowerCase());
+    owner.names.add(canonicalHost(hostname()));
     for (const info of Object.values(networkInterfaces()).flat()) {
       if (info !== undefined)
         owner.addresses.addAddress(
@@ -163,28 +158,11 @@ function addSpellings(owner: PortOwner, listenHost: string): void {
 }
 
 function isOwn(owners: ReadonlyMap<number, PortOwner>, authority: string): boolean {
-  const colon = authority.lastIndexOf(':');
-  const owner = owners.get(Number(authority.slice(colon + 1)));
+  const { host: canonical, port } = splitAuthority(authority);
+  const owner = owners.get(port);
   if (owner === undefined) return false;
-  const host = canonicalHost(authority.slice(0, colon));
+  const host = unbracket(canonical);
   if (isIP(host) !== 0) return isListed(owner.addresses, host);
   if (owner.localhost && (host === 'localhost' || host.endsWith('.localhost'))) return true;
   return owner.names.has(host);
 }
-
-/** Lower-case, no brackets, no trailing dot; a numeric IPv4 spelling as dotted decimal. */
-function canonicalHost(text: string): string {
-  const host = unbracket(text.toLowerCase()).replace(/\.$/, '');
-  if (isIP(host) !== 0 || !NUMERIC_LAST_LABEL.test(host)) return host;
-  // the WHATWG URL parser reads IPv4 the way resolvers do (hex, octal, fewer parts)
-  try {
-    return new URL(`http://${host}/`).hostname;
-  } catch {
-    return host;
-  }
-}
-
-const NUMERIC_LAST_LABEL = /(^|\.)(0x[0-9a-f]*|\d+)$/;
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');

@@ -12,10 +12,11 @@ import { connect, type Socket } from 'node:net';
 import type { BreakerPermit } from '../resilience/circuit-breaker.ts';
 import type { Upstream } from '../resilience/upstream-registry.ts';
 import { backoffDelay } from '../retry/backoff.ts';
-import { isDenied, unbracket } from './address-guard.ts';
+import { type Authority, parseAuthority } from '../routing/authority.ts';
+import { isDenied } from './address-guard.ts';
 import type { ProxyContext } from './context.ts';
 import { answerOnSocket, ClientHold, splice } from './detached-socket.ts';
-import type { ErrorName } from './respond.ts';
+import { type ErrorName, toRetryAfterSeconds } from './respond.ts';
 
 export type TunnelOutcome = 'established' | 'client-gone' | TunnelRefusal;
 type TunnelRefusal =
@@ -27,14 +28,6 @@ type TunnelRefusal =
   | 'bad-request';
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
-const TARGET = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):(\d{1,5})$/;
-
-interface ConnectTarget {
-  /** As written, IPv6 in brackets. */
-  readonly host: string;
-  readonly port: number;
-  readonly authority: string;
-}
 
 type Opening =
   | { readonly kind: 'connected'; readonly socket: Socket }
@@ -46,14 +39,9 @@ type Opening =
     }
   | { readonly kind: 'client-gone' };
 
-/** Authority-form `host:port` (RFC 9112 §3.2.3), lower-cased; undefined otherwise. */
-export function parseConnectTarget(url: string): ConnectTarget | undefined {
-  const match = TARGET.exec(url.toLowerCase());
-  if (match === null) return undefined;
-  const host = match[1] as string;
-  const port = Number(match[2]);
-  if (port < 1 || port > 65535) return undefined;
-  return { host, port, authority: `${host}:${port}` };
+/** Authority-form `host:port` (RFC 9112 §3.2.3): the port is required; undefined otherwise. */
+function parseConnectTarget(url: string): Authority | undefined {
+  return parseAuthority(url);
 }
 
 /** Handles one CONNECT whose client passed the access check. Never throws. */
@@ -86,13 +74,11 @@ export async function openTunnel(
     return;
   }
   if (opened.kind === 'refused') {
-    const retryAfterMs = opened.retryAfterMs;
     answerOnSocket(req, client, opened.error, {
       attempts: opened.attempts,
       upstream: target.authority,
       viaToken: ctx.viaToken,
-      retryAfterSeconds:
-        retryAfterMs === undefined ? undefined : Math.max(1, Math.ceil(retryAfterMs / 1000)),
+      retryAfterSeconds: toRetryAfterSeconds(opened.retryAfterMs),
     });
     ctx.onTunnelDone?.(target.authority, opened.error);
     return;
@@ -136,7 +122,7 @@ export function refuseTunnel(
 async function connectWithRetries(
   ctx: ProxyContext,
   upstream: Upstream,
-  target: ConnectTarget,
+  target: Authority,
   hold: ClientHold,
 ): Promise<Opening> {
   const retry = ctx.config.connect.retry;
@@ -176,14 +162,10 @@ async function connectWithRetries(
 }
 
 /** One TCP connect; the socket, or undefined on any failure, timeout, or the client leaving. */
-function dial(
-  target: ConnectTarget,
-  timeoutMs: number,
-  hold: ClientHold,
-): Promise<Socket | undefined> {
+function dial(target: Authority, timeoutMs: number, hold: ClientHold): Promise<Socket | undefined> {
   return new Promise((resolve) => {
     const socket = connect({
-      host: unbracket(target.host),
+      host: target.dialHost,
       port: target.port,
       allowHalfOpen: true,
       noDelay: true,

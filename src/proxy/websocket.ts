@@ -19,12 +19,12 @@ import type { FailureName } from '../config/types.ts';
 import { classifyError, statusOutcome } from '../retry/failure.ts';
 import { matchRoute } from '../routing/route-table.ts';
 import type { TryOutcome } from '../summary.ts';
-import { unbracket } from './address-guard.ts';
 import type { ProxyContext } from './context.ts';
 import { answerOnSocket, ClientHold, socketResponse, splice } from './detached-socket.ts';
-import type { Target } from './forward.ts';
 import { buildClientHeaders, buildUpstreamHeaders } from './headers.ts';
-import type { ErrorName } from './respond.ts';
+import { declaresBody } from './request-guard.ts';
+import { type ErrorName, toRetryAfterSeconds } from './respond.ts';
+import type { Target } from './target.ts';
 
 /** Relays one Upgrade request whose client passed the access, target and loop checks. */
 export function relayUpgrade(
@@ -66,14 +66,12 @@ export function relayUpgrade(
     message?: string,
     retryAfterMs?: number,
   ): void => {
-    const retryAfterSeconds =
-      retryAfterMs === undefined ? undefined : Math.max(1, Math.ceil(retryAfterMs / 1000));
     const details = {
       attempts,
       upstream: target.authority,
       viaToken: ctx.viaToken,
       message,
-      retryAfterSeconds,
+      retryAfterSeconds: toRetryAfterSeconds(retryAfterMs),
     };
     done(
       answerOnSocket(req, client, error, details),
@@ -82,7 +80,7 @@ export function relayUpgrade(
     );
   };
 
-  if (hasBody(req)) {
+  if (declaresBody(req.headers)) {
     refuse('bad-request', 0, 'an Upgrade request cannot carry a body');
     return;
   }
@@ -95,11 +93,11 @@ export function relayUpgrade(
     return;
   }
   const outgoing = request({
-    host: unbracket(target.host),
+    host: target.dialHost,
     port: target.port,
     method,
     path: target.path,
-    headers: upgradeHeaders(req, target.authority, ctx.viaToken),
+    headers: upgradeHeaders(req, target.hostHeader, ctx.viaToken),
     agent: false,
   });
   let settled = false;
@@ -163,8 +161,8 @@ export function relayUpgrade(
   outgoing.end();
 }
 
-function upgradeHeaders(req: IncomingMessage, authority: string, viaToken: string): string[] {
-  const headers = buildUpstreamHeaders(req, authority, viaToken);
+function upgradeHeaders(req: IncomingMessage, hostHeader: string, viaToken: string): string[] {
+  const headers = buildUpstreamHeaders(req, hostHeader, viaToken);
   headers.push('connection', 'upgrade', 'upgrade', req.headers.upgrade ?? '');
   return headers;
 }
@@ -176,10 +174,4 @@ function switchingHead(res: IncomingMessage, viaToken: string): string {
   if (res.headers.upgrade !== undefined) text += `upgrade: ${res.headers.upgrade}\r\n`;
   for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
   return `${text}\r\n`;
-}
-
-/** A handshake has no body; one that declares a body cannot be relayed byte-exact here. */
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
 }

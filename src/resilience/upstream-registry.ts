@@ -9,6 +9,7 @@
  * used idle entry goes; if none of the oldest few is idle, the oldest goes regardless.
  */
 import type { UpstreamRule, UpstreamSettings } from '../config/types.ts';
+import { splitAuthority } from '../routing/authority.ts';
 import { matchesHost } from '../routing/host-pattern.ts';
 import {
   type BreakerPermit,
@@ -118,11 +119,6 @@ export class Upstream {
     this.lastUsedMs = nowMs;
     if (this.inFlight > 0) this.inFlight--;
   }
-
-  /** Whole seconds until the circuit may let a probe through (`Retry-After`), at least 1. */
-  retryAfterSeconds(nowMs: number): number {
-    return Math.max(1, Math.ceil(this.breaker.retryAfterMs(nowMs) / 1000));
-  }
 }
 
 interface Entry {
@@ -183,7 +179,7 @@ export class UpstreamRegistry {
 
   /** The settings `authority` gets (first matching rule, else the default); creates nothing. */
   settingsFor(authority: string): UpstreamSettings {
-    const { host, port } = parseAuthority(authority.toLowerCase());
+    const { host, port } = splitAuthority(authority);
     for (const rule of this.#rules) {
       if (matchesHost(rule.match, host, port)) return rule.settings;
     }
@@ -274,15 +270,6 @@ export class UpstreamRegistry {
 
 function isIdle(u: Upstream): boolean {
   return u.inFlight === 0 && u.breaker.isClosed();
-}
-
-/** `host:port` → parts; `[::1]:80` keeps its brackets (as host patterns do); no port → -1. */
-export function parseAuthority(authority: string): { host: string; port: number } {
-  const close = authority.startsWith('[') ? authority.indexOf(']') : -1;
-  const colon = authority.lastIndexOf(':');
-  if (colon === -1 || colon < close) return { host: authority, port: -1 };
-  const digits = authority.slice(colon + 1);
-  return { host: authority.slice(0, colon), port: /^\d{1,5}$/.test(digits) ? Number(digits) : -1 };
 }
 
 function isDeepEqual(a: unknown, b: unknown): boolean {

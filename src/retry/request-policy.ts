@@ -13,6 +13,10 @@ export interface RequestPolicy {
   readonly attempts: number;
   /** Epoch ms: start + min(route timeout, `x-reprise-timeout-ms`). */
   readonly deadlineMs: number;
+  /** The client header that made `attempts` lower than `retry.attempts`; undefined when none did. */
+  readonly attemptsNarrowedBy: 'x-reprise-retry' | 'x-reprise-max-attempts' | undefined;
+  /** Set when `x-reprise-timeout-ms` made the deadline earlier than the route's timeout. */
+  readonly timeoutNarrowedBy: 'x-reprise-timeout-ms' | undefined;
   /** The method is in `retry.methods`, or the request carries a non-empty `retry.idempotencyHeader`. */
   readonly methodRetryable: boolean;
   /** Resolved with this policy when the route has a fallback; read it through `resolveFallbackPolicy`. */
@@ -24,6 +28,9 @@ interface ClientLimits {
   readonly retryOff: boolean;
   /** undefined = no (valid) `x-reprise-max-attempts`. */
   readonly maxAttempts: number | undefined;
+  /** Epoch ms: start + min(route timeout, `x-reprise-timeout-ms`). */
+  readonly deadlineMs: number;
+  readonly timeoutNarrowedBy: RequestPolicy['timeoutNarrowedBy'];
 }
 
 const POSITIVE_INTEGER = /^\d{1,15}$/;
@@ -39,21 +46,20 @@ export function resolveRequestPolicy(
   headers: IncomingHttpHeaders,
   startMs: number,
 ): RequestPolicy {
+  // 0 is ignored like garbage: with narrowing only, "no timeout" can only mean the route's
+  const clientTimeoutMs = parsePositive(headers['x-reprise-timeout-ms']) ?? Infinity;
+  const narrowsTimeout = clientTimeoutMs < route.timeoutMs;
   const limits: ClientLimits = {
     retryOff: headerValue(headers['x-reprise-retry'])?.trim().toLowerCase() === 'off',
     maxAttempts: parsePositive(headers['x-reprise-max-attempts']),
+    deadlineMs: startMs + (narrowsTimeout ? clientTimeoutMs : route.timeoutMs),
+    timeoutNarrowedBy: narrowsTimeout ? 'x-reprise-timeout-ms' : undefined,
   };
-  // 0 is ignored like garbage: with narrowing only, "no timeout" can only mean the route's
-  const timeoutMs = Math.min(
-    route.timeoutMs,
-    parsePositive(headers['x-reprise-timeout-ms']) ?? Infinity,
-  );
-  const deadlineMs = startMs + timeoutMs;
   const fallback =
     route.fallback === undefined
       ? undefined
-      : policyFor(route, route.fallback.retry, method, headers, limits, deadlineMs, undefined);
-  return policyFor(route, route.retry, method, headers, limits, deadlineMs, fallback);
+      : policyFor(route, route.fallback.retry, method, headers, limits, undefined);
+  return policyFor(route, route.retry, method, headers, limits, fallback);
 }
 
 /**
@@ -70,17 +76,23 @@ function policyFor(
   method: string,
   headers: IncomingHttpHeaders,
   limits: ClientLimits,
-  deadlineMs: number,
   fallback: RequestPolicy | undefined,
 ): RequestPolicy {
   let attempts = retry.attempts;
   if (limits.retryOff) attempts = 1;
   else if (limits.maxAttempts !== undefined) attempts = Math.min(attempts, limits.maxAttempts);
+  const narrowed = attempts < retry.attempts;
   return {
     route,
     retry,
     attempts,
-    deadlineMs,
+    deadlineMs: limits.deadlineMs,
+    attemptsNarrowedBy: !narrowed
+      ? undefined
+      : limits.retryOff
+        ? 'x-reprise-retry'
+        : 'x-reprise-max-attempts',
+    timeoutNarrowedBy: limits.timeoutNarrowedBy,
     methodRetryable: isMethodRetryable(retry, method, headers),
     fallback,
   };

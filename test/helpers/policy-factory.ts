@@ -67,6 +67,7 @@ export function makeRoutePolicy(overrides: RouteOverrides = {}): RoutePolicy {
     fallback = {
       origin: overrides.fallback,
       authority: origin.host,
+      hostHeader: origin.host,
       retry: makeRetryPolicy({ ...overrides.retry, ...overrides.fallbackRetry }),
     };
   }

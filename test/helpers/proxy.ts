@@ -6,6 +6,7 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { type App, startApp } from '../../src/app.ts';
 import { loadConfigText } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
+import { closeLater } from './close-after-each.ts';
 
 /** Config with millisecond backoff, so retry tests do not wait; append route keys under it. */
 export const FAST = `defaults:
@@ -43,7 +44,7 @@ export async function startProxy(
     adminPort: app.adminPort,
     logs,
     requests: () => logs.filter((line) => line.msg === 'request'),
-    close: () => app.stop(),
+    close: closeLater(() => app.stop()),
   };
 }
 
@@ -60,6 +61,8 @@ export interface SendOptions {
   readonly body?: Buffer | string | Buffer[];
   /** Abort the request after this many ms. */
   readonly abortAfterMs?: number;
+  /** Abort the request when this fires. */
+  readonly signal?: AbortSignal;
 }
 
 /** Sends one request through the proxy in absolute form (as HTTP_PROXY clients do). */
@@ -79,6 +82,7 @@ export function viaProxy(
       agent: false,
     });
     if (options.abortAfterMs !== undefined) setTimeout(() => req.destroy(), options.abortAfterMs);
+    options.signal?.addEventListener('abort', () => req.destroy(), { once: true });
     req.on('error', reject);
     req.on('response', (res) => {
       const chunks: Buffer[] = [];

@@ -7,6 +7,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { closeLater } from './close-after-each.ts';
 import { seededRandom } from './seeded-random.ts';
 
 export { seededRandom };
@@ -195,10 +196,10 @@ export async function startUpstream(script: Step[] = [reply(200, 'ok')]): Promis
     get connections() {
       return connections;
     },
-    async close() {
+    close: closeLater(async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
-    },
+    }),
   };
 }
 

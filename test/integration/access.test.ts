@@ -1,21 +1,15 @@
 import { type IncomingHttpHeaders, request } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
 import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
-import { startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { startUpstream } from '../helpers/upstream.ts';
 
-let proxy: TestProxy | undefined;
-let upstream: Upstream | undefined;
-afterEach(async () => {
-  await proxy?.close();
-  await upstream?.close();
-  proxy = undefined;
-  upstream = undefined;
-});
+closeAfterEach();
 
 /** The test client is 127.0.0.1, so 10.0.0.0/8 shuts it out. */
 async function setup(allowedClients = '[10.0.0.0/8]') {
-  upstream = await startUpstream();
-  proxy = await startProxy(`access:
+  const upstream = await startUpstream();
+  const proxy = await startProxy(`access:
   allowedClients: ${allowedClients}
 connect:
   allowedPorts: [${upstream.port}]

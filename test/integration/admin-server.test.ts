@@ -111,12 +111,18 @@ describe('admin server', () => {
     const slow = await startAdmin(LOOPBACK, { ...deps, metrics: stuck });
     const socket = connect(slow.port, '127.0.0.1');
     socket.on('error', () => {});
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
     await once(socket, 'connect');
     socket.write('GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n');
     await scraping;
-    const closed = once(socket, 'close');
-    await Promise.all([slow.close(), closed]);
-  }, 2000); // without closing active connections, close() waits for the stuck answer
+    const closed = once(socket, 'close').then(() => 'closed');
+    // without closing active connections, close() waits for the stuck answer forever
+    const stopped = slow.close().then(() => 'stopped');
+    expect(await Promise.all([stopped, closed])).toEqual(['stopped', 'closed']);
+    expect(Buffer.concat(received).toString()).toBe('');
+    expect(socket.destroyed).toBe(true);
+  });
 
   it('rejects when the port is taken', async () => {
     const taken = { host: '127.0.0.1', port: admin.port };

@@ -1,22 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
-import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
-import { echo, reply, startUpstream, truncate, type Upstream } from '../helpers/upstream.ts';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
+import { FAST, startProxy, viaProxy } from '../helpers/proxy.ts';
+import { echo, reply, startUpstream, truncate } from '../helpers/upstream.ts';
 
-let proxy: TestProxy | undefined;
-let upstream: Upstream | undefined;
-afterEach(async () => {
-  await proxy?.close();
-  await upstream?.close();
-  proxy = undefined;
-  upstream = undefined;
-});
+closeAfterEach();
 
 describe('request body replay', () => {
   it('replays a random 512 KiB PUT byte for byte on every retry', async () => {
-    upstream = await startUpstream([reply(503), reply(503), reply(200, 'stored')]);
-    proxy = await startProxy(FAST);
+    const upstream = await startUpstream([reply(503), reply(503), reply(200, 'stored')]);
+    const proxy = await startProxy(FAST);
     const body = randomBytes(512 * 1024);
     const res = await viaProxy(proxy.port, 'PUT', `${upstream.origin}/blob`, { body });
     expect(res.status).toBe(200);
@@ -25,8 +19,8 @@ describe('request body replay', () => {
   });
 
   it('replays a chunked upload', async () => {
-    upstream = await startUpstream([reply(503), echo()]);
-    proxy = await startProxy(FAST);
+    const upstream = await startUpstream([reply(503), echo()]);
+    const proxy = await startProxy(FAST);
     const chunks = [randomBytes(1000), randomBytes(70_000), randomBytes(5)];
     const res = await viaProxy(proxy.port, 'PUT', `${upstream.origin}/`, { body: chunks });
     expect(res.status).toBe(200);
@@ -35,8 +29,8 @@ describe('request body replay', () => {
   });
 
   it('forwards a body larger than the buffer whole, once, without retries', async () => {
-    upstream = await startUpstream([reply(503), reply(200)]);
-    proxy = await startProxy(FAST);
+    const upstream = await startUpstream([reply(503), reply(200)]);
+    const proxy = await startProxy(FAST);
     const body = randomBytes(1.5 * 1024 * 1024);
     const res = await viaProxy(proxy.port, 'PUT', `${upstream.origin}/big`, { body });
     expect(res.status).toBe(503);
@@ -46,8 +40,8 @@ describe('request body replay', () => {
   });
 
   it('forwards without retries when limits.maxBufferedBytes is reached', async () => {
-    upstream = await startUpstream([reply(503), reply(200)]);
-    proxy = await startProxy(`${FAST}limits:\n  maxBufferedBytes: 1KiB\n`);
+    const upstream = await startUpstream([reply(503), reply(200)]);
+    const proxy = await startProxy(`${FAST}limits:\n  maxBufferedBytes: 1KiB\n`);
     const body = randomBytes(4096);
     const res = await viaProxy(proxy.port, 'PUT', `${upstream.origin}/`, { body });
     expect(res.status).toBe(503);
@@ -56,8 +50,8 @@ describe('request body replay', () => {
   });
 
   it('releases every buffered byte once requests finish', async () => {
-    upstream = await startUpstream([reply(503), reply(200)]);
-    proxy = await startProxy(FAST);
+    const upstream = await startUpstream([reply(503), reply(200)]);
+    const proxy = await startProxy(FAST);
     await Promise.all(
       Array.from({ length: 10 }, () =>
         viaProxy(proxy!.port, 'PUT', `${upstream!.origin}/`, { body: randomBytes(10_000) }),
@@ -74,8 +68,8 @@ describe('request body replay', () => {
 
 describe('response body', () => {
   it('aborts the client response promptly when the upstream dies after the headers', async () => {
-    upstream = await startUpstream([truncate(100_000, 1000), reply(200)]);
-    proxy = await startProxy(FAST);
+    const upstream = await startUpstream([truncate(100_000, 1000), reply(200)]);
+    const proxy = await startProxy(FAST);
     const started = Date.now();
     const res = await viaProxy(proxy.port, 'GET', `${upstream.origin}/`);
     expect(res.complete).toBe(false);
@@ -86,8 +80,8 @@ describe('response body', () => {
 
   it('streams a large response with backpressure intact', async () => {
     const big = randomBytes(8 * 1024 * 1024);
-    upstream = await startUpstream([reply(200, big)]);
-    proxy = await startProxy(FAST);
+    const upstream = await startUpstream([reply(200, big)]);
+    const proxy = await startProxy(FAST);
     const received = await new Promise<Buffer>((resolve, reject) => {
       const req = httpRequest({
         host: '127.0.0.1',

@@ -1,22 +1,16 @@
 import { request as httpRequest } from 'node:http';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
-import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
-import { reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
+import { FAST, startProxy, viaProxy } from '../helpers/proxy.ts';
+import { reply, startUpstream } from '../helpers/upstream.ts';
 
-let proxy: TestProxy | undefined;
-let upstream: Upstream | undefined;
-afterEach(async () => {
-  await proxy?.close();
-  await upstream?.close();
-  proxy = undefined;
-  upstream = undefined;
-});
+closeAfterEach();
 
 /** A proxy with one listener in front of a scripted upstream; `yaml` is appended. */
 async function setup(script: Parameters<typeof startUpstream>[0], yaml = FAST) {
-  upstream = await startUpstream(script);
-  proxy = await startProxy(
+  const upstream = await startUpstream(script);
+  const proxy = await startProxy(
     `${yaml}listeners:\n  - listen: 127.0.0.1:0\n    upstream: ${upstream.origin}\n`,
   );
   const port = proxy.app.listenerPorts[0] as number;

@@ -5,19 +5,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { parser as promql } from '@prometheus-io/lezer-promql';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parsePrometheus, type Sample, samplesOf } from '../helpers/cli.ts';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
 import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 import { deadPort, reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
 
-let proxy: TestProxy | undefined;
-let upstream: Upstream | undefined;
-afterEach(async () => {
-  await proxy?.close();
-  await upstream?.close();
-  proxy = undefined;
-  upstream = undefined;
-});
+closeAfterEach();
 
 async function metrics(px: TestProxy): Promise<Sample[]> {
   const res = await fetch(`http://127.0.0.1:${px.adminPort}/metrics`);
@@ -34,8 +28,8 @@ function table(samples: readonly Sample[], name: string, labelName: string): str
 
 describe('metrics after a scripted exchange (503, 503, 200)', () => {
   async function exchange(): Promise<{ samples: Sample[]; up: Upstream }> {
-    upstream = await startUpstream([reply(503), reply(503), reply(200, 'ok')]);
-    proxy = await startProxy(FAST);
+    const upstream = await startUpstream([reply(503), reply(503), reply(200, 'ok')]);
+    const proxy = await startProxy(FAST);
     const res = await viaProxy(proxy.port, 'GET', `${upstream.origin}/items`);
     expect(res.status).toBe(200);
     return { samples: await metrics(proxy), up: upstream };
@@ -103,7 +97,7 @@ describe('the upstream label cap', () => {
     // 600 authorities on loopback (127.0.0.0/8 routes to lo): nothing listens on the port,
     // so each single try ends at once in connect-failure
     const port = await deadPort();
-    proxy = await startProxy(FAST, { logLevel: 'warn' });
+    const proxy = await startProxy(FAST, { logLevel: 'warn' });
     const authorities = Array.from(
       { length: 600 },
       (_, i) => `127.${1 + Math.floor(i / 250)}.${i % 250}.1:${port}`,
@@ -148,7 +142,7 @@ describe('the Grafana dashboard (deploy/grafana/reprise-dashboard.json)', () => 
   const queries = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
 
   it('queries, in valid PromQL, only metrics that /metrics exposes', async () => {
-    proxy = await startProxy(FAST);
+    const proxy = await startProxy(FAST);
     const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
     const exposed = new Set<string>();
     for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {

@@ -2,10 +2,11 @@
  * `retry.observeOnly` (SPEC §2): no retries on that route, but every retry it would have
  * made is counted as `reprise_retries_suppressed_total{cause="observe-only"}`.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parsePrometheus, type Sample, samplesOf } from '../helpers/cli.ts';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
 import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
-import { reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { reply, startUpstream } from '../helpers/upstream.ts';
 
 /** The `observed` route (paths under /observed/) only watches; the default route retries. */
 const OBSERVED = `defaults:
@@ -18,18 +19,11 @@ routes:
     retry: { observeOnly: true }
 `;
 
-let proxy: TestProxy | undefined;
-let upstream: Upstream | undefined;
-afterEach(async () => {
-  await proxy?.close();
-  await upstream?.close();
-  proxy = undefined;
-  upstream = undefined;
-});
+closeAfterEach();
 
 async function setup(script: Parameters<typeof startUpstream>[0]) {
-  upstream = await startUpstream(script);
-  proxy = await startProxy(OBSERVED);
+  const upstream = await startUpstream(script);
+  const proxy = await startProxy(OBSERVED);
   return { up: upstream, px: proxy };
 }
 

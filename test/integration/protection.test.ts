@@ -3,7 +3,8 @@
  * loopback upstream from a real in-process proxy (SPEC §4).
  */
 import { Agent, request } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
 import { type Answer, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 import {
   deadPort,
@@ -26,18 +27,11 @@ const BREAKER = `${FAST_RETRY}  upstream:
     circuitBreaker: { minRequests: 5, failureRatio: 0.5, failingFor: 0ms, openFor: 200ms, openForRequests: 0, maxOpenFor: 2s }
 `;
 
-let proxy: TestProxy | undefined;
-let upstream: Upstream | undefined;
-afterEach(async () => {
-  await proxy?.close();
-  await upstream?.close();
-  proxy = undefined;
-  upstream = undefined;
-});
+closeAfterEach();
 
 async function setup(script: Parameters<typeof startUpstream>[0], yaml: string) {
-  upstream = await startUpstream(script);
-  proxy = await startProxy(yaml, { logLevel: 'info' });
+  const upstream = await startUpstream(script);
+  const proxy = await startProxy(yaml, { logLevel: 'info' });
   return { up: upstream, px: proxy };
 }
 
@@ -148,7 +142,7 @@ describe('retry budget (SPEC §4)', () => {
   });
 
   it('answers the 502 a refused connect would get when the budget refuses the retry', async () => {
-    proxy = await startProxy(
+    const proxy = await startProxy(
       `${FAST_RETRY}  upstream:\n    budget: { ratio: 0, minPerSecond: 0 }\n`,
     );
     const res = await viaProxy(proxy.port, 'GET', `http://127.0.0.1:${await deadPort()}/`);
@@ -336,14 +330,14 @@ describe('maxConcurrent', () => {
 describe('the embedded breaker on /state (SPEC §4, §7)', () => {
   it('shows how long the trip rule has held, then the open period and refusals left', async () => {
     let nowMs = Date.now();
-    upstream = await startUpstream([reply(503, 'down')]);
-    proxy = await startProxy('', { logLevel: 'info', now: () => nowMs });
+    const upstream = await startUpstream([reply(503, 'down')]);
+    const proxy = await startProxy('', { logLevel: 'info', now: () => nowMs });
     const once = { headers: { 'x-reprise-retry': 'off' } };
     const state = async () => {
-      const body = (await (await fetch(`http://127.0.0.1:${proxy?.adminPort}/state`)).json()) as {
+      const body = (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/state`)).json()) as {
         upstreams: { authority: string; circuit: Record<string, unknown> }[];
       };
-      return body.upstreams.find((u) => u.authority === upstream?.authority)?.circuit;
+      return body.upstreams.find((u) => u.authority === upstream.authority)?.circuit;
     };
     for (let i = 0; i < 50; i++) await viaProxy(proxy.port, 'GET', `${upstream.origin}/`, once);
     nowMs += 1_000;

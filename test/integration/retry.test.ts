@@ -1,5 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
+import { describe, expect, it } from 'vitest';
+import { manualClock, until } from '../helpers/clock.ts';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
+import { FAST, startProxy, viaProxy } from '../helpers/proxy.ts';
 import {
   deadPort,
   delayed,
@@ -7,21 +9,13 @@ import {
   hang,
   reply,
   startUpstream,
-  type Upstream,
 } from '../helpers/upstream.ts';
 
-let proxy: TestProxy | undefined;
-let upstream: Upstream | undefined;
-afterEach(async () => {
-  await proxy?.close();
-  await upstream?.close();
-  proxy = undefined;
-  upstream = undefined;
-});
+closeAfterEach();
 
 async function setup(script: Parameters<typeof startUpstream>[0], yaml = FAST) {
-  upstream = await startUpstream(script);
-  proxy = await startProxy(yaml);
+  const upstream = await startUpstream(script);
+  const proxy = await startProxy(yaml);
   return { up: upstream, px: proxy };
 }
 
@@ -93,7 +87,7 @@ describe('what is retried (SPEC §3)', () => {
   });
 
   it('retries POST on a refused connect, since nothing was sent', async () => {
-    proxy = await startProxy(FAST);
+    const proxy = await startProxy(FAST);
     const port = await deadPort();
     const res = await viaProxy(proxy.port, 'POST', `http://127.0.0.1:${port}/`, { body: 'x' });
     expect(res.status).toBe(502);
@@ -130,20 +124,30 @@ describe('what is retried (SPEC §3)', () => {
   });
 
   it('answers 504 deadline when the overall timeout passes', async () => {
-    const { up, px } = await setup([hang()], `${FAST}    timeout: 150ms\n`);
-    const started = Date.now();
+    const clock = manualClock();
+    // the upstream never answers, and the request's 5 s pass while it waits
+    const up = await startUpstream([() => clock.advance(6000)]);
+    const px = await startProxy(`${FAST}      perTryTimeout: 50ms\n    timeout: 5s\n`, {
+      now: clock.now,
+    });
     const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
     expect(res.status).toBe(504);
     expect(res.headers['x-reprise-error']).toBe('deadline');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    expect(up.seen).toHaveLength(1);
+    expect(px.requests()[0]).toMatchObject({ suppressed: 'deadline', durationMs: 6000 });
   });
 
-  it('waits at least Retry-After before the retry', async () => {
-    const { up, px } = await setup([reply(503, '', { 'retry-after': '1' }), reply(200, 'ok')]);
-    const started = Date.now();
+  it('waits Retry-After before the retry, reading a date against its own clock', async () => {
+    const clock = manualClock();
+    const inOneSecond = new Date(clock.now() + 1000).toUTCString();
+    const up = await startUpstream([reply(503, '', { 'retry-after': inOneSecond }), reply(200)]);
+    const px = await startProxy(FAST, { now: clock.now });
     const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
     expect(res.status).toBe(200);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(990);
+    expect(px.logs.find((line) => line.msg === 'retry')).toMatchObject({
+      reason: '503',
+      delayMs: 1000,
+    });
   });
 
   it('passes a Retry-After longer than retryAfter.max to the client at once', async () => {
@@ -213,7 +217,7 @@ describe('per-request headers (SPEC §5)', () => {
 
 describe('answers reprise makes itself (SPEC §5)', () => {
   it('answers 400 to an origin-form request on the proxy port', async () => {
-    proxy = await startProxy(FAST);
+    const proxy = await startProxy(FAST);
     const res = await viaProxy(proxy.port, 'GET', '/not-absolute');
     expect(res.status).toBe(400);
     expect(res.headers['x-reprise-error']).toBe('bad-request');
@@ -231,7 +235,7 @@ describe('answers reprise makes itself (SPEC §5)', () => {
   });
 
   it('answers 508 to a request aimed at its own listen address', async () => {
-    proxy = await startProxy(FAST);
+    const proxy = await startProxy(FAST);
     for (const host of ['127.0.0.1', 'localhost']) {
       const res = await viaProxy(proxy.port, 'GET', `http://${host}:${proxy.port}/`);
       expect(res.status).toBe(508);
@@ -274,18 +278,19 @@ describe('connections', () => {
   });
 
   it('cancels the backoff wait and every later try when the client leaves', async () => {
+    // a one-minute wait: only the client leaving can end this request within the test
     const { up, px } = await setup(
       [reply(503), reply(200)],
-      'defaults:\n  route:\n    retry:\n      backoff: { base: 2s, max: 2s, jitter: none }\n',
+      'defaults:\n  route:\n    timeout: 5m\n    retry:\n      backoff: { base: 1m, max: 1m, jitter: none }\n',
     );
-    await expect(
-      viaProxy(px.port, 'GET', `${up.origin}/`, { abortAfterMs: 100 }),
-    ).rejects.toThrow();
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    const line = px.requests()[0];
-    expect(line).toMatchObject({ status: 0, suppressed: 'client-gone' });
-    expect(Number(line?.durationMs)).toBeLessThan(1000);
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const leave = new AbortController();
+    const sent = viaProxy(px.port, 'GET', `${up.origin}/`, { signal: leave.signal });
+    await until(() => px.logs.some((line) => line.msg === 'retry'));
+    leave.abort();
+    await expect(sent).rejects.toThrow();
+    await until(() => px.requests().length > 0);
+    expect(px.requests()[0]).toMatchObject({ status: 0, attempts: 1, suppressed: 'client-gone' });
+    // the exchange is over, so no later try can start
     expect(up.seen).toHaveLength(1);
   });
 

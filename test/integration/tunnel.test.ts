@@ -48,6 +48,17 @@ function closed(socket: Socket): Promise<void> {
   });
 }
 
+/** The tunnel is up: bytes written into it come back from the echo upstream. */
+async function expectCarried(socket: Socket): Promise<void> {
+  socket.write('ping');
+  expect(await readText(socket, 4)).toBe('ping');
+}
+
+/** The peer ended its side, or the socket is gone. */
+function expectEnded(socket: Socket): void {
+  expect(socket.readableEnded || socket.destroyed).toBe(true);
+}
+
 const connectRequest = (authority: string) =>
   `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`;
 
@@ -246,27 +257,33 @@ describe('CONNECT tunnels (SPEC §6)', () => {
   it('closes the client side when the upstream side dies', async () => {
     const { up, px, authority } = await setup();
     const answer = await open(px, authority);
-    answer.socket.resume();
+    await expectCarried(answer.socket);
     (up.sockets[0] as Socket).destroy();
-    await closed(answer.socket);
+    expect(await readText(answer.socket)).toBe('');
+    expectEnded(answer.socket);
   });
 
   it('closes the upstream side when the client side dies', async () => {
     const { up, px, authority } = await setup();
     const answer = await open(px, authority);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await expectCarried(answer.socket);
+    const upstreamSide = up.sockets[0] as Socket;
     answer.socket.destroy();
-    await closed(up.sockets[0] as Socket);
+    await closed(upstreamSide);
+    expectEnded(upstreamSide);
   });
 
   it('closes open tunnels when the proxy stops', async () => {
     const { up, px, authority } = await setup();
     const answer = await open(px, authority);
-    answer.socket.resume();
+    await expectCarried(answer.socket);
     await px.close();
     proxy = undefined;
-    await closed(answer.socket);
-    await closed(up.sockets[0] as Socket);
+    expect(await readText(answer.socket)).toBe('');
+    expectEnded(answer.socket);
+    const upstreamSide = up.sockets[0] as Socket;
+    await closed(upstreamSide);
+    expectEnded(upstreamSide);
   });
 
   it('answers 403 when the connected address is in access.deniedUpstreams', async () => {

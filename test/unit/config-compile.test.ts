@@ -110,7 +110,11 @@ describe('merging', () => {
     expect(config.routes[0]?.timeoutMs).toBe(9000);
     expect(config.routes[0]?.retry.backoff).toEqual({ baseMs: 10, maxMs: 2000, jitter: 'equal' });
     expect(config.defaultRoute.timeoutMs).toBe(9000);
-    expect(config.defaultRoute.retry.backoff).toEqual({ baseMs: 100, maxMs: 2000, jitter: 'equal' });
+    expect(config.defaultRoute.retry.backoff).toEqual({
+      baseMs: 100,
+      maxMs: 2000,
+      jitter: 'equal',
+    });
   });
 
   it('replaces lists rather than merging them', () => {
@@ -237,7 +241,7 @@ describe('conversion', () => {
     expect(config.admin).toEqual({ host: 'localhost', port: 9902 });
   });
 
-  it('builds listeners with origin and authority (port 80 by default)', () => {
+  it('builds listeners with origin, authority and Host (port 80 by default)', () => {
     const { listeners } = compile(
       'listeners:',
       '  - { listen: 127.0.0.1:8081, upstream: "http://payments.svc" }',
@@ -247,6 +251,7 @@ describe('conversion', () => {
         listen: { host: '127.0.0.1', port: 8081 },
         origin: 'http://payments.svc:80',
         authority: 'payments.svc:80',
+        hostHeader: 'payments.svc:80',
       },
     ]);
   });

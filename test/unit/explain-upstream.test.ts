@@ -52,7 +52,7 @@ describe('explain: upstream budget and breaker', () => {
   it('prints defaults.upstream over the embedded defaults where no rule matches', () => {
     expect(upstreamLines('http://example.com:8080/x', 'example.com:8080')).toEqual([
       'budget: ratio 0.2, minPerSecond 5, window 10s',
-      'circuitBreaker: failureRatio 1, minRequests 50, consecutiveFailures off, window 10s, failingFor 1.5s, openFor 2s, openForRequests 100, maxOpenFor 8s, halfOpenRequests 1',
+      'circuitBreaker: failureRatio 1, minRequests 50, consecutiveFailures 0, window 10s, failingFor 1.5s, openFor 2s, openForRequests 100, maxOpenFor 8s, halfOpenRequests 1',
       'maxConcurrent: 1000',
     ]);
   });

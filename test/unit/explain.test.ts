@@ -2,8 +2,6 @@ import { describe, expect, it } from 'vitest';
 import {
   ExplainError,
   explainRequest,
-  formatBytes,
-  formatDuration,
   parseHeaderArgs,
   upstreamSettingsFromConfig,
 } from '../../src/cli/explain.ts';
@@ -181,6 +179,96 @@ describe('explainRequest', () => {
     expect(out.some((line) => line.startsWith('retry 2:'))).toBe(false);
   });
 
+  it('still says whether the request is retryable under x-reprise-max-attempts', () => {
+    const two = lines(explain('GET', 'http://other.example/', { 'x-reprise-max-attempts': '2' }));
+    expect(two).toContain('retryable: yes (GET is in retry.methods)');
+    const one = lines(explain('GET', 'http://other.example/', { 'x-reprise-max-attempts': '1' }));
+    expect(one).toContain('attempts: 1 (x-reprise-max-attempts narrows 3)');
+    expect(one).toContain('retryable: no: x-reprise-max-attempts: 1');
+  });
+
+  it('marks the delays that cannot start before a shorter x-reprise-timeout-ms', () => {
+    const out = lines(
+      explain('GET', 'http://slow.example.com/', { 'x-reprise-timeout-ms': '1200' }),
+    );
+    expect(out).toEqual(
+      expect.arrayContaining([
+        'timeout: 1.2s (x-reprise-timeout-ms)',
+        'retry 1: 500ms–500ms',
+        'retry 2: 1s–1s (cannot start within the 1.2s timeout)',
+        'warning: the 1.2s timeout leaves room for 1 of the 2 retries at most',
+      ]),
+    );
+  });
+
+  it('marks a delay that fits only when the ones before it are short', () => {
+    const out = lines(explain('GET', 'http://other.example/', { 'x-reprise-timeout-ms': '60' }));
+    expect(out).toEqual(
+      expect.arrayContaining([
+        'retry 1: 0ms–50ms',
+        'retry 2: 0ms–100ms (may not start within the 60ms timeout)',
+      ]),
+    );
+    expect(out.some((line) => line.startsWith('warning:'))).toBe(false);
+  });
+
+  it('says a timeout too short for the first delay leaves the request unretried', () => {
+    const out = lines(
+      explain('GET', 'http://slow.example.com/', { 'x-reprise-timeout-ms': '500' }),
+    );
+    expect(out).toContain('retryable: no: the 500ms timeout leaves no time for the first delay');
+    expect(out).toContain('retry 1: 500ms–500ms (cannot start within the 500ms timeout)');
+  });
+
+  it('names only the retried statuses whose Retry-After is honoured', () => {
+    const read = lines(explain('GET', 'http://payments.default.svc.cluster.local/v1/x'));
+    expect(read).toContain(
+      'a Retry-After on 503 up to 10s, if the retry can still start within the 5s timeout, lengthens a delay; a longer one ends the retries',
+    );
+    expect(lines(explain('GET', 'http://other.example/'))).toContain(
+      'a Retry-After on 429/503 up to 10s lengthens a delay; a longer one ends the retries',
+    );
+    expect(explain('POST', 'http://strict.example.com/')).not.toContain('Retry-After');
+  });
+
+  it('says a Retry-After must also fit in a shorter x-reprise-timeout-ms', () => {
+    const out = lines(explain('GET', 'http://other.example/', { 'x-reprise-timeout-ms': '2000' }));
+    expect(out).toContain(
+      'a Retry-After on 429/503 up to 10s, if the retry can still start within the 2s timeout, lengthens a delay; a longer one ends the retries',
+    );
+  });
+
+  it('spells the authority as the proxy does', () => {
+    const out = lines(
+      explainRequest(
+        config,
+        upstreams,
+        'GET',
+        'http://Payments.Default.svc.cluster.local./v1/x',
+        {},
+      ),
+    );
+    expect(out).toContain('route: payments-read');
+    expect(out).toContain('upstream payments.default.svc.cluster.local:80:');
+  });
+
+  it('answers a host the proxy would refuse with a clear error', () => {
+    expect(() => explain('GET', 'http://under_score.example/')).toThrow(/400 bad-request/);
+  });
+
+  it('prints every field of the upstream settings, whatever they are, in config units', () => {
+    const settings = makeUpstreamSettings();
+    const extended = {
+      ...settings,
+      circuitBreaker: { ...settings.circuitBreaker, slowCallMs: 2000 },
+      probeBytes: 4096,
+    };
+    const source = { settingsFor: () => extended };
+    const out = lines(explainRequest(config, source, 'GET', 'http://other.example/', {}));
+    expect(out.find((line) => line.startsWith('circuitBreaker:'))).toMatch(/, slowCall 2s$/);
+    expect(out).toContain('probe: 4KiB');
+  });
+
   it('shows the shorter timeout of x-reprise-timeout-ms', () => {
     const out = lines(explain('GET', 'http://other.example/', { 'x-reprise-timeout-ms': '1500' }));
     expect(out).toContain('timeout: 1.5s (x-reprise-timeout-ms)');
@@ -221,7 +309,7 @@ describe('explainRequest', () => {
       expect.arrayContaining([
         'upstream payments.default.svc.cluster.local:8080:',
         'budget: ratio 0.1, minPerSecond 5, window 10s',
-        'circuitBreaker: failureRatio 0.5, minRequests 20, consecutiveFailures off, window 10s, failingFor 0ms, openFor 5s, openForRequests off, maxOpenFor 1m, halfOpenRequests 1',
+        'circuitBreaker: failureRatio 0.5, minRequests 20, consecutiveFailures 0, window 10s, failingFor 0ms, openFor 5s, openForRequests 0, maxOpenFor 1m, halfOpenRequests 1',
         'maxConcurrent: 1000',
       ]),
     );
@@ -304,34 +392,5 @@ describe('parseHeaderArgs', () => {
 
   it.each(['no colon', ': value', 'bad name: v'])('throws ExplainError for %j', (arg) => {
     expect(() => parseHeaderArgs([arg])).toThrow(ExplainError);
-  });
-});
-
-describe('formatDuration', () => {
-  it.each([
-    [0, '0ms'],
-    [50, '50ms'],
-    [999, '999ms'],
-    [1000, '1s'],
-    [1500, '1.5s'],
-    [10_000, '10s'],
-    [90_000, '90s'],
-    [60_000, '1m'],
-    [3_600_000, '1h'],
-  ])('formats %i as %s', (ms, text) => {
-    expect(formatDuration(ms)).toBe(text);
-  });
-});
-
-describe('formatBytes', () => {
-  it.each([
-    [100, '100B'],
-    [1000, '1000B'],
-    [16 * 1024, '16KiB'],
-    [1024 * 1024, '1MiB'],
-    [64 * 1024 * 1024, '64MiB'],
-    [1536, '1536B'],
-  ])('formats %i as %s', (bytes, text) => {
-    expect(formatBytes(bytes)).toBe(text);
   });
 });

@@ -34,6 +34,12 @@ describe('parseHostPattern', () => {
     expect(parseHostPattern('[::1]')).toMatchObject({ host: '[::1]', port: undefined });
   });
 
+  it('spells the host as request authorities are spelled', () => {
+    expect(parseHostPattern('API.example.com.')).toMatchObject({ host: 'api.example.com' });
+    expect(parseHostPattern('*.Example.com.')).toMatchObject({ host: '.example.com' });
+    expect(parseHostPattern('[0:0::1]:8080')).toMatchObject({ host: '[::1]', port: 8080 });
+  });
+
   it.each([
     ['api.example.com:99999', 'bad port'],
     ['api.example.com:http', 'bad port'],

@@ -6,6 +6,30 @@ const START = 1_000_000;
 const route = makeRoutePolicy({ timeoutMs: 5000, retry: { attempts: 4 } });
 
 describe('resolveRequestPolicy', () => {
+  it('names the client header that narrowed the policy, and only when it did', () => {
+    const resolve = (headers: Record<string, string>) =>
+      resolveRequestPolicy(route, 'GET', headers, START);
+    expect(resolve({ 'x-reprise-retry': 'off' }).attemptsNarrowedBy).toBe('x-reprise-retry');
+    expect(resolve({ 'x-reprise-max-attempts': '2' }).attemptsNarrowedBy).toBe(
+      'x-reprise-max-attempts',
+    );
+    expect(resolve({ 'x-reprise-max-attempts': '9' }).attemptsNarrowedBy).toBeUndefined();
+    expect(resolve({ 'x-reprise-timeout-ms': '500' }).timeoutNarrowedBy).toBe(
+      'x-reprise-timeout-ms',
+    );
+    expect(resolve({ 'x-reprise-timeout-ms': '9000' }).timeoutNarrowedBy).toBeUndefined();
+    expect(resolve({})).toMatchObject({
+      attemptsNarrowedBy: undefined,
+      timeoutNarrowedBy: undefined,
+    });
+  });
+
+  it('does not call one attempt narrowed when the route has only one', () => {
+    const single = makeRoutePolicy({ retry: { attempts: 1 } });
+    const policy = resolveRequestPolicy(single, 'GET', { 'x-reprise-retry': 'off' }, START);
+    expect(policy.attemptsNarrowedBy).toBeUndefined();
+  });
+
   it('takes attempts, retry and deadline from the route', () => {
     const policy = resolveRequestPolicy(route, 'GET', {}, START);
     expect(policy.route).toBe(route);

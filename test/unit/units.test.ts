@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
+  formatDuration,
+  formatSize,
   parseAddress,
   parseCidr,
   parseDuration,
@@ -99,6 +101,7 @@ describe('parseHttpOrigin', () => {
     expect(parseHttpOrigin('http://cache.local')).toEqual({
       origin: 'http://cache.local:80',
       authority: 'cache.local:80',
+      hostHeader: 'cache.local:80',
     });
   });
 
@@ -106,6 +109,15 @@ describe('parseHttpOrigin', () => {
     expect(parseHttpOrigin('http://Cache.Local:8080/')).toEqual({
       origin: 'http://cache.local:8080',
       authority: 'cache.local:8080',
+      hostHeader: 'cache.local:8080',
+    });
+  });
+
+  it('keys a trailing-dot name without the dot, and connects as written', () => {
+    expect(parseHttpOrigin('http://cache.local.:8080')).toEqual({
+      origin: 'http://cache.local.:8080',
+      authority: 'cache.local:8080',
+      hostHeader: 'cache.local.:8080',
     });
   });
 
@@ -113,6 +125,7 @@ describe('parseHttpOrigin', () => {
     expect(parseHttpOrigin('http://[::1]:8080')).toEqual({
       origin: 'http://[::1]:8080',
       authority: '[::1]:8080',
+      hostHeader: '[::1]:8080',
     });
   });
 
@@ -123,6 +136,7 @@ describe('parseHttpOrigin', () => {
     'http://cache.local#x',
     'http://user:pw@cache.local',
     'http://cache.local:99999',
+    'http://under_score.local',
     'cache.local:80',
   ])('rejects %j', (text) => {
     expect(parseHttpOrigin(text)).toBe('must be http://host[:port] with no path');
@@ -153,5 +167,34 @@ describe('parseCidr', () => {
     ['localhost', 'must be an IP address or CIDR, such as 10.0.0.0/8 or ::1/128'],
   ])('rejects %j', (text, message) => {
     expect(parseCidr(text)).toBe(message);
+  });
+});
+
+describe('formatDuration', () => {
+  it.each([
+    [0, '0ms'],
+    [50, '50ms'],
+    [999, '999ms'],
+    [1000, '1s'],
+    [1500, '1.5s'],
+    [10_000, '10s'],
+    [90_000, '90s'],
+    [60_000, '1m'],
+    [3_600_000, '1h'],
+  ])('formats %i as %s', (ms, text) => {
+    expect(formatDuration(ms)).toBe(text);
+  });
+});
+
+describe('formatSize', () => {
+  it.each([
+    [100, '100B'],
+    [1000, '1000B'],
+    [16 * 1024, '16KiB'],
+    [1024 * 1024, '1MiB'],
+    [64 * 1024 * 1024, '64MiB'],
+    [1536, '1536B'],
+  ])('formats %i as %s', (bytes, text) => {
+    expect(formatSize(bytes)).toBe(text);
   });
 });

@@ -1,11 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { UpstreamRule, UpstreamSettings } from '../../src/config/types.ts';
 import type { BreakerStateName } from '../../src/resilience/circuit-breaker.ts';
-import {
-  parseAuthority,
-  type RegistryHooks,
-  UpstreamRegistry,
-} from '../../src/resilience/upstream-registry.ts';
+import { type RegistryHooks, UpstreamRegistry } from '../../src/resilience/upstream-registry.ts';
 import { parseHostPattern } from '../../src/routing/host-pattern.ts';
 
 const base: UpstreamSettings = {
@@ -47,15 +43,6 @@ function tripVia(registry: UpstreamRegistry, authority: string, nowMs: number): 
     upstream.leave(nowMs);
   }
 }
-
-describe('parseAuthority', () => {
-  it('splits host and port, keeping IPv6 brackets', () => {
-    expect(parseAuthority('api.example.com:443')).toEqual({ host: 'api.example.com', port: 443 });
-    expect(parseAuthority('[::1]:8080')).toEqual({ host: '[::1]', port: 8080 });
-    expect(parseAuthority('[::1]')).toEqual({ host: '[::1]', port: -1 });
-    expect(parseAuthority('example.com')).toEqual({ host: 'example.com', port: -1 });
-  });
-});
 
 describe('UpstreamRegistry settings', () => {
   const fast = { ...base, maxConcurrent: 7 };
@@ -139,7 +126,7 @@ describe('Upstream gate', () => {
     expect(upstream.gate(1_000, 2)).toBe('circuit-open');
     expect(upstream.inFlight).toBe(0);
     expect(upstream.budget.available(1_000)).toBe(before);
-    expect(upstream.retryAfterSeconds(1_000)).toBe(4);
+    expect(upstream.breaker.retryAfterMs(1_000)).toBe(4_000);
   });
 
   it('gives back the probe slot when a probe overflows', () => {
