@@ -21,7 +21,7 @@ describe('the spelling of an upstream', () => {
     retry: { attempts: 1 }
 upstreams:
   - match: 127.0.0.1
-    circuitBreaker: { consecutiveFailures: 3 }
+    circuitBreaker: { consecutiveFailures: 3, failingFor: 0ms }
 `);
     const spellings = ['127.0.0.1', '0x7f.1', '2130706433', '127.1'];
     const answers = [];
