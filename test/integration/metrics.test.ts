@@ -136,15 +136,22 @@ describe('the Grafana dashboard (deploy/grafana/reprise-dashboard.json)', () => 
   interface Panel {
     readonly title: string;
     readonly datasource?: { uid: string };
-    readonly targets?: { expr: string }[];
+    readonly targets?: { expr: string; datasource?: { uid: string } }[];
   }
-  const dashboard = JSON.parse(readFileSync('deploy/grafana/reprise-dashboard.json', 'utf8')) as {
+  interface Variable {
+    readonly name: string;
+    readonly type: string;
+    readonly query?: unknown;
+    readonly datasource?: { uid: string };
+  }
+  const text = readFileSync('deploy/grafana/reprise-dashboard.json', 'utf8');
+  const dashboard = JSON.parse(text) as {
     panels: Panel[];
-    templating: { list: { name: string }[] };
-    __inputs: { name: string }[];
+    templating: { list: Variable[] };
+    __inputs?: unknown[];
   };
-  // Grafana's placeholder for the input, a literal string here
-  const DATASOURCE = ['$', '{DS_PROMETHEUS}'].join('');
+  // a literal string here: Grafana substitutes the variable
+  const DATASOURCE = ['$', '{datasource}'].join('');
   const queries = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
 
   it('queries, in valid PromQL, only metrics that /metrics exposes', async () => {
@@ -172,11 +179,37 @@ describe('the Grafana dashboard (deploy/grafana/reprise-dashboard.json)', () => 
     expect(used.size).toBeGreaterThanOrEqual(10);
   });
 
-  it('reads every panel from the DS_PROMETHEUS input and offers $upstream and $route', () => {
-    expect(dashboard.__inputs.map((i) => i.name)).toEqual(['DS_PROMETHEUS']);
+  it('reads every panel and variable from a datasource variable, with no import input', () => {
+    // file provisioning (kube-prometheus-stack's sidecar) fills in no __inputs: a
+    // ${DS_...} placeholder would stay unresolved there, so there must be none
+    expect(dashboard.__inputs ?? []).toEqual([]);
+    expect(text).not.toMatch(/\$\{?DS_/);
+    const [first] = dashboard.templating.list;
+    expect(first).toMatchObject({ name: 'datasource', type: 'datasource', query: 'prometheus' });
     const queried = dashboard.panels.filter((p) => p.targets !== undefined);
-    expect(queried.filter((p) => p.datasource?.uid !== DATASOURCE)).toEqual([]);
-    expect(dashboard.templating.list.map((v) => v.name)).toEqual(['upstream', 'route']);
+    expect(queried.length).toBeGreaterThanOrEqual(10);
+    expect(queried.filter((p) => p.datasource?.uid !== DATASOURCE).map((p) => p.title)).toEqual([]);
+    const targets = queried.flatMap((p) => p.targets ?? []);
+    expect(targets.filter((t) => t.datasource?.uid !== DATASOURCE)).toEqual([]);
+    const queryVariables = dashboard.templating.list.filter((v) => v.type === 'query');
+    expect(queryVariables.filter((v) => v.datasource?.uid !== DATASOURCE)).toEqual([]);
+  });
+
+  it('refers only to variables it defines, or to Grafana built-ins', () => {
+    const defined = new Set(dashboard.templating.list.map((v) => v.name));
+    const referred = [...text.matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)].map(
+      (m) => m[1] as string,
+    );
+    expect(referred.length).toBeGreaterThan(0);
+    expect(referred.filter((name) => !name.startsWith('__') && !defined.has(name))).toEqual([]);
+  });
+
+  it('offers $upstream and $route, and every reprise query is filtered by upstream', () => {
+    expect(dashboard.templating.list.map((v) => v.name)).toEqual([
+      'datasource',
+      'upstream',
+      'route',
+    ]);
     const unfiltered = queries.filter(
       (q) => !q.includes('$upstream') && !/reprise_(buffered_bytes|config_reloads)/.test(q),
     );
