@@ -98,6 +98,21 @@ describe('metrics after a scripted exchange (503, 503, 200)', () => {
   });
 });
 
+describe('metric names', () => {
+  it('gives no gauge, histogram or summary a _total suffix (promtool check metrics)', async () => {
+    proxy = await startProxy(FAST);
+    const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+    const types = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)];
+    expect(types.length).toBeGreaterThan(20);
+    const misnamed = types.filter(
+      ([, name, type]) => type !== 'counter' && name?.endsWith('_total'),
+    );
+    expect(misnamed.map(([line]) => line)).toEqual([]);
+    // the labelled gauges the left-out sums came from are still there
+    expect(text).toMatch(/^# TYPE nodejs_active_handles gauge$/m);
+  });
+});
+
 describe('the upstream label cap', () => {
   it('keeps at most 501 distinct upstream label values after 600 distinct upstreams', async () => {
     // 600 authorities on loopback (127.0.0.0/8 routes to lo): nothing listens on the port,
