@@ -4,9 +4,12 @@
  * queries checked against what /metrics really exposes.
  */
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { parser as promql } from '@prometheus-io/lezer-promql';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parsePrometheus, type Sample, samplesOf } from '../helpers/cli.ts';
+import { FAILURE_NAMES } from '../../src/config/types.ts';
+import { SUPPRESSED_CAUSES, TRY_OUTCOMES, TUNNEL_OUTCOMES } from '../../src/summary.ts';
+import { countedOf, parsePrometheus, type Sample, samplesOf } from '../helpers/cli.ts';
 import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 import { deadPort, reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
 
@@ -19,6 +22,22 @@ afterEach(async () => {
   upstream = undefined;
 });
 
+/** Sends `CONNECT authority` on a raw socket; resolves with what came back before close. */
+function connectThrough(port: number, authority: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () =>
+      socket.write(`CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n\r\n`),
+    );
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+    });
+    socket.on('close', () => resolve(text));
+    socket.on('error', reject);
+  });
+}
+
 async function metrics(px: TestProxy): Promise<Sample[]> {
   const res = await fetch(`http://127.0.0.1:${px.adminPort}/metrics`);
   expect(res.status).toBe(200);
@@ -26,8 +45,8 @@ async function metrics(px: TestProxy): Promise<Sample[]> {
 }
 
 /** `labelName=value` of every sample of `name`, with its value, sorted: an exact picture. */
-function table(samples: readonly Sample[], name: string, labelName: string): string[] {
-  return samplesOf(samples, name)
+function table(samples: readonly Sample[], name: string, labelName: string, all = false): string[] {
+  return (all ? samplesOf(samples, name) : countedOf(samples, name))
     .map((s) => `${s.labels[labelName]}=${s.value}`)
     .sort();
 }
@@ -66,7 +85,7 @@ describe('metrics after a scripted exchange (503, 503, 200)', () => {
 
   it('records no suppressed retry and no fallback', async () => {
     const { samples } = await exchange();
-    expect(samplesOf(samples, 'reprise_retries_suppressed_total')).toEqual([]);
+    expect(countedOf(samples, 'reprise_retries_suppressed_total')).toEqual([]);
     expect(samplesOf(samples, 'reprise_fallbacks_total')).toEqual([]);
   });
 
@@ -95,6 +114,80 @@ describe('metrics after a scripted exchange (503, 503, 200)', () => {
     expect(samplesOf(samples, 'reprise_buffered_bytes').map((s) => s.value)).toEqual([0]);
     expect(samplesOf(samples, 'reprise_build_info')[0]?.labels.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(samplesOf(samples, 'process_cpu_user_seconds_total')).toHaveLength(1);
+  });
+});
+
+describe('series that start at 0 (so the first burst shows in rate() and increase())', () => {
+  const zeros = (values: readonly string[]) => values.map((v) => `${v}=0`);
+
+  it('shows every reason, cause, outcome and transition of the pair after the first retry', async () => {
+    upstream = await startUpstream([reply(503), reply(200, 'ok')]);
+    proxy = await startProxy(FAST);
+    expect((await viaProxy(proxy.port, 'GET', `${upstream.origin}/a`)).status).toBe(200);
+    const samples = await metrics(proxy);
+    const pair = { route: 'default', upstream: upstream.authority };
+    const of = (name: string, label: string) =>
+      samplesOf(samples, name, pair)
+        .map((s) => `${s.labels[label]}=${s.value}`)
+        .sort();
+    // the default retry.on: connect-failure, reset, timeout, 429, 502, 503, 504
+    const reasons = [...FAILURE_NAMES, '429', '502', '504'];
+    expect(of('reprise_retries_total', 'reason')).toEqual([...zeros(reasons), '503=1'].sort());
+    expect(of('reprise_retries_suppressed_total', 'cause')).toEqual(
+      zeros(SUPPRESSED_CAUSES).sort(),
+    );
+    const outcomes = TRY_OUTCOMES.filter((o) => o !== '2xx' && o !== '5xx');
+    expect(of('reprise_attempts_total', 'outcome')).toEqual(
+      [...zeros(outcomes), '2xx=1', '5xx=1'].sort(),
+    );
+    const transitions = samplesOf(samples, 'reprise_circuit_transitions_total', {
+      upstream: upstream.authority,
+    });
+    expect(transitions.map((s) => `${s.labels.to}=${s.value}`).sort()).toEqual(
+      zeros(['closed', 'half-open', 'open']),
+    );
+    // no fallback on this route: no fallback series to start
+    expect(samplesOf(samples, 'reprise_fallbacks_total')).toEqual([]);
+  });
+
+  it("starts the fallback causes and both policies' reasons on a route with a fallback", async () => {
+    upstream = await startUpstream([reply(200, 'ok')]);
+    proxy = await startProxy(`${FAST}routes:
+  - name: cached
+    match: { host: 127.0.0.1 }
+    retry: { on: [connect-failure] }
+    fallback: { upstream: http://127.0.0.1:1, retry: { on: [500] } }
+`);
+    expect((await viaProxy(proxy.port, 'GET', `${upstream.origin}/a`)).status).toBe(200);
+    const pair = { route: 'cached', upstream: upstream.authority };
+    const samples = await metrics(proxy);
+    expect(
+      table(
+        samplesOf(samples, 'reprise_retries_total', pair),
+        'reprise_retries_total',
+        'reason',
+        true,
+      ),
+    ).toEqual(['500=0', 'connect-failure=0']);
+    expect(
+      samplesOf(samples, 'reprise_fallbacks_total', pair).map(
+        (s) => `${s.labels.cause}=${s.value}`,
+      ),
+    ).toEqual(['connect-failure=0', 'timeout=0', 'circuit-open=0']);
+  });
+
+  it('starts every tunnel outcome of an upstream at its first CONNECT', async () => {
+    proxy = await startProxy(`${FAST}connect: { allowedPorts: [1], retry: { attempts: 1 } }\n`);
+    const answer = await connectThrough(proxy.port, '127.0.0.1:1');
+    expect(answer).toMatch(/^HTTP\/1\.1 502 /);
+    const samples = await metrics(proxy);
+    const tunnels = samplesOf(samples, 'reprise_tunnels_total', { upstream: '127.0.0.1:1' });
+    expect(tunnels.map((s) => `${s.labels.outcome}=${s.value}`).sort()).toEqual(
+      [
+        ...zeros(TUNNEL_OUTCOMES.filter((o) => o !== 'connect-failure')),
+        'connect-failure=1',
+      ].sort(),
+    );
   });
 });
 

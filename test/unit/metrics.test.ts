@@ -52,6 +52,13 @@ function summary(over: Partial<RequestSummary> = {}): RequestSummary {
     suppressed: undefined,
     fallback: undefined,
     error: undefined,
+    startMs: 1_000,
+    requestId: 'r-1',
+    traceId: undefined,
+    client: '127.0.0.1:50000',
+    upstreamAddress: '127.0.0.1:80',
+    bytesIn: 100,
+    bytesOut: 200,
     durationMs: 12,
     ...over,
   };
