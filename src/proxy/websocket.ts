@@ -164,7 +164,8 @@ export function relayUpgrade(
     res.once('close', () => {
       if (!res.complete) client.destroy();
     });
-    done(status, statusOutcome(status), undefined);
+    // the connection closes after this answer: its line then has the answer's bytes
+    client.once('close', () => done(status, statusOutcome(status), undefined));
   });
   outgoing.end();
 }

@@ -244,6 +244,25 @@ describe('CONNECT and Upgrade lines', () => {
     expect(line?.requestId).toMatch(UUID);
   });
 
+  it('writes a declined Upgrade line, with the bytes of the answer, once it has gone', async () => {
+    upstream = await startUpstream([reply(503, 'not here')]);
+    proxy = await startProxy(FAST);
+    const request =
+      `GET ${upstream.origin}/ws HTTP/1.1\r\nhost: ${upstream.authority}\r\n` +
+      'connection: upgrade\r\nupgrade: echo\r\n\r\n';
+    const { sent, received, local } = await exchange(proxy.port, request);
+    expect(received.toString('latin1')).toMatch(/^HTTP\/1\.1 503 [\s\S]*not here/);
+    const [line] = await accessLines(proxy, 1);
+    expect(line).toMatchObject({
+      client: local,
+      status: 503,
+      attempts: 1,
+      upstreamAddress: upstream.authority,
+      bytesIn: sent,
+      bytesOut: received.length,
+    });
+  });
+
   it('gives request, refusal, CONNECT and Upgrade lines the same field names', async () => {
     upstream = await startUpstream([reply(200, 'ok')]);
     const echo = await startEcho();
