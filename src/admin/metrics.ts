@@ -85,6 +85,7 @@ export class Metrics {
   readonly #upstreamLabels = new Set<string>();
   /** route × upstream label pairs seen; the first sighting starts their series at 0. */
   readonly #pairs: LabelCache<true>;
+  readonly #pairList: [route: string, upstream: string][] = [];
   readonly #tunnelUpstreams = new Set<string>();
   #otherSeen = false;
   readonly #requests: CounterFamily;
@@ -145,6 +146,7 @@ export class Metrics {
     this.#reloads.zero('ok');
     this.#reloads.zero('error');
     this.#pairs = new LabelCache(2, ([route, upstream]) => {
+      this.#pairList.push([route as string, upstream as string]);
       this.#zeroPair(route as string, upstream as string);
       return true;
     });
@@ -208,8 +210,11 @@ export class Metrics {
     this.#transitions.inc(this.upstreamLabel(upstream), to);
   }
 
+  /** After a good reload, routes may retry on new reasons: their series start at 0 too. */
   configReload(result: 'ok' | 'error'): void {
     this.#reloads.inc(result);
+    if (result === 'ok')
+      for (const [route, upstream] of this.#pairList) this.#zeroPair(route, upstream);
   }
 
   text(): Promise<string> {
