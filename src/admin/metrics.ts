@@ -173,7 +173,8 @@ export class Metrics {
       return 'other';
     }
     this.#upstreamLabels.add(authority);
-    this.#zeroUpstream(authority);
+    // '': a request refused before it had an upstream
+    if (authority !== '') this.#zeroUpstream(authority);
     return authority;
   }
 

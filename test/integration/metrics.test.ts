@@ -150,6 +150,17 @@ describe('series that start at 0 (so the first burst shows in rate() and increas
     expect(samplesOf(samples, 'reprise_fallbacks_total')).toEqual([]);
   });
 
+  it('starts nothing for a request refused before it had an upstream', async () => {
+    proxy = await startProxy(FAST);
+    expect((await viaProxy(proxy.port, 'GET', '/not-absolute')).status).toBe(400);
+    const samples = await metrics(proxy);
+    const zeroed = samples.filter(
+      (s) => s.name.endsWith('_total') && s.labels.upstream === '' && s.value === 0,
+    );
+    expect(zeroed).toEqual([]);
+    expect(countedOf(samples, 'reprise_requests_total', { upstream: '' })).toHaveLength(1);
+  });
+
   it("starts the fallback causes and both policies' reasons on a route with a fallback", async () => {
     upstream = await startUpstream([reply(200, 'ok')]);
     proxy = await startProxy(`${FAST}routes:
