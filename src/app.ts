@@ -64,6 +64,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     metrics = new Metrics({
       upstreams: () => upstreams.snapshot(now()),
       bufferedBytes: () => pool.usedBytes,
+      route: (name) => {
+        const cfg = context.config;
+        return (
+          cfg.routes.find((r) => r.name === name) ??
+          (name === cfg.defaultRoute.name ? cfg.defaultRoute : undefined)
+        );
+      },
     });
   }
   const onDone = (s: RequestSummary): void => {
@@ -92,10 +99,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       ? (route, upstream, attempt, cause) =>
           logSuppressed(logger, { route, upstream, attempt, cause })
       : undefined,
-    onTunnelDone: (upstream, outcome) => {
-      metrics?.tunnelDone(upstream, outcome);
-      logger.info({ upstream, outcome }, 'tunnel');
-    },
+    onTunnelDone: (upstream, outcome) => metrics?.tunnelDone(upstream, outcome),
+    onTunnelEnd: (s) => logRequestDone(logger, s),
   });
   context = build(config);
   let draining = false;

@@ -1,6 +1,6 @@
 /**
  * Logging: the only pino user. JSON lines on stdout; one `request` line per finished request
- * at info, retry decisions at debug (SPEC §9). Credentials and query strings never reach a line.
+ * (CONNECT tunnels and Upgrades too, when their connection ends) at info, retry decisions at debug (SPEC §9). Credentials and query strings never reach a line.
  */
 import { pino } from 'pino';
 import { LogWriter } from './log-writer.ts';
@@ -87,9 +87,14 @@ export function flushLogs(): void {
  */
 export function logRequestDone(logger: Logger, s: RequestSummary): void {
   if (logger.levelVal > INFO) return;
+  // one shape for requests, refusals, CONNECT tunnels and Upgrades; undefined fields drop out
   const fields = {
+    requestId: s.requestId,
+    traceId: s.traceId,
+    client: s.client,
     route: s.route,
     upstream: s.upstream,
+    upstreamAddress: s.upstreamAddress,
     method: s.method,
     path: stripQuery(s.path),
     status: s.status,
@@ -98,6 +103,8 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
     suppressed: s.suppressed,
     fallback: s.fallback,
     error: s.error,
+    bytesIn: s.bytesIn,
+    bytesOut: s.bytesOut,
     durationMs: s.durationMs,
   };
   // pino's own destination, so that this line keeps its place among the others

@@ -1,29 +1,62 @@
 /**
- * The one record of a finished request, built by the attempt loop and handed to every sink
- * (the access log line, the metrics). Sinks read it; nobody mutates it after `finish`.
+ * The one record of a finished request, tunnel or Upgrade, built by `summarize` and handed to
+ * every sink (the access log line, the metrics). Sinks read it; nobody mutates it after.
+ * The value lists below are the label values of SPEC §8: the metrics start each at 0.
  */
-import type { FailureName } from './config/types.ts';
+import { FAILURE_NAMES, type FailureName } from './config/types.ts';
 
 /** Why a retry that policy allowed was not made (SPEC §8, `cause` label). */
-export type SuppressedCause =
-  | 'budget'
-  | 'circuit-open'
-  | 'deadline'
-  | 'body-too-large'
-  | 'buffer-full'
-  | 'method'
-  | 'retry-after-too-long'
-  | 'client-gone'
-  | 'observe-only';
+export const SUPPRESSED_CAUSES = [
+  'budget',
+  'circuit-open',
+  'deadline',
+  'body-too-large',
+  'buffer-full',
+  'method',
+  'retry-after-too-long',
+  'client-gone',
+  'observe-only',
+] as const;
+export type SuppressedCause = (typeof SUPPRESSED_CAUSES)[number];
 
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 /** How one try ended: a status class (`2xx`…`5xx`) or a failure name. */
-export type TryOutcome = '1xx' | '2xx' | '3xx' | '4xx' | '5xx' | FailureName;
+export type TryOutcome = (typeof STATUS_CLASSES)[number] | FailureName;
+export const TRY_OUTCOMES: readonly TryOutcome[] = [...STATUS_CLASSES, ...FAILURE_NAMES];
 
-export interface RequestSummary {
+/** Why a request went to its route's fallback (SPEC §3 "Fallback"). */
+export const FALLBACK_CAUSES = ['connect-failure', 'timeout', 'circuit-open'] as const;
+export type FallbackCause = (typeof FALLBACK_CAUSES)[number];
+
+/** How a CONNECT's opening ended (`reprise_tunnels_total{outcome}`). */
+export const TUNNEL_OUTCOMES = [
+  'established',
+  'client-gone',
+  'connect-failure',
+  'circuit-open',
+  'overflow',
+  'forbidden',
+  'loop',
+  'bad-request',
+] as const;
+export type TunnelOutcome = (typeof TUNNEL_OUTCOMES)[number];
+
+/** What is known of a request the moment it arrives: when, and what logs join it on. */
+export interface RequestOrigin {
+  readonly startMs: number;
+  readonly method: string;
+  /** The client's `x-request-id`, or one made here (and then forwarded upstream). */
+  readonly requestId: string;
+  /** From a valid W3C `traceparent`; the header itself goes upstream untouched. */
+  readonly traceId: string | undefined;
+  /** `ip:port` of the client connection (`[ip]:port` for IPv6). */
+  readonly client: string;
+}
+
+export interface RequestSummary extends RequestOrigin {
   readonly route: string;
   /** host:port of the primary upstream. */
   readonly upstream: string;
-  readonly method: string;
   /** Path only; the query string is never recorded. */
   readonly path: string;
   /** The status the client got; 0 when the client went away before an answer. */
@@ -38,9 +71,61 @@ export interface RequestSummary {
   readonly retryReasons: readonly string[];
   /** Set when a retry the policy allowed was not made. */
   readonly suppressed: SuppressedCause | undefined;
-  /** Set when the request went to the route's fallback: why (`connect-failure`, `timeout`, `circuit-open`). */
+  /** Set when the request went to the route's fallback: why (one of FALLBACK_CAUSES). */
   readonly fallback: string | undefined;
   /** Set on answers reprise made itself (`x-reprise-error`). */
   readonly error: string | undefined;
+  /** `ip:port` the last try connected to; undefined when no try reached a connection. */
+  readonly upstreamAddress: string | undefined;
+  /** Bytes read from the client connection for this request, its head included. */
+  readonly bytesIn: number;
+  /** Bytes written to the client connection for this request, its head included. */
+  readonly bytesOut: number;
   readonly durationMs: number;
+}
+
+/** What a finished request adds to its origin; what a path did not reach is left out. */
+export interface RequestEnd {
+  readonly route: string;
+  readonly upstream: string;
+  readonly path: string;
+  readonly status: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly attempts?: number;
+  readonly outcomes?: readonly TryOutcome[];
+  readonly tryUpstreams?: readonly string[];
+  readonly retryReasons?: readonly string[];
+  readonly suppressed?: SuppressedCause | undefined;
+  readonly fallback?: string | undefined;
+  readonly error?: string | undefined;
+  readonly upstreamAddress?: string | undefined;
+}
+
+const NONE: readonly never[] = Object.freeze([]);
+
+/** The one builder of the record, for the attempt loop, refusals, tunnels and Upgrades alike. */
+export function summarize(origin: RequestOrigin, end: RequestEnd, nowMs: number): RequestSummary {
+  return {
+    startMs: origin.startMs,
+    method: origin.method,
+    requestId: origin.requestId,
+    traceId: origin.traceId,
+    client: origin.client,
+    route: end.route,
+    upstream: end.upstream,
+    path: end.path,
+    status: end.status,
+    attempts: end.attempts ?? 0,
+    outcomes: end.outcomes ?? NONE,
+    tryUpstreams: end.tryUpstreams ?? NONE,
+    retryReasons: end.retryReasons ?? NONE,
+    suppressed: end.suppressed,
+    fallback: end.fallback,
+    error: end.error,
+    upstreamAddress: end.upstreamAddress,
+    bytesIn: end.bytesIn,
+    bytesOut: end.bytesOut,
+    durationMs: nowMs - origin.startMs,
+  };
 }

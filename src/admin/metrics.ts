@@ -4,10 +4,18 @@
  * (metric-series.ts) that prom-client reads at scrape time; gauges are read from providers at
  * scrape time, so the hot path never touches them.
  */
+import { STATUS_CODES } from 'node:http';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import type { RequestSummary } from '../summary.ts';
+import { FAILURE_NAMES, type RetryPolicy, type RoutePolicy } from '../config/types.ts';
+import {
+  FALLBACK_CAUSES,
+  type RequestSummary,
+  SUPPRESSED_CAUSES,
+  TRY_OUTCOMES,
+  TUNNEL_OUTCOMES,
+} from '../summary.ts';
 import { VERSION } from '../version.ts';
-import { CounterFamily, HistogramFamily } from './metric-series.ts';
+import { CounterFamily, HistogramFamily, LabelCache } from './metric-series.ts';
 
 export { LabelCache } from './metric-series.ts';
 
@@ -22,6 +30,8 @@ export interface MetricsProviders {
     readonly budgetAvailable: number;
   }[];
   bufferedBytes(): number;
+  /** The route of this name in the running config, for the retry reasons it can count. */
+  route?(name: string): RoutePolicy | undefined;
 }
 
 /** Distinct `upstream` label values kept; later authorities are labelled `other` (SPEC §8). */
@@ -30,6 +40,12 @@ export const UPSTREAM_LABEL_LIMIT = 500;
 export const DURATION_BUCKETS_SECONDS = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 ];
+/** prom-client default metrics left out of the exposition (see the constructor). */
+export const MISNAMED_DEFAULT_GAUGES = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+] as const;
 const STANDARD_METHODS = new Set('GET HEAD POST PUT DELETE PATCH OPTIONS TRACE CONNECT'.split(' '));
 const statusLabels: string[] = [];
 
@@ -49,10 +65,29 @@ export function statusLabel(status: number): string {
   return label;
 }
 
+/** The `reason` values retries on this route can have: failure names and status codes. */
+function retryReasonsOf(route: RoutePolicy): Set<string> {
+  const policies: RetryPolicy[] = [route.retry];
+  if (route.fallback !== undefined) policies.push(route.fallback.retry);
+  const reasons = new Set<string>();
+  for (const policy of policies) {
+    for (const failure of FAILURE_NAMES) if (policy.onFailures.has(failure)) reasons.add(failure);
+    for (const status of policy.onStatuses) {
+      if (STATUS_CODES[status] !== undefined) reasons.add(statusLabel(status));
+    }
+  }
+  return reasons;
+}
+
 export class Metrics {
   readonly #registry = new Registry();
   readonly #providers: MetricsProviders;
   readonly #upstreamLabels = new Set<string>();
+  /** route × upstream label pairs seen; the first sighting starts their series at 0. */
+  readonly #pairs: LabelCache<true>;
+  readonly #pairList: [route: string, upstream: string][] = [];
+  readonly #tunnelUpstreams = new Set<string>();
+  #otherSeen = false;
   readonly #requests: CounterFamily;
   readonly #duration: HistogramFamily;
   readonly #attempts: CounterFamily;
@@ -110,8 +145,16 @@ export class Metrics {
     this.#reloads = counter('reprise_config_reloads_total', 'Config reloads.', ['result']);
     this.#reloads.zero('ok');
     this.#reloads.zero('error');
+    this.#pairs = new LabelCache(2, ([route, upstream]) => {
+      this.#pairList.push([route as string, upstream as string]);
+      this.#zeroPair(route as string, upstream as string);
+      return true;
+    });
     this.#defineGauges([registry]);
     collectDefaultMetrics({ register: registry });
+    // gauges named like counters fail `promtool check metrics`; each is the sum of the labelled
+    // gauge of the same name without `_total` (sum(nodejs_active_handles) gives it)
+    for (const name of MISNAMED_DEFAULT_GAUGES) registry.removeSingleMetric(name);
   }
 
   /** Prometheus text exposition format. */
@@ -122,17 +165,28 @@ export class Metrics {
   /** The authority itself for the first UPSTREAM_LABEL_LIMIT seen, `other` after; never changes. */
   upstreamLabel(authority: string): string {
     if (this.#upstreamLabels.has(authority)) return authority;
-    if (this.#upstreamLabels.size >= UPSTREAM_LABEL_LIMIT) return 'other';
+    if (this.#upstreamLabels.size >= UPSTREAM_LABEL_LIMIT) {
+      if (!this.#otherSeen) {
+        this.#otherSeen = true;
+        this.#zeroUpstream('other');
+      }
+      return 'other';
+    }
     this.#upstreamLabels.add(authority);
+    // '': a request refused before it had an upstream
+    if (authority !== '') this.#zeroUpstream(authority);
     return authority;
   }
 
   requestDone(s: RequestSummary): void {
     const upstream = this.upstreamLabel(s.upstream);
+    if (upstream !== '') this.#pairs.get(s.route, upstream);
     this.#requests.inc(s.route, upstream, methodLabel(s.method), statusLabel(s.status));
-    this.#duration.observe(s.durationMs / 1000, s.route, upstream);
+    // a switched Upgrade's duration is its connection's life, not the latency of an answer
+    if (s.status !== 101) this.#duration.observe(s.durationMs / 1000, s.route, upstream);
     for (let i = 0; i < s.outcomes.length; i++) {
       const tryUpstream = this.upstreamLabel(s.tryUpstreams[i] ?? s.upstream);
+      if (tryUpstream !== upstream) this.#pairs.get(s.route, tryUpstream);
       this.#attempts.inc(s.route, tryUpstream, s.outcomes[i] as string);
     }
     for (const reason of s.retryReasons) this.#retries.inc(s.route, upstream, reason);
@@ -145,19 +199,49 @@ export class Metrics {
   }
 
   tunnelDone(upstream: string, outcome: string): void {
-    this.#tunnels.inc(this.upstreamLabel(upstream), outcome);
+    const label = this.upstreamLabel(upstream);
+    if (label !== '' && !this.#tunnelUpstreams.has(label)) {
+      this.#tunnelUpstreams.add(label);
+      for (const each of TUNNEL_OUTCOMES) this.#tunnels.zero(label, each);
+    }
+    this.#tunnels.inc(label, outcome);
   }
 
   circuitTransition(upstream: string, to: CircuitState): void {
     this.#transitions.inc(this.upstreamLabel(upstream), to);
   }
 
+  /** After a good reload, routes may retry on new reasons: their series start at 0 too. */
   configReload(result: 'ok' | 'error'): void {
     this.#reloads.inc(result);
+    if (result === 'ok')
+      for (const [route, upstream] of this.#pairList) this.#zeroPair(route, upstream);
   }
 
   text(): Promise<string> {
     return this.#registry.metrics();
+  }
+
+  /**
+   * Every series of a route × upstream pair whose label values are known starts at 0, so that
+   * the first burst on it shows in rate() and increase(): Prometheus cannot see an increase
+   * to a series' first sample. Per pair: each try outcome, each suppressed cause, each retry
+   * reason the route's policies name (statuses of a range such as 5xx: the registered ones),
+   * each fallback cause when the route has a fallback.
+   */
+  #zeroPair(route: string, upstream: string): void {
+    for (const outcome of TRY_OUTCOMES) this.#attempts.zero(route, upstream, outcome);
+    for (const cause of SUPPRESSED_CAUSES) this.#suppressed.zero(route, upstream, cause);
+    const policy = this.#providers.route?.(route);
+    if (policy === undefined) return;
+    for (const reason of retryReasonsOf(policy)) this.#retries.zero(route, upstream, reason);
+    if (policy.fallback !== undefined) {
+      for (const cause of FALLBACK_CAUSES) this.#fallbacks.zero(route, upstream, cause);
+    }
+  }
+
+  #zeroUpstream(upstream: string): void {
+    for (const to of CIRCUIT_STATES) this.#transitions.zero(upstream, to);
   }
 
   #defineGauges(registers: Registry[]): void {

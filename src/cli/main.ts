@@ -23,7 +23,8 @@ const USAGE = `usage:
   reprise check FILE                            validate a config file
   reprise explain [--config FILE] METHOD URL [-H 'Name: value']…
                                                 what reprise would do with such a request
-  reprise --version`;
+  reprise --version
+  reprise --help`;
 
 /** A mistake by the user: one line on stderr, exit 1. */
 class UsageError extends Error {}
@@ -179,7 +180,10 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.format().join('\n')}\n`);
-    } else if (err instanceof UsageError || err instanceof ExplainError || isArgError(err)) {
+    } else if (isArgError(err)) {
+      // node:util's wording, then where the right spelling is
+      process.stderr.write(`reprise: ${(err as Error).message} (see reprise --help)\n`);
+    } else if (err instanceof UsageError || err instanceof ExplainError) {
       process.stderr.write(`reprise: ${(err as Error).message}\n`);
     } else {
       process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);

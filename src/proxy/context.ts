@@ -38,4 +38,6 @@ export interface ProxyContext {
   ) => void;
   /** A CONNECT ended its opening: `established`, or why not (tunnel.ts lists the outcomes). */
   readonly onTunnelDone?: (upstream: string, outcome: string) => void;
+  /** A CONNECT is over (refused, or its tunnel closed): its access line. */
+  readonly onTunnelEnd?: (summary: RequestSummary) => void;
 }

@@ -76,8 +76,15 @@ export class ClientHold {
  * Pipes both ways until both sides are done. A half-close travels through (each side is
  * allowHalfOpen, and `pipe` ends the other side's writing when one side's reading ends). An
  * error or `idleTimeoutMs` without a byte on a side destroys both, so neither can leak.
+ * `onClosed` runs once the client's side has closed: the pass-through is over.
  */
-export function splice(client: Socket, upstream: Socket, idleTimeoutMs: number): void {
+export function splice(
+  client: Socket,
+  upstream: Socket,
+  idleTimeoutMs: number,
+  onClosed?: () => void,
+): void {
+  if (onClosed !== undefined) client.once('close', onClosed);
   const destroyBoth = (): void => {
     client.destroy();
     upstream.destroy();

@@ -18,8 +18,14 @@ import {
   resolveRequestPolicy,
 } from '../retry/request-policy.ts';
 import { matchRoute } from '../routing/route-table.ts';
-import type { RequestSummary, SuppressedCause, TryOutcome } from '../summary.ts';
+import {
+  type RequestSummary,
+  type SuppressedCause,
+  summarize,
+  type TryOutcome,
+} from '../summary.ts';
 import type { ProxyContext } from './context.ts';
+import { type ArrivingRequest, requestOrigin, takeConnectionBytes } from './correlation.ts';
 import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from './headers.ts';
 import { ReplayableBody } from './replayable-body.ts';
 import { answer, type ErrorName, toRetryAfterSeconds } from './respond.ts';
@@ -53,6 +59,7 @@ class Exchange {
   readonly #res: ServerResponse;
   readonly #target: Target;
   readonly #startMs: number;
+  readonly #origin: ArrivingRequest;
   readonly #headers: string[];
   #body: ReplayableBody | undefined;
   #attempts = 0;
@@ -62,6 +69,8 @@ class Exchange {
   #suppressed: SuppressedCause | undefined;
   #fallback: string | undefined;
   #error: ErrorName | undefined;
+  /** Where the last try that reached a connection connected to. */
+  #upstreamAddress: string | undefined;
   #clientGone = false;
   #current: PendingTry | undefined;
   /** The upstream whose concurrency slot the answer being relayed still holds (maxConcurrent). */
@@ -75,7 +84,10 @@ class Exchange {
     this.#res = res;
     this.#target = target;
     this.#startMs = ctx.now();
-    this.#headers = buildUpstreamHeaders(req, target.hostHeader, ctx.viaToken);
+    this.#origin = requestOrigin(req.method as string, req.headers, req.socket, this.#startMs);
+    // a request id made here goes upstream too, so the upstream's logs join on it
+    const madeId = this.#origin.requestIdMade ? this.#origin.requestId : undefined;
+    this.#headers = buildUpstreamHeaders(req, target.hostHeader, ctx.viaToken, madeId);
     res.on('close', () => {
       if (!res.writableFinished) this.#onClientGone();
     });
@@ -105,7 +117,7 @@ class Exchange {
     } finally {
       this.#releaseSlot();
       this.#body?.release();
-      ctx.onDone(this.#summary(route.name, method, status));
+      ctx.onDone(this.#summary(route.name, status));
     }
   }
 
@@ -122,6 +134,7 @@ class Exchange {
     let previousDelayMs = policy.retry.backoff.baseMs;
     for (let attempt = 1; ; attempt++) {
       const result = await this.#send(origin, policy);
+      this.#upstreamAddress = this.#current?.upstreamAddress ?? this.#upstreamAddress;
       this.#current = undefined;
       if (result.kind === 'denied') {
         // access.deniedUpstreams: the try never left, so there is nothing to learn or retry
@@ -280,11 +293,11 @@ class Exchange {
     this.#wake?.();
   }
 
-  #summary(route: string, method: string, status: number): RequestSummary {
-    return {
+  #summary(route: string, status: number): RequestSummary {
+    const bytes = takeConnectionBytes(this.#req.socket);
+    const end = {
       route,
       upstream: this.#target.authority,
-      method,
       path: this.#target.pathname,
       status,
       attempts: this.#attempts,
@@ -294,8 +307,11 @@ class Exchange {
       suppressed: this.#suppressed,
       fallback: this.#fallback,
       error: this.#error,
-      durationMs: this.#ctx.now() - this.#startMs,
+      upstreamAddress: this.#upstreamAddress,
+      bytesIn: bytes.bytesIn,
+      bytesOut: bytes.bytesOut,
     };
+    return summarize(this.#origin, end, this.#ctx.now());
   }
 }
 

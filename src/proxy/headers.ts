@@ -71,11 +71,13 @@ function isControl(lower: string): boolean {
 /**
  * The headers for every try of one request. The attempt number is the last value and is
  * set per try with `setAttempt` (undici serialises headers when the try is dispatched).
+ * `madeRequestId`: the request id reprise made for a request that came without one.
  */
 export function buildUpstreamHeaders(
   head: MessageHead<string>,
   authority: string,
   viaToken: string,
+  madeRequestId?: string,
 ): string[] {
   const raw = head.rawHeaders;
   const listed = connectionListed(head);
@@ -95,6 +97,7 @@ export function buildUpstreamHeaders(
     const value = raw[i + 1] as string;
     out.push(name, lower === 'max-forwards' ? decremented(value) : value);
   }
+  if (madeRequestId !== undefined) out.push('x-request-id', madeRequestId);
   out.push('via', via === undefined ? viaToken : `${via}, ${viaToken}`, 'x-reprise-attempt', '1');
   return out;
 }

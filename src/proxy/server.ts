@@ -6,8 +6,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Listener } from '../config/types.ts';
+import { summarize } from '../summary.ts';
 import { isListed } from './address-guard.ts';
 import type { ProxyContext } from './context.ts';
+import { requestOrigin, takeConnectionBytes } from './correlation.ts';
 import { socketResponse } from './detached-socket.ts';
 import { forward } from './forward.ts';
 import { hasVia } from './headers.ts';
@@ -238,21 +240,11 @@ function done(
   status: number,
   error: ErrorName | undefined,
 ): void {
-  ctx.onDone({
-    route: '',
-    upstream: '',
-    method: req.method ?? '',
-    path: '',
-    status,
-    attempts: 0,
-    outcomes: [],
-    tryUpstreams: [],
-    retryReasons: [],
-    suppressed: undefined,
-    fallback: undefined,
-    error,
-    durationMs: 0,
-  });
+  const nowMs = ctx.now();
+  const origin = requestOrigin(req.method ?? '', req.headers, req.socket, nowMs);
+  const bytes = takeConnectionBytes(req.socket);
+  const end = { route: '', upstream: '', path: '', status, error, ...bytes };
+  ctx.onDone(summarize(origin, end, nowMs));
 }
 
 /** How long a refused client may take to read the answer before its socket is destroyed. */

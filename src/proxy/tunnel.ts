@@ -13,24 +13,21 @@ import type { BreakerPermit } from '../resilience/circuit-breaker.ts';
 import type { Upstream } from '../resilience/upstream-registry.ts';
 import { backoffDelay } from '../retry/backoff.ts';
 import { type Authority, parseAuthority } from '../routing/authority.ts';
+import { type RequestEnd, type RequestOrigin, summarize, type TunnelOutcome } from '../summary.ts';
 import { isDenied } from './address-guard.ts';
 import type { ProxyContext } from './context.ts';
+import { requestOrigin, socketAddress, takeConnectionBytes } from './correlation.ts';
 import { answerOnSocket, ClientHold, splice } from './detached-socket.ts';
 import { type ErrorName, toRetryAfterSeconds } from './respond.ts';
 
-export type TunnelOutcome = 'established' | 'client-gone' | TunnelRefusal;
-type TunnelRefusal =
-  | 'connect-failure'
-  | 'circuit-open'
-  | 'overflow'
-  | 'forbidden'
-  | 'loop'
-  | 'bad-request';
+export type { TunnelOutcome } from '../summary.ts';
+
+type TunnelRefusal = Exclude<TunnelOutcome, 'established' | 'client-gone'>;
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
 
 type Opening =
-  | { readonly kind: 'connected'; readonly socket: Socket }
+  | { readonly kind: 'connected'; readonly socket: Socket; readonly attempts: number }
   | {
       readonly kind: 'refused';
       readonly error: TunnelRefusal;
@@ -51,6 +48,7 @@ export async function openTunnel(
   client: Socket,
   head: Buffer,
 ): Promise<void> {
+  const origin = requestOrigin('CONNECT', req.headers, client, ctx.now());
   const hold = new ClientHold(client, head);
   const target = parseConnectTarget(req.url ?? '');
   if (target === undefined)
@@ -71,19 +69,23 @@ export async function openTunnel(
   const opened = await connectWithRetries(ctx, upstream, target, hold);
   if (opened.kind === 'client-gone') {
     ctx.onTunnelDone?.(target.authority, 'client-gone');
+    tunnelEnded(ctx, origin, client, { upstream: target.authority, status: 0 });
     return;
   }
   if (opened.kind === 'refused') {
-    answerOnSocket(req, client, opened.error, {
+    const status = answerOnSocket(req, client, opened.error, {
       attempts: opened.attempts,
       upstream: target.authority,
       viaToken: ctx.viaToken,
       retryAfterSeconds: toRetryAfterSeconds(opened.retryAfterMs),
     });
     ctx.onTunnelDone?.(target.authority, opened.error);
+    const { attempts, error } = opened;
+    tunnelEnded(ctx, origin, client, { upstream: target.authority, status, attempts, error });
     return;
   }
   const socket = opened.socket;
+  const upstreamAddress = socketAddress(socket.remoteAddress, socket.remotePort);
   // checked on the address actually connected to, so no DNS name or IP spelling gets past it
   if (isDenied(ctx.config.access.deniedUpstreamList, socket.remoteAddress ?? '')) {
     socket.destroy();
@@ -98,8 +100,28 @@ export async function openTunnel(
   client.write(ESTABLISHED);
   const early = hold.release();
   if (early.length > 0) socket.write(early);
-  splice(client, socket, ctx.config.connect.idleTimeoutMs);
+  // the access line waits for the tunnel to close, so its bytes and duration are whole
+  const ended = {
+    upstream: target.authority,
+    status: 200,
+    attempts: opened.attempts,
+    upstreamAddress,
+  };
+  splice(client, socket, ctx.config.connect.idleTimeoutMs, () =>
+    tunnelEnded(ctx, origin, client, ended),
+  );
   ctx.onTunnelDone?.(target.authority, 'established');
+}
+
+/** The access line of a CONNECT: the request summary's fields, method CONNECT, no route. */
+function tunnelEnded(
+  ctx: ProxyContext,
+  origin: RequestOrigin,
+  client: Socket,
+  end: Omit<RequestEnd, 'route' | 'path' | 'bytesIn' | 'bytesOut'>,
+): void {
+  const bytes = takeConnectionBytes(client);
+  ctx.onTunnelEnd?.(summarize(origin, { ...end, route: '', path: '', ...bytes }, ctx.now()));
 }
 
 /** Answers a CONNECT that will not be tunnelled and counts it. */
@@ -110,9 +132,12 @@ export function refuseTunnel(
   error: ErrorName,
   message: string,
 ): void {
+  const origin = requestOrigin('CONNECT', req.headers, client, ctx.now());
   const upstream = parseConnectTarget(req.url ?? '')?.authority ?? '';
-  answerOnSocket(req, client, error, { attempts: 0, upstream, message, viaToken: ctx.viaToken });
+  const details = { attempts: 0, upstream, message, viaToken: ctx.viaToken };
+  const status = answerOnSocket(req, client, error, details);
   ctx.onTunnelDone?.(upstream, error);
+  tunnelEnded(ctx, origin, client, { upstream, status, error });
 }
 
 /**
@@ -142,7 +167,7 @@ async function connectWithRetries(
         socket?.destroy();
         return { kind: 'client-gone' };
       }
-      if (socket !== undefined) return { kind: 'connected', socket };
+      if (socket !== undefined) return { kind: 'connected', socket, attempts: attempt };
       const refused = { kind: 'refused', error: 'connect-failure', attempts: attempt } as const;
       if (attempt >= retry.attempts) return refused;
       const next = upstream.gate(ctx.now(), attempt + 1);

@@ -6,11 +6,12 @@
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { BlockList } from 'node:net';
-import { Agent, type Dispatcher } from 'undici';
+import { Agent, type buildConnector, Client, type Dispatcher, Pool } from 'undici';
 import type { FailureName } from '../config/types.ts';
 import { classifyError } from '../retry/failure.ts';
 import { DeniedAddressError } from './address-guard.ts';
 import { guardedConnector, isDeliveringReset } from './connector.ts';
+import { socketAddress } from './correlation.ts';
 
 export interface TryRequest {
   readonly origin: string;
@@ -53,6 +54,8 @@ export interface UpstreamResponse {
 /** A try on its way; `abort` cancels it wherever it is (the client went away). */
 export interface PendingTry {
   readonly result: Promise<TryResult | DeniedTry>;
+  /** `ip:port` of the connection the try was sent on; undefined until it was sent. */
+  readonly upstreamAddress: string | undefined;
   abort(): void;
 }
 
@@ -120,6 +123,11 @@ export class UpstreamClient {
       agent = new Agent({
         connect: guardedConnector(connectTimeoutMs, denied),
         keepAliveTimeout: 4_000,
+        factory: (origin, options) =>
+          new Pool(origin, {
+            ...options,
+            factory: (o, clientOptions) => new AddressedClient(o, clientOptions),
+          }),
       });
       this.#agents.set(connectTimeoutMs, agent);
     }
@@ -134,6 +142,38 @@ export class UpstreamClient {
       closing.then(() => this.#retiring.delete(closing));
     }
     this.#agents.clear();
+  }
+}
+
+/**
+ * A pooled connection that knows the address it connected to. An undici Client has one socket
+ * at a time, so the address it holds when a try starts is the one the try is sent on.
+ */
+class AddressedClient extends Client {
+  readonly #peer: { address: string | undefined };
+
+  constructor(origin: string | URL, options: Client.Options) {
+    const peer: { address: string | undefined } = { address: undefined };
+    const connect = options.connect as buildConnector.connector;
+    super(origin, {
+      ...options,
+      connect: (connectOptions, callback) =>
+        connect(connectOptions, (...args) => {
+          const socket = args[1];
+          peer.address =
+            socket === null ? undefined : socketAddress(socket.remoteAddress, socket.remotePort);
+          callback(...args);
+        }),
+    });
+    this.#peer = peer;
+  }
+
+  override dispatch(
+    options: Dispatcher.DispatchOptions,
+    handler: Dispatcher.DispatchHandler,
+  ): boolean {
+    if (handler instanceof TryHandler) handler.peer = this.#peer;
+    return super.dispatch(options, handler);
   }
 }
 
@@ -157,6 +197,9 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
   #res: ServerResponse | undefined;
   #settleRelay: ((outcome: 'complete' | 'broken') => void) | undefined;
   #drainedBytes = 0;
+  /** The connection's address holder, set by AddressedClient when dispatched to it. */
+  peer: { readonly address: string | undefined } | undefined;
+  upstreamAddress: string | undefined;
 
   constructor(headersTimeoutMs: number, method: string) {
     this.#method = method;
@@ -175,6 +218,7 @@ class TryHandler implements Dispatcher.DispatchHandler, PendingTry, UpstreamResp
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
+    this.upstreamAddress = this.peer?.address;
     if (this.#abortReason !== undefined) controller.abort(this.#abortReason);
   }
 

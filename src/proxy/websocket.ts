@@ -18,8 +18,14 @@ import type { Socket } from 'node:net';
 import type { FailureName } from '../config/types.ts';
 import { classifyError, statusOutcome } from '../retry/failure.ts';
 import { matchRoute } from '../routing/route-table.ts';
-import type { TryOutcome } from '../summary.ts';
+import { summarize, type TryOutcome } from '../summary.ts';
 import type { ProxyContext } from './context.ts';
+import {
+  type ArrivingRequest,
+  requestOrigin,
+  socketAddress,
+  takeConnectionBytes,
+} from './correlation.ts';
 import { answerOnSocket, ClientHold, socketResponse, splice } from './detached-socket.ts';
 import { buildClientHeaders, buildUpstreamHeaders } from './headers.ts';
 import { declaresBody } from './request-guard.ts';
@@ -36,29 +42,29 @@ export function relayUpgrade(
 ): void {
   const startMs = ctx.now();
   const method = req.method ?? 'GET';
+  const origin = requestOrigin(method, req.headers, client, startMs);
   const hold = new ClientHold(client, head);
   const route = matchRoute(ctx.config, target.host, target.port, target.pathname, method);
+  let upstreamAddress: string | undefined;
   const done = (
     status: number,
     outcome: TryOutcome | undefined,
     error: ErrorName | undefined,
   ): void => {
-    const tried = outcome === undefined ? 0 : 1;
-    ctx.onDone({
+    const tried = outcome !== undefined;
+    const end = {
       route: route.name,
       upstream: target.authority,
-      method,
       path: target.pathname,
       status,
-      attempts: tried,
-      outcomes: outcome === undefined ? [] : [outcome],
-      tryUpstreams: outcome === undefined ? [] : [target.authority],
-      retryReasons: [],
-      suppressed: undefined,
-      fallback: undefined,
+      attempts: tried ? 1 : 0,
+      outcomes: tried ? [outcome] : undefined,
+      tryUpstreams: tried ? [target.authority] : undefined,
       error,
-      durationMs: ctx.now() - startMs,
-    });
+      upstreamAddress,
+      ...takeConnectionBytes(client),
+    };
+    ctx.onDone(summarize(origin, end, ctx.now()));
   };
   const refuse = (
     error: ErrorName,
@@ -97,7 +103,7 @@ export function relayUpgrade(
     port: target.port,
     method,
     path: target.path,
-    headers: upgradeHeaders(req, target.hostHeader, ctx.viaToken),
+    headers: upgradeHeaders(req, target.hostHeader, ctx.viaToken, origin),
     agent: false,
   });
   let settled = false;
@@ -121,6 +127,7 @@ export function relayUpgrade(
   outgoing.once('socket', (socket: Socket) =>
     socket.once('connect', () => {
       connected = true;
+      upstreamAddress = socketAddress(socket.remoteAddress, socket.remotePort);
       clearTimeout(timer);
       timer = setTimeout(
         () => fail('timeout'),
@@ -140,8 +147,8 @@ export function relayUpgrade(
     if (upstreamHead.length > 0) client.write(upstreamHead);
     const early = hold.release();
     if (early.length > 0) socket.write(early);
-    splice(client, socket, ctx.config.connect.idleTimeoutMs);
-    done(101, '1xx', undefined);
+    // logged and counted once the connection ends, so its bytes and duration are whole
+    splice(client, socket, ctx.config.connect.idleTimeoutMs, () => done(101, '1xx', undefined));
   });
   // the upstream declined the switch: relay its answer, then close (the client asked to leave HTTP)
   outgoing.on('response', (res: IncomingMessage) => {
@@ -156,13 +163,20 @@ export function relayUpgrade(
     res.once('close', () => {
       if (!res.complete) client.destroy();
     });
-    done(status, statusOutcome(status), undefined);
+    // the connection closes after this answer: its line then has the answer's bytes
+    client.once('close', () => done(status, statusOutcome(status), undefined));
   });
   outgoing.end();
 }
 
-function upgradeHeaders(req: IncomingMessage, hostHeader: string, viaToken: string): string[] {
-  const headers = buildUpstreamHeaders(req, hostHeader, viaToken);
+function upgradeHeaders(
+  req: IncomingMessage,
+  hostHeader: string,
+  viaToken: string,
+  origin: ArrivingRequest,
+): string[] {
+  const madeId = origin.requestIdMade ? origin.requestId : undefined;
+  const headers = buildUpstreamHeaders(req, hostHeader, viaToken, madeId);
   headers.push('connection', 'upgrade', 'upgrade', req.headers.upgrade ?? '');
   return headers;
 }

@@ -179,6 +179,19 @@ describe('starting and failing to start', () => {
     expectOneLineError(await runCli(['--bogus']), /^reprise: Unknown option '--bogus'/);
   });
 
+  it('points to --help when an option is unknown', async () => {
+    const result = await runCli(['--bogus']);
+    expect(result.stderr).toMatch(/\(see reprise --help\)\n$/);
+    const help = await runCli(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('reprise --help');
+  });
+
+  it('points to --help when an option of explain is unknown', async () => {
+    const result = await runCli(['explain', '--bogus', 'GET', 'http://a.example/']);
+    expectOneLineError(result, /^reprise: Unknown option '--bogus'.*\(see reprise --help\)$/);
+  });
+
   it('reads the config named by REPRISE_CONFIG', async () => {
     const port = await busyPort();
     const file = writeRaw(`version: 1\nlisten: 127.0.0.1:${port}\nadmin: 127.0.0.1:0\n`);

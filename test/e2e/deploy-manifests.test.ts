@@ -175,10 +175,13 @@ describe.each(KUSTOMIZATIONS)('%s', (dir) => {
     expect(deployment.spec.template.metadata.labels).toMatchObject(service.spec.selector);
     expect(service.metadata.labels).toMatchObject(monitor.spec.selector.matchLabels);
     const port = service.spec.ports.find((p: Any) => p.name === monitor.spec.endpoints[0].port);
-    expect(sidecar.ports.find((p: Any) => p.name === port.targetPort).containerPort).toBe(
-      adminPort,
-    );
+    expect(port.targetPort).toBe(adminPort);
+    expect(sidecar.ports.map((p: Any) => p.containerPort)).toContain(adminPort);
     expect(monitor.spec.endpoints[0].path).toBe('/metrics');
+  });
+
+  it('gives the metrics Service a numeric targetPort (named ports of init containers need 1.32)', () => {
+    for (const port of find('Service').spec.ports) expect(typeof port.targetPort).toBe('number');
   });
 });
 

@@ -224,6 +224,15 @@ export function samplesOf(
   );
 }
 
+/** The samples of `name` that counted something: counters start at 0 once their labels are known. */
+export function countedOf(
+  samples: readonly Sample[],
+  name: string,
+  labels: Record<string, string> = {},
+): Sample[] {
+  return samplesOf(samples, name, labels).filter((s) => s.value !== 0);
+}
+
 /** GET /metrics from an admin port, parsed. */
 export async function scrape(adminPort: number): Promise<Sample[]> {
   const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`);

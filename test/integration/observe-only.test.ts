@@ -3,7 +3,7 @@
  * made is counted as `reprise_retries_suppressed_total{cause="observe-only"}`.
  */
 import { describe, expect, it } from 'vitest';
-import { parsePrometheus, type Sample, samplesOf } from '../helpers/cli.ts';
+import { countedOf, parsePrometheus, type Sample, samplesOf } from '../helpers/cli.ts';
 import { closeAfterEach } from '../helpers/close-after-each.ts';
 import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 import { reply, startUpstream } from '../helpers/upstream.ts';
@@ -42,14 +42,14 @@ describe('observeOnly', () => {
     expect(up.seen).toHaveLength(1);
 
     const samples = await metrics(px);
-    expect(samplesOf(samples, 'reprise_retries_suppressed_total')).toEqual([
+    expect(countedOf(samples, 'reprise_retries_suppressed_total')).toEqual([
       {
         name: 'reprise_retries_suppressed_total',
         labels: { route: 'observed', upstream: up.authority, cause: 'observe-only' },
         value: 1,
       },
     ]);
-    expect(samplesOf(samples, 'reprise_retries_total')).toEqual([]);
+    expect(countedOf(samples, 'reprise_retries_total')).toEqual([]);
     expect(px.requests()).toMatchObject([
       { route: 'observed', status: 503, attempts: 1, retries: [], suppressed: 'observe-only' },
     ]);
@@ -60,7 +60,7 @@ describe('observeOnly', () => {
     const res = await viaProxy(px.port, 'GET', `${up.origin}/observed/b`);
     expect(res.status).toBe(500);
     const samples = await metrics(px);
-    expect(samplesOf(samples, 'reprise_retries_suppressed_total')).toEqual([]);
+    expect(countedOf(samples, 'reprise_retries_suppressed_total')).toEqual([]);
   });
 
   it('leaves other routes retrying', async () => {
@@ -69,7 +69,7 @@ describe('observeOnly', () => {
     expect(res.status).toBe(200);
     expect(up.seen).toHaveLength(2);
     const samples = await metrics(px);
-    expect(samplesOf(samples, 'reprise_retries_suppressed_total')).toEqual([]);
+    expect(countedOf(samples, 'reprise_retries_suppressed_total')).toEqual([]);
     expect(
       samplesOf(samples, 'reprise_retries_total', { route: 'default', reason: '503' }),
     ).toEqual([expect.objectContaining({ value: 1 })]);

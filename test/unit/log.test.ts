@@ -33,6 +33,13 @@ const done: RequestSummary = {
   suppressed: undefined,
   fallback: undefined,
   error: undefined,
+  startMs: 1_000,
+  requestId: 'r-1',
+  traceId: undefined,
+  client: '127.0.0.1:50000',
+  upstreamAddress: '127.0.0.1:80',
+  bytesIn: 100,
+  bytesOut: 200,
   durationMs: 57,
 };
 
@@ -59,6 +66,23 @@ describe('log', () => {
         durationMs: 57,
       }),
     ]);
+  });
+
+  it('writes the join fields, and leaves out the ones a request did not have', () => {
+    const { logger, lines } = sink();
+    logRequestDone(logger, { ...done, traceId: '4bf92f3577b34da6a3ce929d0e0e4736' });
+    logRequestDone(logger, { ...done, upstreamAddress: undefined });
+    const [traced, unconnected] = lines();
+    expect(traced).toMatchObject({
+      requestId: 'r-1',
+      traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+      client: '127.0.0.1:50000',
+      upstreamAddress: '127.0.0.1:80',
+      bytesIn: 100,
+      bytesOut: 200,
+    });
+    expect(unconnected).not.toHaveProperty('traceId');
+    expect(unconnected).not.toHaveProperty('upstreamAddress');
   });
 
   it('writes the access line in the shape of every other line, in order with them', () => {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LabelCache, Metrics, type MetricsProviders } from '../../src/admin/metrics.ts';
+import { loadConfigText } from '../../src/config/load.ts';
+import type { Config } from '../../src/config/types.ts';
 import type { RequestSummary } from '../../src/summary.ts';
 import { VERSION } from '../../src/version.ts';
 
@@ -52,6 +54,13 @@ function summary(over: Partial<RequestSummary> = {}): RequestSummary {
     suppressed: undefined,
     fallback: undefined,
     error: undefined,
+    startMs: 1_000,
+    requestId: 'r-1',
+    traceId: undefined,
+    client: '127.0.0.1:50000',
+    upstreamAddress: '127.0.0.1:80',
+    bytesIn: 100,
+    bytesOut: 200,
     durationMs: 12,
     ...over,
   };
@@ -59,6 +68,65 @@ function summary(over: Partial<RequestSummary> = {}): RequestSummary {
 
 const noUpstreams: MetricsProviders = { upstreams: () => [], bufferedBytes: () => 0 };
 const API = { route: 'api', upstream: 'api.example.com:80' };
+
+describe('series that start at 0', () => {
+  const configWith = (on: string): Config =>
+    loadConfigText(
+      `version: 1\nroutes:\n  - name: api\n    match: { host: api.example.com }\n    retry: { on: ${on} }\n`,
+      't.yaml',
+    );
+
+  it("starts the reasons of the route's retry.on at the pair's first request, and none before", async () => {
+    const config = configWith('[reset, 503, 5xx]');
+    const metrics = new Metrics({
+      ...noUpstreams,
+      route: (name) => config.routes.find((r) => r.name === name),
+    });
+    expect(
+      await value(metrics, 'reprise_retries_total', { ...API, reason: '503' }),
+    ).toBeUndefined();
+    metrics.requestDone(summary());
+    const reasons = parse(await metrics.text())
+      .filter((s) => s.name === 'reprise_retries_total')
+      .map((s) => `${s.labels.reason}=${s.value}`);
+    // 5xx: the registered statuses 500-511 only, not 100 series
+    expect(reasons).toContain('reset=0');
+    expect(reasons).toContain('503=0');
+    expect(reasons).toContain('511=0');
+    expect(reasons).not.toContain('599=0');
+    expect(reasons).not.toContain('timeout=0');
+    expect(reasons.length).toBeLessThanOrEqual(14);
+  });
+
+  it('starts the new reasons of already seen pairs after a good reload', async () => {
+    let config = configWith('[503]');
+    const metrics = new Metrics({
+      ...noUpstreams,
+      route: (name) => config.routes.find((r) => r.name === name),
+    });
+    metrics.requestDone(summary());
+    expect(
+      await value(metrics, 'reprise_retries_total', { ...API, reason: '429' }),
+    ).toBeUndefined();
+    config = configWith('[503, 429]');
+    metrics.configReload('ok');
+    expect(await value(metrics, 'reprise_retries_total', { ...API, reason: '429' })).toBe(0);
+    expect(await value(metrics, 'reprise_retries_total', { ...API, reason: '503' })).toBe(0);
+  });
+
+  it("starts the 'other' upstream's series once, at the 501st upstream", async () => {
+    const metrics = new Metrics(noUpstreams);
+    for (let i = 0; i < 502; i++) metrics.upstreamLabel(`u${i}:80`);
+    const other = parse(await metrics.text()).filter(
+      (s) => s.name === 'reprise_circuit_transitions_total' && s.labels.upstream === 'other',
+    );
+    expect(other.map((s) => `${s.labels.to}=${s.value}`)).toEqual([
+      'closed=0',
+      'half-open=0',
+      'open=0',
+    ]);
+  });
+});
 
 describe('Metrics', () => {
   it('counts a retried request once, its tries by outcome and its retries by reason', async () => {
