@@ -187,6 +187,7 @@ class Exchange {
         // the answer that led here was discarded for the retry: reprise answers instead
         upstream.record(ctx.now(), permit, undefined);
         this.#suppressed = 'circuit-open';
+        ctx.onSuppressed?.(policy.route.name, upstream.authority, this.#attempts, 'circuit-open');
         return { kind: 'error', error: 'circuit-open', upstream };
       }
     }
