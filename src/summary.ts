@@ -36,11 +36,13 @@ export interface RequestSummary {
   readonly tryUpstreams: readonly string[];
   /** One per retry made: the failure name or the status code (`503`). */
   readonly retryReasons: readonly string[];
+  /** The upstream each retry went to, one per `retryReasons` entry. */
+  readonly retryUpstreams: readonly string[];
   /** Set when a retry the policy allowed was not made. */
   readonly suppressed: SuppressedCause | undefined;
   /** Set when the request went to the route's fallback: why (`connect-failure`, `timeout`, `circuit-open`). */
   readonly fallback: string | undefined;
-  /** Set on answers reprise made itself (`x-reprise-error`). */
+  /** Set on answers reprise made itself (`x-reprise-error`), and `body-cut` on a relayed body that broke. */
   readonly error: string | undefined;
   readonly durationMs: number;
 }

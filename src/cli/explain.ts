@@ -142,6 +142,9 @@ function describeRetry(retry: RetryPolicy, indent: string): string[] {
     `backoff: ${describeBackoff(retry.backoff)}`,
     `retryAfter.max: ${formatDuration(retry.retryAfterMaxMs)}`,
     `buffer: ${formatBytes(retry.bufferBytes)}`,
+    `responseBuffer: ${retry.responseBufferBytes === 0 ? '0 (off)' : formatBytes(retry.responseBufferBytes)}`,
+    `bodyTimeout: ${formatDuration(retry.bodyTimeoutMs)}`,
+    `streamIdleTimeout: ${formatDuration(retry.streamIdleTimeoutMs)}`,
     `observeOnly: ${retry.observeOnly}`,
   ].map((line) => indent + line);
 }

@@ -20,6 +20,7 @@ import { matchRoute } from '../routing/route-table.ts';
 import type { RequestSummary, SuppressedCause, TryOutcome } from '../summary.ts';
 import type { ProxyContext } from './context.ts';
 import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from './headers.ts';
+import { relayResponse } from './relay-response.ts';
 import { ReplayableBody } from './replayable-body.ts';
 import { answer, type ErrorName } from './respond.ts';
 import type { DeniedTry, PendingTry, TryResult } from './upstream-client.ts';
@@ -71,6 +72,7 @@ class Exchange {
   readonly #outcomes: TryOutcome[] = [];
   readonly #tryUpstreams: string[] = [];
   readonly #retryReasons: string[] = [];
+  readonly #retryUpstreams: string[] = [];
   #suppressed: SuppressedCause | undefined;
   #fallback: string | undefined;
   #error: ErrorName | undefined;
@@ -132,7 +134,7 @@ class Exchange {
         return { kind: 'error', error: permit, upstream };
       }
       if (attempt === 1) upstream.budget.deposit(ctx.now());
-      const result = await this.#send(origin, policy);
+      const result = await this.#send(origin, policy, attempt);
       this.#current = undefined;
       if (result.kind === 'denied') {
         // access.deniedUpstreams: the try never left, so there is nothing to learn or retry
@@ -177,7 +179,6 @@ class Exchange {
       if (!upstream.budget.tryWithdraw(ctx.now())) {
         return this.#stop('budget', result, upstream, policy);
       }
-      this.#retryReasons.push(decision.reason);
       const { reason, delayMs } = decision;
       ctx.onRetry?.(policy.route.name, upstream.authority, this.#attempts, reason, delayMs);
       previousDelayMs = decision.backoffMs;
@@ -188,6 +189,9 @@ class Exchange {
         this.#suppressed = 'client-gone';
         return { kind: 'client-gone' };
       }
+      // counted once it is made: a client that left during the wait got no retry
+      this.#retryReasons.push(reason);
+      this.#retryUpstreams.push(upstream.authority);
     }
   }
 
@@ -206,8 +210,11 @@ class Exchange {
     return { kind: 'error', error: result.failure, upstream };
   }
 
-  /** Sends the next try; settles when its response head arrived or it failed. */
-  #send(origin: string, policy: RequestPolicy): Promise<TryResult | DeniedTry> {
+  /**
+   * Sends try `attempt` on this origin; settles when its response head arrived, or, when a
+   * cut body could still be retried, once the body is whole (content-aware retry), or it failed.
+   */
+  #send(origin: string, policy: RequestPolicy, attempt: number): Promise<TryResult | DeniedTry> {
     const { retry, deadlineMs } = policy;
     const leftMs = deadlineMs - this.#ctx.now();
     setAttempt(this.#headers, this.#attempts + 1);
@@ -218,10 +225,25 @@ class Exchange {
       headers: this.#headers,
       body: this.#body?.source() ?? null,
       connectTimeoutMs: retry.connectTimeoutMs,
-      headersTimeoutMs: Math.max(1, Math.min(retry.perTryTimeoutMs, leftMs)),
-      bodyIdleTimeoutMs: policy.route.timeoutMs,
+      tryTimeoutMs: Math.max(1, Math.min(retry.perTryTimeoutMs, leftMs)),
+      holdBytes: this.#mayRetryBodyCut(policy, attempt) ? retry.responseBufferBytes : 0,
+      bodyTimeoutMs: retry.bodyTimeoutMs,
+      streamIdleTimeoutMs: retry.streamIdleTimeoutMs,
+      pool: this.#ctx.pool,
     });
     return this.#current.result;
+  }
+
+  /** Holding a response is worth its wait only if a cut body could be retried. */
+  #mayRetryBodyCut(policy: RequestPolicy, attempt: number): boolean {
+    const { retry } = policy;
+    return (
+      attempt < policy.attempts &&
+      policy.methodRetryable &&
+      !retry.observeOnly &&
+      retry.onFailures.has('body-cut') &&
+      (this.#body === undefined || this.#body.state === 'replayable')
+    );
   }
 
   /** The fallback's policy when this end calls for it (SPEC §3 "Fallback"), else undefined. */
@@ -250,7 +272,12 @@ class Exchange {
     if (end.kind === 'response') {
       const { status, response } = end.result;
       const headers = buildClientHeaders(end.result, ctx.viaToken, this.#attempts);
-      await response.relay(this.#res, status, headers);
+      const relayed = await relayResponse(response, this.#res, status, headers);
+      if (relayed === 'body-cut') {
+        // the client has the head and maybe part of the body: too late to retry, not to tell
+        this.#outcomes[this.#outcomes.length - 1] = 'body-cut';
+        this.#error = 'body-cut';
+      }
       return status;
     }
     const deadlinePassed = end.error === 'timeout' && ctx.now() >= policy.deadlineMs;
@@ -303,6 +330,7 @@ class Exchange {
       outcomes: this.#outcomes,
       tryUpstreams: this.#tryUpstreams,
       retryReasons: this.#retryReasons,
+      retryUpstreams: this.#retryUpstreams,
       suppressed: this.#suppressed,
       fallback: this.#fallback,
       error: this.#error,

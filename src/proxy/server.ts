@@ -248,6 +248,7 @@ function done(
     outcomes: [],
     tryUpstreams: [],
     retryReasons: [],
+    retryUpstreams: [],
     suppressed: undefined,
     fallback: undefined,
     error,

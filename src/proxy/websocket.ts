@@ -54,6 +54,7 @@ export function relayUpgrade(
       outcomes: outcome === undefined ? [] : [outcome],
       tryUpstreams: outcome === undefined ? [] : [target.authority],
       retryReasons: [],
+      retryUpstreams: [],
       suppressed: undefined,
       fallback: undefined,
       error,

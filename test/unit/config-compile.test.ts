@@ -33,13 +33,16 @@ describe('embedded defaults', () => {
       attempts: 3,
       perTryTimeoutMs: 10_000,
       connectTimeoutMs: 2000,
-      onFailures: new Set(['connect-failure', 'reset', 'timeout']),
+      onFailures: new Set(['connect-failure', 'reset', 'timeout', 'body-cut']),
       onStatuses: new Set([429, 502, 503, 504]),
       methods: new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']),
       idempotencyHeader: 'idempotency-key',
       backoff: { baseMs: 50, maxMs: 1000, jitter: 'full' },
       retryAfterMaxMs: 10_000,
       bufferBytes: 1024 ** 2,
+      responseBufferBytes: 64 * 1024,
+      bodyTimeoutMs: 2000,
+      streamIdleTimeoutMs: 30_000,
       observeOnly: false,
     });
   });
