@@ -79,7 +79,7 @@ export function explainRequest(
     ...describeRequest(policy, verb, lower, '  '),
     ...upstream(`${hostname}:${port}`),
   );
-  const fallback = resolveFallbackPolicy(policy);
+  const fallback = resolveFallbackPolicy(policy, 0);
   if (route.fallback !== undefined && fallback !== undefined) {
     const when = policy.methodRetryable
       ? 'used when every try on the primary ended in connect-failure or timeout, or its circuit is open'

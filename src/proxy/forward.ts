@@ -257,9 +257,12 @@ class Exchange {
     // never after an HTTP answer or a reset (the primary had the request); an open circuit: always
     const unreached = this.#outcomes.every((o) => o === 'connect-failure' || o === 'timeout');
     if (end.error !== 'circuit-open' && !unreached) return undefined;
+    // the client's x-reprise-retry / x-reprise-max-attempts cap the tries on both origins
+    const fallback = resolveFallbackPolicy(policy, this.#attempts);
+    if (fallback === undefined) return undefined;
     this.#fallback = end.error;
     this.#suppressed = undefined;
-    return resolveFallbackPolicy(policy);
+    return fallback;
   }
 
   /** Writes the answer; returns the status the client got (0: it went away first). */

@@ -73,6 +73,20 @@ describe('connect failures', () => {
     expect(elapsedMs).toBeGreaterThanOrEqual(290);
     expect(elapsedMs).toBeLessThan(1000);
   });
+
+  it('counts a connect that perTryTimeout cut short as connect-failure, so a POST retries', async () => {
+    hole = await startBlackHole();
+    proxy = await startProxy(
+      `${FAST}      attempts: 2\n      connectTimeout: 1s\n      perTryTimeout: 150ms\n`,
+    );
+    const res = await viaProxy(proxy.port, 'POST', `http://127.0.0.1:${hole.port}/`, {
+      body: 'x',
+    });
+    expect(res.status).toBe(502);
+    expect(res.headers['x-reprise-error']).toBe('connect-failure');
+    expect(res.headers['x-reprise-attempts']).toBe('2');
+    expect(proxy.requests()[0]).toMatchObject({ retries: ['connect-failure'] });
+  });
 });
 
 describe('a reset before the answer', () => {
