@@ -16,7 +16,7 @@ export const EMBEDDED_DEFAULTS: RawDocument = {
       retry: {
         attempts: 3,
         perTryTimeout: '10s',
-        connectTimeout: '2s',
+        connectTimeout: '3.5s',
         on: ['connect-failure', 'reset', 'timeout', 'body-cut', 429, 502, 503, 504],
         methods: ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'],
         idempotencyHeader: 'Idempotency-Key',
@@ -51,7 +51,7 @@ export const EMBEDDED_DEFAULTS: RawDocument = {
     idleTimeout: '10m',
     retry: {
       attempts: 3,
-      connectTimeout: '2s',
+      connectTimeout: '3.5s',
       backoff: { base: '50ms', max: '1s', jitter: 'full' },
     },
   },

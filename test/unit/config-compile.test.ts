@@ -32,7 +32,7 @@ describe('embedded defaults', () => {
     expect(defaultRoute.retry).toEqual({
       attempts: 3,
       perTryTimeoutMs: 10_000,
-      connectTimeoutMs: 2000,
+      connectTimeoutMs: 3500,
       onFailures: new Set(['connect-failure', 'reset', 'timeout', 'body-cut']),
       onStatuses: new Set([429, 502, 503, 504]),
       methods: new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']),
@@ -69,7 +69,7 @@ describe('embedded defaults', () => {
       idleTimeoutMs: 600_000,
       retry: {
         attempts: 3,
-        connectTimeoutMs: 2000,
+        connectTimeoutMs: 3500,
         backoff: { baseMs: 50, maxMs: 1000, jitter: 'full' },
       },
     });
@@ -159,7 +159,7 @@ describe('merging', () => {
     expect(connect.allowedPorts).toEqual(new Set([443, 8443]));
     expect(connect.retry).toEqual({
       attempts: 5,
-      connectTimeoutMs: 2000,
+      connectTimeoutMs: 3500,
       backoff: { baseMs: 50, maxMs: 1000, jitter: 'none' },
     });
   });
