@@ -10,7 +10,8 @@
  * every proxied row by the proxy's own core. `proxy CPU µs/req` does not depend on that split.
  *
  * Env: BENCH_DURATION (s per target and scenario, default 6), BENCH_ROUNDS (turns it is split
- * into, default 3), BENCH_WARMUP (s before each turn, default 1), BENCH_ONLY (e.g. 1,6),
+ * into, default 3), BENCH_WARMUP (s before each turn, default 1), BENCH_ONLY (e.g. 1,6; 7 is
+ * the packet-loss run, bench/packet-loss.ts, only when asked),
  * BENCH_CONNECTIONS (idle connections for scenario 6, default 10000), BENCH_GE, BENCH_SEED.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { burstyUpstream, totalOutage } from './fault-scenarios.ts';
 import { fillRatios, type Row } from './measure.ts';
 import { memory } from './memory.ts';
+import { packetLoss } from './packet-loss.ts';
 import { fdLimits, type Proc, startReference, startUpstream } from './processes.ts';
 import { REPRISE_MAIN, squidBinary, startReprise, startSquid } from './proxies.ts';
 import { comparison, markdownTable, readPrevious, targetLines, writeResults } from './report.ts';
@@ -85,6 +87,7 @@ async function main(): Promise<void> {
     progress,
   };
   const rows: Row[] = [];
+  let lossLines: string[] = [];
   try {
     if (only.has(1)) rows.push(...(await getThroughput(ctx)));
     if (only.has(2)) rows.push(...(await putReplayBuffer(ctx)));
@@ -92,6 +95,8 @@ async function main(): Promise<void> {
     if (only.has(4)) rows.push(...(await burstyUpstream(ctx)));
     if (only.has(5)) rows.push(...(await totalOutage(ctx)));
     if (only.has(6)) rows.push(...(await memory(ctx)));
+    // not in the default set: it needs root and network namespaces, and takes minutes
+    if (only.has(7)) lossLines = await packetLoss(progress);
   } finally {
     const all = [...procs, Promise.resolve(upstream), ...(squid ? [Promise.resolve(squid)] : [])];
     await Promise.all(
@@ -126,6 +131,7 @@ async function main(): Promise<void> {
     );
   }
   if (previous) lines.push(comparison(previous, rows), '');
+  if (lossLines.length > 0) lines.push(...lossLines, '');
   const minutes = ((performance.now() - started) / 60_000).toFixed(1);
   lines.push(`Results: ${files.json}, chart: ${files.svg}. Took ${minutes} min.`);
   process.stdout.write(`${lines.join('\n')}\n`);
