@@ -66,7 +66,7 @@ class BodyStall extends Error {
     super(`no response body bytes for ${ms} ms`);
   }
 }
-export class ClientGone extends Error {}
+class ClientGone extends Error {}
 
 type Phase =
   | 'waiting' // no head yet
@@ -128,7 +128,7 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
     const { holdBytes } = this.#limits;
     const length = headers['content-length'];
     if (holdBytes > 0 && (length === undefined || Number(length) <= holdBytes)) {
-      // the try's timer goes on: holding never outlasts the try (SPEC §3)
+      // the try's timer goes on: holding never outlasts the try
       this.#phase = 'holding';
       this.#startIdle(this.#limits.bodyTimeoutMs);
       return;
