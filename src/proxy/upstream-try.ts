@@ -125,9 +125,7 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
     if (status < 200 || this.#phase !== 'waiting') return;
     const rawHeaders = (controller.rawHeaders as (Buffer | string)[] | null) ?? [];
     this.#head = { kind: 'response', status, headers, rawHeaders, response: this };
-    const { holdBytes } = this.#limits;
-    const length = headers['content-length'];
-    if (holdBytes > 0 && (length === undefined || Number(length) <= holdBytes)) {
+    if (this.#limits.holdBytes > 0 && isWorthHolding(headers, this.#limits.holdBytes)) {
       // the try's timer goes on: holding never outlasts the try
       this.#phase = 'holding';
       this.#startIdle(this.#limits.bodyTimeoutMs);
@@ -358,6 +356,16 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
     }
     this.#controller.abort(reason);
   }
+}
+
+/**
+ * A body that fits the buffer, or of no length, is held; an event stream never is: it does
+ * not end, and its pauses are its nature, not a fault.
+ */
+function isWorthHolding(headers: IncomingHttpHeaders, holdBytes: number): boolean {
+  const length = headers['content-length'];
+  if (length !== undefined) return Number(length) <= holdBytes;
+  return headers['content-type']?.startsWith('text/event-stream') !== true;
 }
 
 /** `sent`: whether undici had started writing the request when the try ended. */

@@ -3,6 +3,7 @@
  * the client is a failed try (`body-cut`) and is retried like any other; once the client has a
  * byte, a cut body reaches it visibly broken, and is counted as `body-cut` all the same.
  */
+import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type RawUpstream, startRawUpstream } from '../helpers/fault-relay.ts';
@@ -32,6 +33,20 @@ function good(socket: Socket): void {
 /** The first request gets `first`, every later one the good 5,000 bytes. */
 function firstThenGood(first: (socket: Socket) => void) {
   return (socket: Socket, n: number) => (n === 0 ? first(socket) : good(socket));
+}
+
+/** The first body bytes of a response that does not end, then the request is dropped. */
+function firstBodyBytes(proxyPort: number, url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: proxyPort, path: url, agent: false }, (res) => {
+      res.once('data', (chunk: Buffer) => {
+        resolve(chunk.toString());
+        req.destroy();
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 async function metric(px: TestProxy, line: string): Promise<boolean> {
@@ -154,6 +169,19 @@ describe('a body that streams past the buffer', () => {
     const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
     expect(res.complete).toBe(false);
     expect(res.body.toString()).toBe(part);
+  });
+
+  it('never holds an event stream: its first event reaches the client at once', async () => {
+    raw = await startRawUpstream((s) =>
+      s.write(
+        'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n' +
+          'b\r\ndata: one\n\n\r\n',
+      ),
+    );
+    proxy = await startProxy(`${FAST}      bodyTimeout: 100ms\n`);
+    const first = await firstBodyBytes(proxy.port, `${raw.origin}/events`);
+    expect(first).toBe('data: one\n\n');
+    expect(raw.heads).toHaveLength(1);
   });
 
   it('streams as before with responseBuffer: 0', async () => {
