@@ -324,7 +324,17 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
   #startIdle(ms: number): void {
     clearTimeout(this.#idleTimer);
     this.#idleMs = ms;
-    this.#idleTimer = setTimeout(() => this.#fail(new BodyStall(ms)), ms);
+    this.#idleTimer = setTimeout(() => this.#onIdle(ms), ms);
+  }
+
+  #onIdle(ms: number): void {
+    // a held body of no length that pauses may be a stream: it goes to the client as it comes
+    const head = this.#head;
+    if (this.#phase === 'holding' && head?.headers['content-length'] === undefined) {
+      this.#stopHolding();
+      return;
+    }
+    this.#fail(new BodyStall(ms));
   }
 
   #stopTimers(): void {

@@ -171,6 +171,18 @@ describe('a body that streams past the buffer', () => {
     expect(res.body.toString()).toBe(part);
   });
 
+  it('streams a held body of no length that pauses past bodyTimeout, on the one try', async () => {
+    raw = await startRawUpstream((s) => {
+      s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n');
+      setTimeout(() => s.write('3\r\ndef\r\n0\r\n\r\n'), 300);
+    });
+    proxy = await startProxy(`${FAST}      bodyTimeout: 100ms\n`);
+    const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+    expect(res.complete).toBe(true);
+    expect(res.body.toString()).toBe('abcdef');
+    expect(raw.heads).toHaveLength(1);
+  });
+
   it('never holds an event stream: its first event reaches the client at once', async () => {
     raw = await startRawUpstream((s) =>
       s.write(
