@@ -134,7 +134,10 @@ class Exchange {
         return { kind: 'error', error: permit, upstream };
       }
       if (attempt === 1) upstream.budget.deposit(ctx.now());
-      const result = await this.#send(origin, policy, attempt);
+      // a probe's answer must reach the breaker at its head: holding it would keep the circuit
+      // half-open until its body ended
+      const hold = permit !== 'probe' && this.#mayRetryBodyCut(policy, attempt);
+      const result = await this.#send(origin, policy, hold);
       this.#current = undefined;
       if (result.kind === 'denied') {
         // access.deniedUpstreams: the try never left, so there is nothing to learn or retry
@@ -211,10 +214,10 @@ class Exchange {
   }
 
   /**
-   * Sends try `attempt` on this origin; settles when its response head arrived, or, when a
-   * cut body could still be retried, once the body is whole (content-aware retry), or it failed.
+   * Sends the next try on this origin; settles when its response head arrived, or, with
+   * `hold`, once the body is whole (content-aware retry), or when it failed.
    */
-  #send(origin: string, policy: RequestPolicy, attempt: number): Promise<TryResult | DeniedTry> {
+  #send(origin: string, policy: RequestPolicy, hold: boolean): Promise<TryResult | DeniedTry> {
     const { retry, deadlineMs } = policy;
     const leftMs = deadlineMs - this.#ctx.now();
     setAttempt(this.#headers, this.#attempts + 1);
@@ -226,7 +229,7 @@ class Exchange {
       body: this.#body?.source() ?? null,
       connectTimeoutMs: retry.connectTimeoutMs,
       tryTimeoutMs: Math.max(1, Math.min(retry.perTryTimeoutMs, leftMs)),
-      holdBytes: this.#mayRetryBodyCut(policy, attempt) ? retry.responseBufferBytes : 0,
+      holdBytes: hold ? retry.responseBufferBytes : 0,
       bodyTimeoutMs: retry.bodyTimeoutMs,
       streamIdleTimeoutMs: retry.streamIdleTimeoutMs,
       pool: this.#ctx.pool,
