@@ -92,6 +92,7 @@ export interface Netns {
  * unless given), so a 7 KB answer travels as several segments, as it would between hosts.
  */
 export async function createNetns(prefix: string, mtu = 1500): Promise<Netns> {
+  removeStale(prefix);
   const name = `${prefix}-${process.pid}-${Date.now() % 100_000}`;
   execFileSync('ip', ['netns', 'add', name], { stdio: 'pipe' });
   const children = new Set<ChildProcess>();
@@ -130,6 +131,34 @@ export async function createNetns(prefix: string, mtu = 1500): Promise<Netns> {
     throw err;
   }
   return ns;
+}
+
+/** Namespaces a killed run left behind (its process is gone): their processes, then them. */
+function removeStale(prefix: string): void {
+  const listed = execFileSync('ip', ['netns', 'list'], { stdio: 'pipe' }).toString();
+  for (const line of listed.split('\n')) {
+    const name = line.split(' ')[0] ?? '';
+    const match = new RegExp(`^${prefix}-(\\d+)-\\d+$`).exec(name);
+    if (match === null || isAlive(Number(match[1]))) continue;
+    const pids = execFileSync('ip', ['netns', 'pids', name], { stdio: 'pipe' }).toString();
+    for (const pid of pids.split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {}
+    }
+    try {
+      execFileSync('ip', ['netns', 'del', name], { stdio: 'pipe' });
+    } catch {}
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function startBurstLoss(
