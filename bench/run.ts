@@ -12,13 +12,15 @@
  * Env: BENCH_DURATION (s per target and scenario, default 6), BENCH_ROUNDS (turns it is split
  * into, default 3), BENCH_WARMUP (s before each turn, default 1), BENCH_ONLY (e.g. 1,6),
  * BENCH_CONNECTIONS (idle connections for scenario 6, default 10000), BENCH_GE, BENCH_SEED.
- * Section 7 is the resilience matrix (bench/resilience.ts), about 6 minutes on its own.
+ * Section 7 is the resilience matrix (bench/resilience.ts), about 5 minutes on its own; 8 is
+ * the packet-loss run (bench/packet-loss.ts: root and network namespaces), only when asked.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { burstyUpstream, totalOutage } from './fault-scenarios.ts';
 import { fillRatios, type Row } from './measure.ts';
 import { memory } from './memory.ts';
+import { packetLoss } from './packet-loss.ts';
 import { fdLimits, type Proc, startReference, startUpstream } from './processes.ts';
 import { REPRISE_MAIN, squidBinary, startReprise, startSquid } from './proxies.ts';
 import { comparison, markdownTable, readPrevious, targetLines, writeResults } from './report.ts';
@@ -88,6 +90,7 @@ async function main(): Promise<void> {
   };
   const rows: Row[] = [];
   let matrix: MatrixLine[] = [];
+  let lossLines: string[] = [];
   try {
     if (only.has(1)) rows.push(...(await getThroughput(ctx)));
     if (only.has(2)) rows.push(...(await putReplayBuffer(ctx)));
@@ -96,6 +99,8 @@ async function main(): Promise<void> {
     if (only.has(5)) rows.push(...(await totalOutage(ctx)));
     if (only.has(6)) rows.push(...(await memory(ctx)));
     if (only.has(7)) matrix = await resilienceMatrix(progress);
+    // not in the default set: it needs root and network namespaces, and takes minutes
+    if (only.has(8)) lossLines = await packetLoss(progress);
   } finally {
     const all = [...procs, Promise.resolve(upstream), ...(squid ? [Promise.resolve(squid)] : [])];
     await Promise.all(
@@ -134,6 +139,7 @@ async function main(): Promise<void> {
     lines.push('Resilience matrix (SPEC §4, embedded defaults; worst run per row):', '');
     lines.push(matrixTable(matrix), '');
   }
+  if (lossLines.length > 0) lines.push(...lossLines, '');
   const minutes = ((performance.now() - started) / 60_000).toFixed(1);
   lines.push(`Results: ${files.json}, chart: ${files.svg}. Took ${minutes} min.`);
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -69,11 +69,13 @@ export interface RequestSummary extends RequestOrigin {
   readonly tryUpstreams: readonly string[];
   /** One per retry made: the failure name or the status code (`503`). */
   readonly retryReasons: readonly string[];
+  /** The upstream each retry went to, one per `retryReasons` entry. */
+  readonly retryUpstreams: readonly string[];
   /** Set when a retry the policy allowed was not made. */
   readonly suppressed: SuppressedCause | undefined;
   /** Set when the request went to the route's fallback: why (one of FALLBACK_CAUSES). */
   readonly fallback: string | undefined;
-  /** Set on answers reprise made itself (`x-reprise-error`). */
+  /** Set on answers reprise made itself (`x-reprise-error`), and `body-cut` on a relayed body that broke. */
   readonly error: string | undefined;
   /** `ip:port` the last try connected to; undefined when no try reached a connection. */
   readonly upstreamAddress: string | undefined;
@@ -96,6 +98,7 @@ export interface RequestEnd {
   readonly outcomes?: readonly TryOutcome[];
   readonly tryUpstreams?: readonly string[];
   readonly retryReasons?: readonly string[];
+  readonly retryUpstreams?: readonly string[];
   readonly suppressed?: SuppressedCause | undefined;
   readonly fallback?: string | undefined;
   readonly error?: string | undefined;
@@ -120,6 +123,7 @@ export function summarize(origin: RequestOrigin, end: RequestEnd, nowMs: number)
     outcomes: end.outcomes ?? NONE,
     tryUpstreams: end.tryUpstreams ?? NONE,
     retryReasons: end.retryReasons ?? NONE,
+    retryUpstreams: end.retryUpstreams ?? NONE,
     suppressed: end.suppressed,
     fallback: end.fallback,
     error: end.error,

@@ -189,7 +189,10 @@ export class Metrics {
       if (tryUpstream !== upstream) this.#pairs.get(s.route, tryUpstream);
       this.#attempts.inc(s.route, tryUpstream, s.outcomes[i] as string);
     }
-    for (const reason of s.retryReasons) this.#retries.inc(s.route, upstream, reason);
+    for (let i = 0; i < s.retryReasons.length; i++) {
+      const retryUpstream = this.upstreamLabel(s.retryUpstreams[i] ?? s.upstream);
+      this.#retries.inc(s.route, retryUpstream, s.retryReasons[i] as string);
+    }
     if (s.suppressed !== undefined) {
       // the retry that was not made would have gone where the last try went
       const last = this.upstreamLabel(s.tryUpstreams.at(-1) ?? s.upstream);

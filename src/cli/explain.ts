@@ -84,7 +84,7 @@ export function explainRequest(
     ...describeRequest(policy, verb, '  '),
     ...upstream(target.authority),
   );
-  const fallback = resolveFallbackPolicy(policy);
+  const fallback = resolveFallbackPolicy(policy, 0);
   if (route.fallback !== undefined && fallback !== undefined) {
     const when = policy.methodRetryable
       ? 'used when every try on the primary ended in connect-failure or timeout, or its circuit is open'
@@ -142,6 +142,9 @@ function describeRetry(retry: RetryPolicy, indent: string): string[] {
     `backoff: ${describeBackoff(retry.backoff)}`,
     `retryAfter.max: ${formatDuration(retry.retryAfterMaxMs)}`,
     `buffer: ${formatSize(retry.bufferBytes)}`,
+    `responseBuffer: ${retry.responseBufferBytes === 0 ? '0 (off)' : formatSize(retry.responseBufferBytes)}`,
+    `bodyTimeout: ${formatDuration(retry.bodyTimeoutMs)}`,
+    `streamIdleTimeout: ${formatDuration(retry.streamIdleTimeoutMs)}`,
     `observeOnly: ${retry.observeOnly}`,
   ].map((line) => indent + line);
 }

@@ -251,6 +251,9 @@ function compileRetry(retry: MergedRetry): RetryPolicy {
     backoff: compileBackoff(retry.backoff),
     retryAfterMaxMs: ms(retry.retryAfter.max),
     bufferBytes: bytes(retry.buffer),
+    responseBufferBytes: bytes(retry.responseBuffer),
+    bodyTimeoutMs: ms(retry.bodyTimeout),
+    streamIdleTimeoutMs: ms(retry.streamIdleTimeout),
     observeOnly: retry.observeOnly,
   };
 }

@@ -135,13 +135,13 @@ const Attempts = Type.Integer({
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 const RetryOn = Type.Union(
   [
-    Type.Enum(['connect-failure', 'reset', 'timeout', ...STATUS_CLASSES]),
+    Type.Enum(['connect-failure', 'reset', 'timeout', 'body-cut', ...STATUS_CLASSES]),
     Type.String({ pattern: '^[1-5][0-9][0-9]$' }),
     Type.Integer({ minimum: 100, maximum: 599 }),
   ],
   {
     errorMessage:
-      'must be connect-failure, reset, timeout, a status such as 503, or a class such as 5xx',
+      'must be connect-failure, reset, timeout, body-cut, a status such as 503, or a class such as 5xx',
   },
 );
 
@@ -170,6 +170,13 @@ const Retry = map({
   backoff: opt(Backoff),
   retryAfter: opt(map({ max: opt(duration('longest Retry-After honoured on 429/503', true)) })),
   buffer: opt(size('request body kept for replay; larger => not retried', 0, 1024 * MiB)),
+  responseBuffer: opt(
+    size('response held until its body is whole, so a cut body is retried; 0 = off', 0, 16 * MiB),
+  ),
+  bodyTimeout: opt(duration('longest pause in a held response body; past it the try is body-cut')),
+  streamIdleTimeout: opt(
+    duration('longest pause in a response body streaming to the client; past it, cut'),
+  ),
   observeOnly: opt(Type.Boolean({ description: 'count the retries it would make, make none' })),
 });
 

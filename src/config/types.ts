@@ -6,9 +6,17 @@
 import type { BlockList } from 'node:net';
 import type { HostPattern } from '../routing/host-pattern.ts';
 
-/** The ways a try can fail without an HTTP answer (SPEC §3). */
-export type FailureName = 'connect-failure' | 'reset' | 'timeout';
-export const FAILURE_NAMES: readonly FailureName[] = ['connect-failure', 'reset', 'timeout'];
+/**
+ * The ways a try can fail (SPEC §3): without an HTTP answer, or (`body-cut`) with a head whose
+ * body broke or stalled before reprise had sent the client anything.
+ */
+export type FailureName = 'connect-failure' | 'reset' | 'timeout' | 'body-cut';
+export const FAILURE_NAMES: readonly FailureName[] = [
+  'connect-failure',
+  'reset',
+  'timeout',
+  'body-cut',
+];
 
 export type JitterKind = 'full' | 'equal' | 'decorrelated' | 'none';
 
@@ -33,6 +41,12 @@ export interface RetryPolicy {
   readonly backoff: Backoff;
   readonly retryAfterMaxMs: number;
   readonly bufferBytes: number;
+  /** Response bytes held until the body is whole, so a cut body can be retried; 0 = off. */
+  readonly responseBufferBytes: number;
+  /** Longest pause between body bytes while the response is held; past it, `body-cut`. */
+  readonly bodyTimeoutMs: number;
+  /** Longest pause between body bytes once the response streams to the client; past it, cut. */
+  readonly streamIdleTimeoutMs: number;
   readonly observeOnly: boolean;
 }
 

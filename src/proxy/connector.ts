@@ -6,6 +6,7 @@
  */
 import { type BlockList, connect, isIP } from 'node:net';
 import type { buildConnector } from 'undici';
+import { UPSTREAM_RESET_CODE } from '../retry/failure.ts';
 import { DeniedAddressError, guardedLookup, isDenied } from './address-guard.ts';
 
 class ConnectTimeout extends Error {
@@ -15,14 +16,6 @@ class ConnectTimeout extends Error {
   constructor(timeoutMs: number) {
     super(`no connection within connectTimeout (${timeoutMs} ms)`);
   }
-}
-
-/** Set while a connection delivers a reset to undici (see `markReset`). */
-let deliveringReset = false;
-
-/** Whether the error undici is handling right now is a reset (see `markReset`). */
-export function isDeliveringReset(): boolean {
-  return deliveringReset;
 }
 
 /**
@@ -64,10 +57,9 @@ export function guardedConnector(timeoutMs: number, denied: BlockList | undefine
         callback(new DeniedAddressError(address), null);
         return;
       }
-      socket.prependListener('error', markReset);
+      // before undici's own listener, which is attached in the callback
+      socket.prependListener('error', exposeReset);
       callback(null, socket);
-      // undici attached its own listeners synchronously in the callback: this one runs after
-      socket.on('error', unmarkReset);
     });
   };
 }
@@ -75,16 +67,11 @@ export function guardedConnector(timeoutMs: number, denied: BlockList | undefine
 function ignore(): void {}
 
 /**
- * undici takes a reset (ECONNRESET) during a close-delimited body (no Content-Length, not
- * chunked) for its clean end, synchronously inside the socket's `error` event. These two
- * listeners bracket that event, so the handler can tell a cut body from a finished one.
+ * undici takes a reset (`ECONNRESET`) during a close-delimited body (no Content-Length, not
+ * chunked) for its clean end: it checks the code inside the socket's `error` event. Renamed
+ * before undici sees it, the reset reaches the try as the error it is, so a cut body is never
+ * relayed as a finished one.
  */
-function markReset(err: NodeJS.ErrnoException): void {
-  if (err.code !== 'ECONNRESET') return;
-  deliveringReset = true;
-  queueMicrotask(unmarkReset);
-}
-
-function unmarkReset(): void {
-  deliveringReset = false;
+function exposeReset(err: NodeJS.ErrnoException): void {
+  if (err.code === 'ECONNRESET') err.code = UPSTREAM_RESET_CODE;
 }

@@ -27,6 +27,7 @@ import {
 import type { ProxyContext } from './context.ts';
 import { type ArrivingRequest, requestOrigin, takeConnectionBytes } from './correlation.ts';
 import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from './headers.ts';
+import { relayResponse } from './relay-response.ts';
 import { ReplayableBody } from './replayable-body.ts';
 import { answer, type ErrorName, toRetryAfterSeconds } from './respond.ts';
 import type { Target } from './target.ts';
@@ -66,6 +67,7 @@ class Exchange {
   readonly #outcomes: TryOutcome[] = [];
   readonly #tryUpstreams: string[] = [];
   readonly #retryReasons: string[] = [];
+  readonly #retryUpstreams: string[] = [];
   #suppressed: SuppressedCause | undefined;
   #fallback: string | undefined;
   #error: ErrorName | undefined;
@@ -133,7 +135,10 @@ class Exchange {
     this.#slot = upstream;
     let previousDelayMs = policy.retry.backoff.baseMs;
     for (let attempt = 1; ; attempt++) {
-      const result = await this.#send(origin, policy);
+      // a probe's answer must reach the breaker at its head: holding it would keep the circuit
+      // half-open until its body ended
+      const hold = permit !== 'probe' && this.#mayRetryBodyCut(policy, attempt);
+      const result = await this.#send(origin, policy, hold);
       this.#upstreamAddress = this.#current?.upstreamAddress ?? this.#upstreamAddress;
       this.#current = undefined;
       if (result.kind === 'denied') {
@@ -172,7 +177,6 @@ class Exchange {
         return this.#stop(next, result, upstream, policy);
       }
       permit = next;
-      this.#retryReasons.push(decision.reason);
       const { reason, delayMs } = decision;
       ctx.onRetry?.(policy.route.name, upstream.authority, this.#attempts, reason, delayMs);
       previousDelayMs = decision.backoffMs;
@@ -190,6 +194,9 @@ class Exchange {
         ctx.onSuppressed?.(policy.route.name, upstream.authority, this.#attempts, 'circuit-open');
         return { kind: 'error', error: 'circuit-open', upstream };
       }
+      // counted once it is made: a client that left during the wait got no retry
+      this.#retryReasons.push(reason);
+      this.#retryUpstreams.push(upstream.authority);
     }
   }
 
@@ -208,8 +215,11 @@ class Exchange {
     return { kind: 'error', error: result.failure, upstream };
   }
 
-  /** Sends the next try; settles when its response head arrived or it failed. */
-  #send(origin: string, policy: RequestPolicy): Promise<TryResult | DeniedTry> {
+  /**
+   * Sends the next try on this origin; settles when its response head arrived, or, with
+   * `hold`, once the body is whole (content-aware retry), or when it failed.
+   */
+  #send(origin: string, policy: RequestPolicy, hold: boolean): Promise<TryResult | DeniedTry> {
     const { retry, deadlineMs } = policy;
     const leftMs = deadlineMs - this.#ctx.now();
     setAttempt(this.#headers, this.#attempts + 1);
@@ -220,10 +230,25 @@ class Exchange {
       headers: this.#headers,
       body: this.#body?.source() ?? null,
       connectTimeoutMs: retry.connectTimeoutMs,
-      headersTimeoutMs: Math.max(1, Math.min(retry.perTryTimeoutMs, leftMs)),
-      bodyIdleTimeoutMs: policy.route.timeoutMs,
+      tryTimeoutMs: Math.max(1, Math.min(retry.perTryTimeoutMs, leftMs)),
+      holdBytes: hold ? retry.responseBufferBytes : 0,
+      bodyTimeoutMs: retry.bodyTimeoutMs,
+      streamIdleTimeoutMs: retry.streamIdleTimeoutMs,
+      pool: this.#ctx.pool,
     });
     return this.#current.result;
+  }
+
+  /** Holding a response is worth its wait only if a cut body could be retried. */
+  #mayRetryBodyCut(policy: RequestPolicy, attempt: number): boolean {
+    const { retry } = policy;
+    return (
+      attempt < policy.attempts &&
+      policy.methodRetryable &&
+      !retry.observeOnly &&
+      retry.onFailures.has('body-cut') &&
+      (this.#body === undefined || this.#body.state === 'replayable')
+    );
   }
 
   /** The fallback's policy when this end calls for it (SPEC §3 "Fallback"), else undefined. */
@@ -237,9 +262,12 @@ class Exchange {
     // never after an HTTP answer or a reset (the primary had the request); an open circuit: always
     const unreached = this.#outcomes.every((o) => o === 'connect-failure' || o === 'timeout');
     if (end.error !== 'circuit-open' && !unreached) return undefined;
+    // the client's x-reprise-retry / x-reprise-max-attempts cap the tries on both origins
+    const fallback = resolveFallbackPolicy(policy, this.#attempts);
+    if (fallback === undefined) return undefined;
     this.#fallback = end.error;
     this.#suppressed = undefined;
-    return resolveFallbackPolicy(policy);
+    return fallback;
   }
 
   /** Writes the answer; returns the status the client got (0: it went away first). */
@@ -252,7 +280,12 @@ class Exchange {
     if (end.kind === 'response') {
       const { status, response } = end.result;
       const headers = buildClientHeaders(end.result, ctx.viaToken, this.#attempts);
-      await response.relay(this.#res, status, headers);
+      const relayed = await relayResponse(response, this.#res, status, headers);
+      if (relayed === 'body-cut') {
+        // the client has the head and maybe part of the body: too late to retry, not to tell
+        this.#outcomes[this.#outcomes.length - 1] = 'body-cut';
+        this.#error = 'body-cut';
+      }
       return status;
     }
     const deadlinePassed = end.error === 'timeout' && ctx.now() >= policy.deadlineMs;
@@ -305,6 +338,7 @@ class Exchange {
       outcomes: this.#outcomes,
       tryUpstreams: this.#tryUpstreams,
       retryReasons: this.#retryReasons,
+      retryUpstreams: this.#retryUpstreams,
       suppressed: this.#suppressed,
       fallback: this.#fallback,
       error: this.#error,

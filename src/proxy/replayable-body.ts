@@ -8,9 +8,8 @@
  * have arrived that the current try has not taken yet.
  */
 import type { IncomingMessage } from 'node:http';
+import type { BodyState } from '../retry/decide.ts';
 import type { BufferPool } from './buffer-pool.ts';
-
-export type BodyState = 'replayable' | 'body-too-large' | 'buffer-full';
 
 const HIGH_WATER_BYTES = 16 * 1024;
 

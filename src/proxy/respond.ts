@@ -8,6 +8,7 @@ export type ErrorName =
   | 'connect-failure'
   | 'reset'
   | 'timeout'
+  | 'body-cut'
   | 'deadline'
   | 'circuit-open'
   | 'overflow'
@@ -24,6 +25,10 @@ const ANSWERS: Readonly<Record<ErrorName, { status: number; message: string }>> 
   'connect-failure': { status: 502, message: 'could not connect to the upstream' },
   reset: { status: 502, message: 'the upstream closed the connection before answering' },
   timeout: { status: 504, message: 'the upstream did not answer within perTryTimeout' },
+  'body-cut': {
+    status: 502,
+    message: 'the upstream response body broke off or stalled before it was complete',
+  },
   deadline: { status: 504, message: 'the request timeout passed' },
   'circuit-open': { status: 503, message: 'the upstream circuit is open' },
   overflow: { status: 503, message: 'too many requests in flight to the upstream' },

@@ -170,9 +170,11 @@ function check(
     listener === undefined ? parseAbsoluteTarget(url) : listenerRequestTarget(listener, url);
   if (target === undefined) {
     const message =
-      listener === undefined
-        ? 'expected an absolute-form URI (http://host/path): point HTTP_PROXY here'
-        : `this port forwards to ${listener.authority} only: send origin-form (/path)`;
+      listener !== undefined
+        ? `this port forwards to ${listener.authority} only: send origin-form (/path)`
+        : /^https:/i.test(url)
+          ? 'https:// goes through a CONNECT tunnel: point HTTPS_PROXY here, not HTTP_PROXY'
+          : 'expected an absolute-form URI (http://host/path): point HTTP_PROXY here';
     return { error: 'bad-request', message };
   }
   if (ctx.ownAuthorities.has(target.authority)) {

@@ -5,6 +5,9 @@
 import type { FailureName } from '../config/types.ts';
 import type { TryOutcome } from '../summary.ts';
 
+/** A reset on an upstream connection, renamed so undici does not read it as a body's end. */
+export const UPSTREAM_RESET_CODE = 'ERR_UPSTREAM_RESET';
+
 /**
  * The one table from undici / Node error codes to failure names. A code not listed is a
  * `reset`: the safe answer, since a request may have been sent (only retryable methods retry).
@@ -22,6 +25,7 @@ export const FAILURE_BY_CODE: Readonly<Record<string, FailureName>> = Object.fre
   UND_ERR_HEADERS_TIMEOUT: 'timeout',
   // the connection ended before response headers
   ECONNRESET: 'reset',
+  [UPSTREAM_RESET_CODE]: 'reset',
   EPIPE: 'reset',
   UND_ERR_SOCKET: 'reset',
   UND_ERR_CLOSED: 'reset',

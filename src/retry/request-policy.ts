@@ -11,6 +11,11 @@ export interface RequestPolicy {
   readonly retry: RetryPolicy;
   /** Tries in all: `retry.attempts`, narrowed by `x-reprise-retry: off` and `x-reprise-max-attempts`. */
   readonly attempts: number;
+  /**
+   * The client's cap on tries over the primary and the fallback together (`x-reprise-retry:
+   * off` = 1, `x-reprise-max-attempts`); Infinity when it set none.
+   */
+  readonly clientMaxAttempts: number;
   /** Epoch ms: start + min(route timeout, `x-reprise-timeout-ms`). */
   readonly deadlineMs: number;
   /** The client header that made `attempts` lower than `retry.attempts`; undefined when none did. */
@@ -63,11 +68,20 @@ export function resolveRequestPolicy(
 }
 
 /**
- * The policy for the route's fallback upstream: its own retry policy, the same deadline and
- * the same narrowing by the client's headers. undefined when the route has no fallback.
+ * The policy for the route's fallback upstream after `triesMade` tries on the primary: its
+ * own retry policy, the same deadline and the same narrowing by the client's headers, which
+ * cap the tries on both origins together. undefined when the route has no fallback or the
+ * client's cap is used up.
  */
-export function resolveFallbackPolicy(policy: RequestPolicy): RequestPolicy | undefined {
-  return policy.fallback;
+export function resolveFallbackPolicy(
+  policy: RequestPolicy,
+  triesMade: number,
+): RequestPolicy | undefined {
+  const fallback = policy.fallback;
+  if (fallback === undefined) return undefined;
+  const left = policy.clientMaxAttempts - triesMade;
+  if (left < 1) return undefined;
+  return left >= fallback.attempts ? fallback : { ...fallback, attempts: left };
 }
 
 function policyFor(
@@ -86,6 +100,7 @@ function policyFor(
     route,
     retry,
     attempts,
+    clientMaxAttempts: limits.retryOff ? 1 : (limits.maxAttempts ?? Infinity),
     deadlineMs: limits.deadlineMs,
     attemptsNarrowedBy: !narrowed
       ? undefined

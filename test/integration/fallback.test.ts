@@ -152,4 +152,42 @@ describe('route fallback (SPEC §3)', () => {
     expect(res.headers['x-reprise-attempts']).toBe('4');
     expect(cache.seen).toHaveLength(3);
   });
+
+  it.each([
+    ['x-reprise-max-attempts', '1'],
+    ['x-reprise-retry', 'off'],
+  ])('counts %s: %s over both origins: one try in all', async (name, value) => {
+    const primary = `127.0.0.1:${await deadPort()}`;
+    const cache = await upstreamWith([reply(200, 'from cache')]);
+    proxy = await startProxy(config(primary, cache));
+    const res = await viaProxy(proxy.port, 'GET', `http://${primary}/pkg`, {
+      headers: { [name]: value },
+    });
+    expect(res.status).toBe(502);
+    expect(res.headers['x-reprise-attempts']).toBe('1');
+    expect(cache.seen).toHaveLength(0);
+  });
+
+  it('gives the fallback only the tries x-reprise-max-attempts leaves', async () => {
+    const primary = `127.0.0.1:${await deadPort()}`;
+    const cache = await upstreamWith([reply(503, 'cache down')]);
+    proxy = await startProxy(config(primary, cache));
+    const res = await viaProxy(proxy.port, 'GET', `http://${primary}/pkg`, {
+      headers: { 'x-reprise-max-attempts': '3' },
+    });
+    expect(res.headers['x-reprise-attempts']).toBe('3');
+    expect(cache.seen).toHaveLength(2);
+  });
+
+  it("labels retries made on the fallback with the fallback's upstream", async () => {
+    const primary = `127.0.0.1:${await deadPort()}`;
+    const cache = await upstreamWith([reply(503), reply(200, 'ok')]);
+    proxy = await startProxy(config(primary, cache));
+    await viaProxy(proxy.port, 'GET', `http://${primary}/pkg`);
+    const text = await metricsText(proxy);
+    expect(text).toContain(
+      `reprise_retries_total{route="artifacts",upstream="${cache.authority}",reason="503"} 1`,
+    );
+    expect(text).not.toContain(`reprise_retries_total{route="artifacts",upstream="${primary}"`);
+  });
 });

@@ -224,6 +224,16 @@ describe('answers reprise makes itself (SPEC §5)', () => {
     expect(res.headers['content-type']).toBe('application/json');
   });
 
+  it('answers 400 to an https:// URI, pointing at CONNECT (HTTPS_PROXY)', async () => {
+    const proxy = await startProxy(FAST);
+    const res = await viaProxy(proxy.port, 'GET', 'https://example.com/');
+    expect(res.status).toBe(400);
+    expect(res.headers['x-reprise-error']).toBe('bad-request');
+    const { message } = JSON.parse(res.body.toString());
+    expect(message).toContain('CONNECT');
+    expect(message).toContain('HTTPS_PROXY');
+  });
+
   it('answers 508 to a request that already passed this instance', async () => {
     const { up, px } = await setup([reply(200)]);
     const first = await viaProxy(px.port, 'GET', `${up.origin}/`);
@@ -292,6 +302,20 @@ describe('connections', () => {
     expect(px.requests()[0]).toMatchObject({ status: 0, attempts: 1, suppressed: 'client-gone' });
     // the exchange is over, so no later try can start
     expect(up.seen).toHaveLength(1);
+  });
+
+  it('does not count the retry a client left before, in the log or the metrics', async () => {
+    const { up, px } = await setup(
+      [reply(503), reply(200)],
+      'defaults:\n  route:\n    retry:\n      backoff: { base: 2s, max: 2s, jitter: none }\n',
+    );
+    await expect(
+      viaProxy(px.port, 'GET', `${up.origin}/`, { abortAfterMs: 100 }),
+    ).rejects.toThrow();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(px.requests()[0]).toMatchObject({ retries: [], suppressed: 'client-gone' });
+    const text = await (await fetch(`http://127.0.0.1:${px.adminPort}/metrics`)).text();
+    expect(text).not.toMatch(/^reprise_retries_total\{.*\} [1-9]/m);
   });
 
   it('answers slowly-arriving headers from a delayed upstream', async () => {

@@ -74,6 +74,20 @@ describe('connect failures', () => {
     expect(elapsedMs).toBeGreaterThanOrEqual(290);
     expect(elapsedMs).toBeLessThan(1000);
   });
+
+  it('counts a connect that perTryTimeout cut short as connect-failure, so a POST retries', async () => {
+    hole = await startBlackHole();
+    proxy = await startProxy(
+      `${FAST}      attempts: 2\n      connectTimeout: 1s\n      perTryTimeout: 150ms\n`,
+    );
+    const res = await viaProxy(proxy.port, 'POST', `http://127.0.0.1:${hole.port}/`, {
+      body: 'x',
+    });
+    expect(res.status).toBe(502);
+    expect(res.headers['x-reprise-error']).toBe('connect-failure');
+    expect(res.headers['x-reprise-attempts']).toBe('2');
+    expect(proxy.requests()[0]).toMatchObject({ retries: ['connect-failure'] });
+  });
 });
 
 describe('a reset before the answer', () => {
@@ -129,10 +143,10 @@ describe('a body cut short', () => {
     ],
     ['close-delimited', 'HTTP/1.1 200 OK\r\nconnection: close', 'a'.repeat(500), 'reset'],
   ] as const)(
-    'breaks the client response promptly (%s, then a %s)',
+    'with no try left, breaks the client response promptly (%s, then a %s)',
     async (_framing, head, part, end) => {
       raw = await startRawUpstream(cut(head, part, end));
-      proxy = await startProxy(FAST);
+      proxy = await startProxy(ONE_TRY);
       const started = Date.now();
       const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
       expect(res.status).toBe(200);
@@ -143,6 +157,7 @@ describe('a body cut short', () => {
       const next = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
       expect(next.body.toString()).toBe('next');
       expect(raw.connections).toBe(2);
+      expect(proxy.requests()[0]).toMatchObject({ status: 200, error: 'body-cut' });
     },
   );
 
@@ -154,14 +169,14 @@ describe('a body cut short', () => {
     expect(res.body.toString()).toBe('whole');
   });
 
-  it('cuts a body that stalls past the route timeout and drops that connection', async () => {
+  it('cuts a streamed body that stalls past streamIdleTimeout and drops that connection', async () => {
     const stalled: Socket[] = [];
     raw = await startRawUpstream((socket, n) => {
       if (n > 0) return socket.write('HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnext');
       stalled.push(socket);
       socket.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc');
     });
-    proxy = await startProxy(`${FAST}    timeout: 300ms\n`);
+    proxy = await startProxy(`${ONE_TRY}      streamIdleTimeout: 300ms\n`);
     const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
     expect(res.complete).toBe(false);
     expect(res.body.toString()).toBe('abc');
@@ -199,16 +214,18 @@ const MALFORMED: readonly (readonly [string, string])[] = [
 ];
 
 describe('malformed answers', () => {
-  it.each(MALFORMED)('answers 502 before anything reaches the client: %s', async (_name, bytes) => {
+  it.each(MALFORMED)('answers 502 before anything reaches the client: %s', async (name, bytes) => {
     raw = await startRawUpstream((socket) => socket.write(bytes));
     proxy = await startProxy(ONE_TRY);
     const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+    // a head that parsed, with a body that did not, is a body cut short
+    const error = name === 'an invalid chunk size' ? 'body-cut' : 'reset';
     expect(res.status).toBe(502);
     expect(res.complete).toBe(true);
-    expect(res.headers['x-reprise-error']).toBe('reset');
+    expect(res.headers['x-reprise-error']).toBe(error);
     expect(res.headers['transfer-encoding']).toBeUndefined();
     expect(res.headers['content-length']).toBe(String(res.body.length));
-    expect(JSON.parse(res.body.toString())).toMatchObject({ error: 'reset' });
+    expect(JSON.parse(res.body.toString())).toMatchObject({ error });
   });
 
   it('passes interim 102 and 103 answers by and relays the final one', async () => {

@@ -32,14 +32,17 @@ describe('embedded defaults', () => {
     expect(defaultRoute.retry).toEqual({
       attempts: 3,
       perTryTimeoutMs: 10_000,
-      connectTimeoutMs: 2000,
-      onFailures: new Set(['connect-failure', 'reset', 'timeout']),
+      connectTimeoutMs: 3500,
+      onFailures: new Set(['connect-failure', 'reset', 'timeout', 'body-cut']),
       onStatuses: new Set([429, 502, 503, 504]),
       methods: new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']),
       idempotencyHeader: 'idempotency-key',
       backoff: { baseMs: 100, maxMs: 1000, jitter: 'equal' },
       retryAfterMaxMs: 10_000,
       bufferBytes: 1024 ** 2,
+      responseBufferBytes: 64 * 1024,
+      bodyTimeoutMs: 2000,
+      streamIdleTimeoutMs: 30_000,
       observeOnly: false,
     });
   });
@@ -68,7 +71,7 @@ describe('embedded defaults', () => {
       idleTimeoutMs: 600_000,
       retry: {
         attempts: 3,
-        connectTimeoutMs: 2000,
+        connectTimeoutMs: 3500,
         backoff: { baseMs: 50, maxMs: 1000, jitter: 'full' },
       },
     });
@@ -162,7 +165,7 @@ describe('merging', () => {
     expect(connect.allowedPorts).toEqual(new Set([443, 8443]));
     expect(connect.retry).toEqual({
       attempts: 5,
-      connectTimeoutMs: 2000,
+      connectTimeoutMs: 3500,
       backoff: { baseMs: 50, maxMs: 1000, jitter: 'none' },
     });
   });

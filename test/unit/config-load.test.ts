@@ -129,7 +129,7 @@ describe('schema errors', () => {
 
   it('rejects an unknown retry.on item and a status out of range', () => {
     const on =
-      'must be connect-failure, reset, timeout, a status such as 503, or a class such as 5xx';
+      'must be connect-failure, reset, timeout, body-cut, a status such as 503, or a class such as 5xx';
     expect(
       errorsOf('version: 1', 'defaults: { route: { retry: { on: [5xx, refused, 600, "503"] } } }'),
     ).toEqual([

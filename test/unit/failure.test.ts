@@ -18,6 +18,7 @@ describe('classifyError', () => {
     ['EADDRNOTAVAIL', 'connect-failure'],
     ['UND_ERR_HEADERS_TIMEOUT', 'timeout'],
     ['ECONNRESET', 'reset'],
+    ['ERR_UPSTREAM_RESET', 'reset'],
     ['EPIPE', 'reset'],
     ['UND_ERR_SOCKET', 'reset'],
     ['UND_ERR_CLOSED', 'reset'],

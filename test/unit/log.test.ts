@@ -30,6 +30,7 @@ const done: RequestSummary = {
   outcomes: ['5xx', 'reset', '2xx'],
   tryUpstreams: ['api.example.com:80', 'api.example.com:80', 'api.example.com:80'],
   retryReasons: ['503', 'reset'],
+  retryUpstreams: ['api.example.com:80', 'api.example.com:80'],
   suppressed: undefined,
   fallback: undefined,
   error: undefined,

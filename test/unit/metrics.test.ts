@@ -51,6 +51,7 @@ function summary(over: Partial<RequestSummary> = {}): RequestSummary {
     outcomes: ['2xx'],
     tryUpstreams: ['api.example.com:80'],
     retryReasons: [],
+    retryUpstreams: [],
     suppressed: undefined,
     fallback: undefined,
     error: undefined,
@@ -137,6 +138,7 @@ describe('Metrics', () => {
         outcomes: ['5xx', '5xx', '2xx'],
         tryUpstreams: ['api.example.com:80', 'api.example.com:80', 'api.example.com:80'],
         retryReasons: ['503', '503'],
+        retryUpstreams: ['api.example.com:80', 'api.example.com:80'],
       }),
     );
     const requests = { ...API, method: 'GET', status: '200' };

@@ -126,13 +126,14 @@ describe('resolveFallbackPolicy', () => {
   });
 
   it('is undefined when the route has no fallback', () => {
-    expect(resolveFallbackPolicy(resolveRequestPolicy(route, 'GET', {}, START))).toBeUndefined();
+    expect(resolveFallbackPolicy(resolveRequestPolicy(route, 'GET', {}, START), 0)).toBeUndefined();
   });
 
   it("uses the fallback's retry policy, the same route and the same deadline", () => {
     const headers = { 'x-reprise-timeout-ms': '2000' };
     const fallback = resolveFallbackPolicy(
       resolveRequestPolicy(withFallback, 'GET', headers, START),
+      0,
     );
     expect(fallback?.route).toBe(withFallback);
     expect(fallback?.retry).toBe(withFallback.fallback?.retry);
@@ -140,25 +141,32 @@ describe('resolveFallbackPolicy', () => {
     expect(fallback?.deadlineMs).toBe(START + 2000);
   });
 
-  it('applies x-reprise-max-attempts to the fallback too', () => {
-    const headers = { 'x-reprise-max-attempts': '2' };
-    const fallback = resolveFallbackPolicy(
-      resolveRequestPolicy(withFallback, 'GET', headers, START),
+  it('counts x-reprise-max-attempts over both origins together', () => {
+    const policy = resolveRequestPolicy(
+      withFallback,
+      'GET',
+      { 'x-reprise-max-attempts': '2' },
+      START,
     );
-    expect(fallback?.attempts).toBe(2);
+    expect(resolveFallbackPolicy(policy, 0)?.attempts).toBe(2);
+    expect(resolveFallbackPolicy(policy, 1)?.attempts).toBe(1);
+    expect(resolveFallbackPolicy(policy, 2)).toBeUndefined();
   });
 
-  it('applies x-reprise-retry: off to the fallback too', () => {
-    const headers = { 'x-reprise-retry': 'off' };
-    const fallback = resolveFallbackPolicy(
-      resolveRequestPolicy(withFallback, 'GET', headers, START),
-    );
-    expect(fallback?.attempts).toBe(1);
+  it('leaves no try for the fallback after one on the primary with x-reprise-retry: off', () => {
+    const policy = resolveRequestPolicy(withFallback, 'GET', { 'x-reprise-retry': 'off' }, START);
+    expect(resolveFallbackPolicy(policy, 0)?.attempts).toBe(1);
+    expect(resolveFallbackPolicy(policy, 1)).toBeUndefined();
+  });
+
+  it('leaves the fallback its own attempts without a client cap', () => {
+    const policy = resolveRequestPolicy(withFallback, 'GET', {}, START);
+    expect(resolveFallbackPolicy(policy, 1)?.attempts).toBe(3);
   });
 
   it("judges the method by the fallback's methods", () => {
     const primary = resolveRequestPolicy(withFallback, 'PUT', {}, START);
     expect(primary.methodRetryable).toBe(false);
-    expect(resolveFallbackPolicy(primary)?.methodRetryable).toBe(true);
+    expect(resolveFallbackPolicy(primary, 0)?.methodRetryable).toBe(true);
   });
 });
