@@ -3,7 +3,8 @@
  * the upstream port's packets in seeded Gilbert–Elliott bursts, clients going direct and
  * through reprise (the embedded defaults, and the same without content-aware retry) at the
  * same time. Whatever the loss does to the figures, reprise's own record of each request
- * must match what its client saw: every broken answer is named, none is logged as clean.
+ * must match what its client saw: every broken answer is named, none is logged as clean; and
+ * while direct still completes requests, reprise answers none with `circuit-open` (SPEC §4).
  * Skipped, with the reason in its name, where namespaces or nftables are not allowed.
  */
 import { existsSync } from 'node:fs';
@@ -86,6 +87,11 @@ describe('real packet loss in a network namespace', () => {
         expect(side.proxyLines, side.name).toHaveLength(REQUESTS);
         expect(loggedFailures(side), side.name).toEqual(namedFailures(side));
       }
+      // SPEC §4: a lossy but living link is no outage, so the breaker must not shed it
+      const direct = run.sides.find((side) => side.name === 'direct');
+      const defaults = run.sides.find((side) => side.name === 'via-defaults');
+      expect(direct?.ok).toBeGreaterThan(0);
+      expect(defaults?.outcomes['error:circuit-open'] ?? 0).toBe(0);
     },
     60_000,
   );
