@@ -11,11 +11,11 @@ import { Metrics } from './admin/metrics.ts';
 import { type AdminServer, startAdmin } from './admin/server.ts';
 import type { Address, Config } from './config/types.ts';
 import { createLogger, type Logger, logRequestDone, logRetry, logSuppressed } from './log.ts';
-import { BufferPool } from './proxy/buffer-pool.ts';
 import type { ProxyContext } from './proxy/context.ts';
-import { createProxyServer } from './proxy/server.ts';
-import { type OwnAuthorities, ownAuthorities } from './proxy/target.ts';
-import { UpstreamClient } from './proxy/upstream-client.ts';
+import { BufferPool } from './proxy/exchange/buffer-pool.ts';
+import { createProxyServer } from './proxy/inbound/server.ts';
+import { type OwnAuthorities, ownAuthorities } from './proxy/inbound/target.ts';
+import { UpstreamClient } from './proxy/upstream/upstream-client.ts';
 import { UpstreamRegistry } from './resilience/upstream-registry.ts';
 import type { RequestSummary } from './summary.ts';
 

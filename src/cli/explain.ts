@@ -9,7 +9,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Backoff, Config, RetryPolicy, UpstreamSettings } from '../config/types.ts';
 import { formatDuration, formatSize } from '../config/units.ts';
-import { parseAbsoluteTarget } from '../proxy/target.ts';
+import { parseAbsoluteTarget } from '../proxy/inbound/target.ts';
 import { UpstreamRegistry } from '../resilience/upstream-registry.ts';
 import {
   type RequestPolicy,

@@ -12,7 +12,7 @@ export type TryResult =
   | { readonly kind: 'response'; readonly status: number; readonly retryAfter: string | undefined }
   | { readonly kind: 'failure'; readonly failure: FailureName };
 
-/** Whether the request body can be sent again (see proxy/replayable-body). */
+/** Whether the request body can be sent again (see proxy/exchange/replayable-body). */
 export type BodyState = 'replayable' | 'body-too-large' | 'buffer-full';
 
 export interface DecideInput {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { socketAddress, traceIdOf } from '../../src/proxy/correlation.ts';
+import { socketAddress, traceIdOf } from '../../src/proxy/inbound/correlation.ts';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 

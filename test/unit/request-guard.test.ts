@@ -8,7 +8,7 @@ import {
   type ParserError,
   parserErrorAnswer,
   type RequestShape,
-} from '../../src/proxy/request-guard.ts';
+} from '../../src/proxy/inbound/request-guard.ts';
 
 const MAX_URL_BYTES = 64;
 

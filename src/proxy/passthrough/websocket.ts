@@ -15,22 +15,22 @@
  */
 import { type IncomingMessage, request } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FailureName } from '../config/types.ts';
-import { classifyError, statusOutcome } from '../retry/failure.ts';
-import { matchRoute } from '../routing/route-table.ts';
-import { summarize, type TryOutcome } from '../summary.ts';
-import type { ProxyContext } from './context.ts';
+import type { FailureName } from '../../config/types.ts';
+import { classifyError, statusOutcome } from '../../retry/failure.ts';
+import { matchRoute } from '../../routing/route-table.ts';
+import { summarize, type TryOutcome } from '../../summary.ts';
+import type { ProxyContext } from '../context.ts';
+import { buildClientHeaders, buildUpstreamHeaders } from '../exchange/headers.ts';
 import {
   type ArrivingRequest,
   requestOrigin,
   socketAddress,
   takeConnectionBytes,
-} from './correlation.ts';
+} from '../inbound/correlation.ts';
+import { declaresBody } from '../inbound/request-guard.ts';
+import { type ErrorName, toRetryAfterSeconds } from '../inbound/respond.ts';
+import type { Target } from '../inbound/target.ts';
 import { answerOnSocket, ClientHold, socketResponse, splice } from './detached-socket.ts';
-import { buildClientHeaders, buildUpstreamHeaders } from './headers.ts';
-import { declaresBody } from './request-guard.ts';
-import { type ErrorName, toRetryAfterSeconds } from './respond.ts';
-import type { Target } from './target.ts';
 
 /** Relays one Upgrade request whose client passed the access, target and loop checks. */
 export function relayUpgrade(

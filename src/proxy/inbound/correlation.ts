@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
-import type { RequestOrigin } from '../summary.ts';
+import type { RequestOrigin } from '../../summary.ts';
 
 /** Longer client ids are logged cut to this (the header itself goes upstream whole). */
 const MAX_LOGGED_ID_CHARS = 128;

@@ -6,9 +6,9 @@
  */
 import type { BlockList } from 'node:net';
 import { Agent, type buildConnector, Client, type Dispatcher, Pool } from 'undici';
-import type { BufferPool } from './buffer-pool.ts';
+import type { BufferPool } from '../exchange/buffer-pool.ts';
+import { socketAddress } from '../inbound/correlation.ts';
 import { guardedConnector } from './connector.ts';
-import { socketAddress } from './correlation.ts';
 import { type DeniedTry, type TryResult, UpstreamTry } from './upstream-try.ts';
 
 export type { DeniedTry, TryResult };

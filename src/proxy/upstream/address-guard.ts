@@ -12,7 +12,7 @@
  */
 import { lookup as dnsLookup } from 'node:dns';
 import { type BlockList, isIP, type TcpNetConnectOpts } from 'node:net';
-import { unbracket } from '../routing/authority.ts';
+import { unbracket } from '../../routing/authority.ts';
 
 /** What `net.connect` takes as `lookup`. */
 type LookupFunction = NonNullable<TcpNetConnectOpts['lookup']>;

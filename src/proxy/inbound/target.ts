@@ -4,7 +4,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
-import type { Address, Listener } from '../config/types.ts';
+import type { Address, Listener } from '../../config/types.ts';
 import {
   type Authority,
   canonicalHost,
@@ -12,8 +12,8 @@ import {
   parseAuthority,
   splitAuthority,
   unbracket,
-} from '../routing/authority.ts';
-import { isListed } from './address-guard.ts';
+} from '../../routing/authority.ts';
+import { isListed } from '../upstream/address-guard.ts';
 
 /** Where a request goes, parsed once from its absolute-form URI (or a listener's upstream). */
 export interface Target extends Authority {

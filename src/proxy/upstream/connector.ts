@@ -6,7 +6,7 @@
  */
 import { type BlockList, connect, isIP } from 'node:net';
 import type { buildConnector } from 'undici';
-import { UPSTREAM_RESET_CODE } from '../retry/failure.ts';
+import { UPSTREAM_RESET_CODE } from '../../retry/failure.ts';
 import { DeniedAddressError, guardedLookup, isDenied } from './address-guard.ts';
 
 class ConnectTimeout extends Error {

@@ -8,7 +8,7 @@
  * have arrived that the current try has not taken yet.
  */
 import type { IncomingMessage } from 'node:http';
-import type { BodyState } from '../retry/decide.ts';
+import type { BodyState } from '../../retry/decide.ts';
 import type { BufferPool } from './buffer-pool.ts';
 
 const HIGH_WATER_BYTES = 16 * 1024;

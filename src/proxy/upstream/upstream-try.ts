@@ -10,10 +10,10 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { FailureName } from '../config/types.ts';
-import { classifyError } from '../retry/failure.ts';
+import type { FailureName } from '../../config/types.ts';
+import { classifyError } from '../../retry/failure.ts';
+import type { BufferPool } from '../exchange/buffer-pool.ts';
 import { DeniedAddressError } from './address-guard.ts';
-import type { BufferPool } from './buffer-pool.ts';
 
 export type TryResult =
   | {

@@ -4,7 +4,7 @@
  * response; the try (upstream-try.ts) only hands it bytes.
  */
 import type { ServerResponse } from 'node:http';
-import type { BodySink, UpstreamTry } from './upstream-try.ts';
+import type { BodySink, UpstreamTry } from '../upstream/upstream-try.ts';
 
 /** How a relayed response ended for the client. */
 export type RelayOutcome =

@@ -7,31 +7,35 @@
  * retry. Every exit records why in the summary, which the log line and the metrics share.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FailureName } from '../config/types.ts';
-import type { BreakerPermit } from '../resilience/circuit-breaker.ts';
-import type { Upstream } from '../resilience/upstream-registry.ts';
-import { decideRetry } from '../retry/decide.ts';
-import { statusOutcome } from '../retry/failure.ts';
+import type { FailureName } from '../../config/types.ts';
+import type { BreakerPermit } from '../../resilience/circuit-breaker.ts';
+import type { Upstream } from '../../resilience/upstream-registry.ts';
+import { decideRetry } from '../../retry/decide.ts';
+import { statusOutcome } from '../../retry/failure.ts';
 import {
   type RequestPolicy,
   resolveFallbackPolicy,
   resolveRequestPolicy,
-} from '../retry/request-policy.ts';
-import { matchRoute } from '../routing/route-table.ts';
+} from '../../retry/request-policy.ts';
+import { matchRoute } from '../../routing/route-table.ts';
 import {
   type RequestSummary,
   type SuppressedCause,
   summarize,
   type TryOutcome,
-} from '../summary.ts';
-import type { ProxyContext } from './context.ts';
-import { type ArrivingRequest, requestOrigin, takeConnectionBytes } from './correlation.ts';
+} from '../../summary.ts';
+import type { ProxyContext } from '../context.ts';
+import {
+  type ArrivingRequest,
+  requestOrigin,
+  takeConnectionBytes,
+} from '../inbound/correlation.ts';
+import { answer, type ErrorName, toRetryAfterSeconds } from '../inbound/respond.ts';
+import type { Target } from '../inbound/target.ts';
+import type { DeniedTry, PendingTry, TryResult } from '../upstream/upstream-client.ts';
 import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from './headers.ts';
 import { relayResponse } from './relay-response.ts';
 import { ReplayableBody } from './replayable-body.ts';
-import { answer, type ErrorName, toRetryAfterSeconds } from './respond.ts';
-import type { Target } from './target.ts';
-import type { DeniedTry, PendingTry, TryResult } from './upstream-client.ts';
 
 /** How the tries on one origin ended: an answer to relay, one reprise makes, or nobody to tell. */
 type LoopEnd =

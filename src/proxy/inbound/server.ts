@@ -5,14 +5,16 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Listener } from '../config/types.ts';
-import { summarize } from '../summary.ts';
-import { isListed } from './address-guard.ts';
-import type { ProxyContext } from './context.ts';
+import type { Listener } from '../../config/types.ts';
+import { summarize } from '../../summary.ts';
+import type { ProxyContext } from '../context.ts';
+import { forward } from '../exchange/forward.ts';
+import { hasVia } from '../exchange/headers.ts';
+import { socketResponse } from '../passthrough/detached-socket.ts';
+import { openTunnel, refuseTunnel } from '../passthrough/tunnel.ts';
+import { relayUpgrade } from '../passthrough/websocket.ts';
+import { isListed } from '../upstream/address-guard.ts';
 import { requestOrigin, takeConnectionBytes } from './correlation.ts';
-import { socketResponse } from './detached-socket.ts';
-import { forward } from './forward.ts';
-import { hasVia } from './headers.ts';
 import {
   declaresBody,
   guardRequest,
@@ -23,8 +25,6 @@ import {
 } from './request-guard.ts';
 import { answer, type ErrorName, rawAnswer } from './respond.ts';
 import { listenerTarget, parseAbsoluteTarget, type Target } from './target.ts';
-import { openTunnel, refuseTunnel } from './tunnel.ts';
-import { relayUpgrade } from './websocket.ts';
 
 export interface ProxyServerOptions {
   /** The context for each new request (swapped on reload). */
