@@ -98,7 +98,7 @@ async function main(): Promise<void> {
     if (only.has(4)) rows.push(...(await burstyUpstream(ctx)));
     if (only.has(5)) rows.push(...(await totalOutage(ctx)));
     if (only.has(6)) rows.push(...(await memory(ctx)));
-    if (only.has(7)) matrix = await resilienceMatrix(progress);
+    if (only.has(7)) matrix = await resilienceMatrix(tmpDir, progress);
     // not in the default set: it needs root and network namespaces, and takes minutes
     if (only.has(8)) lossLines = await packetLoss(progress);
   } finally {

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
 import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 import { reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
 
@@ -17,15 +18,12 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{1
 let proxy: TestProxy | undefined;
 let upstream: Upstream | undefined;
 const servers: Server[] = [];
+closeAfterEach();
 afterEach(async () => {
-  await proxy?.close();
-  await upstream?.close();
   for (const server of servers.splice(0)) {
     server.closeAllConnections?.();
     await new Promise((resolve) => server.close(resolve));
   }
-  proxy = undefined;
-  upstream = undefined;
 });
 
 type Line = Record<string, unknown>;
