@@ -6,11 +6,12 @@
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { BlockList } from 'node:net';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { FailureName } from '../config/types.ts';
 import { classifyError } from '../retry/failure.ts';
 import { DeniedAddressError } from './address-guard.ts';
 import { guardedConnector, isDeliveringReset } from './connector.ts';
+import { Agent } from './undici-agent.ts';
 
 export interface TryRequest {
   readonly origin: string;
