@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=2 --max-old-space-size=96
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=2 --max-old-space-size=160
 /**
  * The command line: `reprise [--config FILE]`, `reprise check FILE`,
  * `reprise explain [--config FILE] METHOD URL [-H 'K: V']…`. The only place that exits.
@@ -7,11 +7,12 @@
  * The first line holds the memory settings of a small long-lived process, which V8 and glibc
  * read only at process start: `npx reprise` runs it as it is, and `npm start` and the image's
  * ENTRYPOINT repeat it (test/unit/runtime-settings.test.ts keeps the three in step). Without
- * them, V8 sizes its heap for the machine: the young generation grows to 64 MiB semi-spaces
- * and the old generation's limit to a quarter of RAM, and glibc keeps one malloc arena per
- * thread; under sustained load RSS climbs past 200 MiB and stays there. With them (measured
- * by `npm run bench`, scenario 7) it stays under 100 MiB at the same CPU per request. 96 MiB
- * of old space holds about 20,000 idle client connections (about 4 KiB of heap each).
+ * them, V8 sizes its heap for the machine (semi-spaces up to 64 MiB, an old generation up to a
+ * quarter of RAM) and glibc keeps one malloc arena per thread: under sustained load RSS climbs
+ * past 200 MiB and stays there. With them it stays near 100 MiB (`npm run bench`, scenario 7).
+ * An old-space limit costs CPU with large bodies, about the same from 96 to 256 MiB (256 KiB
+ * PUTs: about 1.4x the CPU per request, measured); 160 MiB rather than less keeps room for
+ * 30,000 idle client connections (about 4 KiB of heap each).
  */
 import { parseArgs } from 'node:util';
 import { type App, startApp } from '../app.ts';
