@@ -24,7 +24,10 @@ interface Candidate {
   readonly via: Via;
   readonly settings: string;
   /** A fresh process; `file: false` = the embedded defaults. */
-  readonly start: (name: string, file: boolean) => Promise<Proc & { startupMs?: number }>;
+  readonly start: (
+    name: string,
+    file: boolean,
+  ) => Promise<Proc & { startupMs?: number; startupCpuMs?: number }>;
   readonly embedded: boolean;
 }
 
@@ -35,10 +38,8 @@ function describe(node: NodeSettings): string {
 
 function candidates(ctx: BenchContext): Candidate[] {
   const shipped = shippedSettings();
-  const reprise =
-    (node: NodeSettings) =>
-    (name: string, file: boolean): Promise<Proc & { startupMs: number }> =>
-      startReprise({}, ctx.tmpDir, name, { node, file });
+  const reprise = (node: NodeSettings) => (name: string, file: boolean) =>
+    startReprise({}, ctx.tmpDir, name, { node, file });
   return [
     { via: 'reprise', settings: describe(shipped), start: reprise(shipped), embedded: true },
     {
@@ -71,21 +72,18 @@ async function withProc<T>(start: () => Promise<Proc>, use: (p: Proc) => Promise
   }
 }
 
-/** Median start-up of `STARTS` fresh processes with a config file. */
-async function startup(c: Candidate): Promise<number | undefined> {
-  if (c.via === 'reference') return undefined;
-  const times: number[] = [];
+/** Median start-up (wall and CPU ms) of `STARTS` fresh processes with a config file. */
+async function startup(c: Candidate): Promise<{ wall?: number; cpu?: number }> {
+  if (c.via === 'reference') return {};
+  const wall: number[] = [];
+  const cpu: number[] = [];
   for (let i = 0; i < STARTS; i++) {
-    times.push(
-      await withProc(
-        () => c.start(`startup-${c.via}`, true),
-        async (p) => {
-          return (p as { startupMs?: number }).startupMs ?? Number.NaN;
-        },
-      ),
-    );
+    const proc = await c.start(`startup-${c.via}`, true);
+    await proc.stop();
+    wall.push(proc.startupMs ?? Number.NaN);
+    cpu.push(proc.startupCpuMs ?? Number.NaN);
   }
-  return median(times);
+  return { wall: median(wall), cpu: median(cpu) };
 }
 
 const idleRss = (p: Proc) => sleep(1000).then(() => rssBytes(p.pid) / MiB);
@@ -147,7 +145,7 @@ export async function footprint(ctx: BenchContext): Promise<Row[]> {
       connections: 50,
     };
     try {
-      const startupMs = await startup(c);
+      const { wall: startupMs, cpu: startupCpuMs } = await startup(c);
       let idleEmbeddedMiB: number | undefined;
       if (c.embedded && (await portFree(3128)) && (await portFree(9901))) {
         idleEmbeddedMiB = await withProc(() => c.start(`idle-${c.via}`, false), idleRss);
@@ -162,6 +160,7 @@ export async function footprint(ctx: BenchContext): Promise<Row[]> {
       const footprint: Footprint = {
         settings: c.settings,
         startupMs,
+        startupCpuMs,
         idleEmbeddedMiB,
         idleFileMiB,
         peakMiB: load.peakMiB,

@@ -17,6 +17,8 @@ export interface Footprint {
   readonly settings: string;
   /** Spawn to the first 200 from /readyz, median of 5 starts with a config file. */
   readonly startupMs: number | undefined;
+  /** Its CPU time until ready (utime + stime, 10 ms ticks), median of the same starts. */
+  readonly startupCpuMs: number | undefined;
   /** 1 s after ready, on the embedded defaults (no file). */
   readonly idleEmbeddedMiB: number | undefined;
   /** 1 s after ready, with a config file (the YAML parser and the schema loaded). */

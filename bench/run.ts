@@ -15,7 +15,7 @@
  * autocannon; default wrk when installed), BENCH_PIN=0 (no pinning), BENCH_GE, BENCH_SEED.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { burstyUpstream, totalOutage } from './fault-scenarios.ts';
 import { footprint } from './footprint.ts';
 import { LOADGEN } from './load.ts';
@@ -46,7 +46,8 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const only = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5,6,7').split(',').map(Number));
 const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
-const machine = `${availableParallelism()} cores, ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}, ${process.platform} ${process.arch}`;
+// cpus(), not availableParallelism(): the bench pins itself to one CPU (processes.ts)
+const machine = `${cpus().length} cores, ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}, ${process.platform} ${process.arch}`;
 const placement = pinned
   ? 'proxy pinned to CPU 0, load generator and upstream to the other'
   : 'no CPU pinning';
