@@ -42,4 +42,7 @@ STOPSIGNAL SIGTERM
 # No HEALTHCHECK: Kubernetes ignores it and probes /healthz and /readyz on port 9901 itself,
 # and this image has no shell or curl to run one. Node is PID 1 and handles the signals itself.
 # `docker run IMAGE check /etc/reprise/config.yaml` validates a config with the same image.
-ENTRYPOINT ["/nodejs/bin/node", "/app/dist/cli/main.js"]
+# The memory settings of dist/cli/main.js's first line (V8 and glibc read them only at start;
+# that line's `env -S` needs a shell tool this image does not have, so they are repeated here).
+ENV MALLOC_ARENA_MAX=2
+ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=2", "--max-old-space-size=160", "--initial-old-space-size=48", "/app/dist/cli/main.js"]

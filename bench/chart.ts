@@ -6,6 +6,7 @@ const COLOURS: Record<string, string> = {
   direct: '#9aa5b1',
   reference: '#5b8def',
   reprise: '#e8833a',
+  'reprise-unbounded': '#f2b98c',
   squid: '#6bbf59',
 };
 const esc = (s: string) => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;');

@@ -8,7 +8,29 @@ import { type LoadResult, runLoad } from './load.ts';
 import { cpuMs, type Proc, TICK_MS, type Upstream } from './processes.ts';
 import type { FaultMode } from './upstream.ts';
 
-export type Via = 'direct' | 'reference' | 'reprise' | 'squid';
+/** `reprise-unbounded`: the same build without the V8 settings it ships with. */
+export type Via = 'direct' | 'reference' | 'reprise' | 'reprise-unbounded' | 'squid';
+
+/** Scenario 7's figures for one candidate (MiB of RSS unless named otherwise). */
+export interface Footprint {
+  /** The node flags and environment it ran with. */
+  readonly settings: string;
+  /** Spawn to the first 200 from /readyz, median of 5 starts with a config file. */
+  readonly startupMs: number | undefined;
+  /** Its CPU time until ready (utime + stime, 10 ms ticks), median of the same starts. */
+  readonly startupCpuMs: number | undefined;
+  /** 1 s after ready, on the embedded defaults (no file). */
+  readonly idleEmbeddedMiB: number | undefined;
+  /** 1 s after ready, with a config file (the YAML parser and the schema loaded). */
+  readonly idleFileMiB: number | undefined;
+  readonly peakMiB: number | undefined;
+  /** Lowest and highest sample over the last 30 s of the load. */
+  readonly lastWindowMiB: readonly [number, number] | undefined;
+  /** At the end of the rest after the load. */
+  readonly afterMiB: number | undefined;
+  /** Seconds after the load until RSS was at most 100 MiB; undefined = not within the rest. */
+  readonly recoveredAfterS: number | undefined;
+}
 
 /** One line of the results table; fields a scenario does not measure stay undefined. */
 export interface Row {
@@ -31,6 +53,7 @@ export interface Row {
   triesPerRequest?: number;
   rssMiB?: number;
   rssDeltaMiB?: number;
+  footprint?: Footprint;
   note?: string;
   /** Why the row has no figures. */
   error?: string;
@@ -98,16 +121,14 @@ export async function measure(o: MeasureOptions): Promise<Measured> {
     const proxyPid = o.proxy?.pid;
     const proxy0 = proxyPid === undefined ? 0 : cpuMs(proxyPid);
     const upstream0 = cpuMs(o.upstream.pid);
-    const loadgen0 = process.cpuUsage();
     const load = await runLoad({ ...spec, durationS: o.durationS });
-    const loadgen = process.cpuUsage(loadgen0);
     const machineBusyMs = machineCpuMs() - machine0;
     const stats = await o.upstream.stats(true);
     const died = o.proxy?.exitReason();
     if (died !== undefined) throw new Error(died);
     const proxyCpuMs = proxyPid === undefined ? 0 : cpuMs(proxyPid) - proxy0;
     const upstreamCpuMs = cpuMs(o.upstream.pid) - upstream0;
-    const loadgenCpuMs = (loadgen.user + loadgen.system) / 1000;
+    const { loadgenCpuMs } = load;
     return {
       load,
       upstreamTries: stats.requests,

@@ -6,7 +6,7 @@
  * through four reprises at the same time: the embedded defaults, without content-aware retry
  * (`responseBuffer: 0`), and both with the breaker held off (to see what the breaker costs).
  *
- * `node bench/packet-loss.ts` (needs root, ip, nft and a built dist/), or BENCH_ONLY=8 with
+ * `node bench/packet-loss.ts` (needs root, ip, nft and a built dist/), or BENCH_ONLY=9 with
  * `npm run bench`. Env: BENCH_LOSS_SEEDS (default 1,2,3,4,5).
  */
 import { failureKinds, runLossExperiment, type SideResult } from '../test/helpers/loss/run.ts';

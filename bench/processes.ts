@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ControlRequest, FaultMode, UpstreamStats } from './upstream.ts';
 
@@ -39,18 +40,41 @@ export function fdLimits(): { soft: number; hard: number } {
 
 const limits = fdLimits();
 
-/** Every child starts through `sh` with its soft fd limit raised to the hard one. */
+/**
+ * CPU placement (BENCH_PIN, default on with 2 or more CPUs and `taskset` installed): the
+ * proxy under test runs alone on CPU 0; the bench process (the load generator), the upstream
+ * and wrk run on the last CPU. So the proxy's CPU time per request is not inflated by sharing
+ * its core with the load generator, and a cheaper or dearer load generator does not change it.
+ */
+export const PROXY_CPU = 0;
+const cpuCount = availableParallelism();
+export const pinned =
+  process.env.BENCH_PIN !== '0' &&
+  cpuCount >= 2 &&
+  spawnSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' }).status === 0;
+if (pinned) spawnSync('taskset', ['-pc', String(cpuCount - 1), String(process.pid)]);
+
+/** Where a child runs: on the proxy's CPU, or beside the load generator (inherited). */
+export type Placement = 'proxy' | 'loadgen';
+
+/**
+ * Every child starts through `sh` with its soft fd limit raised to the hard one; `env` adds
+ * variables; a proxy is pinned to its own CPU (see `pinned`).
+ */
 export function launch(
   command: string,
   args: string[],
   stdio: ChildProcess['stdio'] | unknown[],
   cwd = REPO_DIR,
+  placement: Placement = 'loadgen',
+  env: Record<string, string> = {},
 ) {
-  const script = `ulimit -n ${Math.min(limits.hard, 1_048_576)} 2>/dev/null; exec "$0" "$@"`;
+  const pin = pinned && placement === 'proxy' ? `taskset -c ${PROXY_CPU} ` : '';
+  const script = `ulimit -n ${Math.min(limits.hard, 1_048_576)} 2>/dev/null; exec ${pin}"$0" "$@"`;
   return spawn('sh', ['-c', script, command, ...args], {
     cwd,
     stdio: stdio as never,
-    env: { ...process.env, LOG_LEVEL: 'info' },
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
   });
 }
 
@@ -140,7 +164,7 @@ export async function startReference(): Promise<Proc> {
   });
   if (stripped.status !== 0) throw new Error(`reference proxy: ${stripped.stderr.trim()}`);
   const args = ['--input-type=module', '-e', stripped.stdout];
-  const child = launch(process.execPath, args, ['ignore', 1, 2, 'ipc'], REPO_DIR);
+  const child = launch(process.execPath, args, ['ignore', 1, 2, 'ipc'], REPO_DIR, 'proxy');
   const port = await ready(child, 'reference proxy');
   return track('reference', child, port, () => '');
 }
@@ -189,13 +213,18 @@ export function cpuMs(pid: number): number {
   }
 }
 
-export async function waitUntil(check: () => Promise<boolean>, proc: Proc, timeoutMs: number) {
+export async function waitUntil(
+  check: () => Promise<boolean>,
+  proc: Proc,
+  timeoutMs: number,
+  pollMs = 50,
+) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const why = proc.exitReason();
     if (why !== undefined) throw new Error(why);
     if (await check().catch(() => false)) return;
-    await sleep(50);
+    await sleep(pollMs);
   }
   await proc.stop();
   throw new Error(`${proc.name} not ready after ${timeoutMs} ms${proc.exitReason() ?? ''}`);

@@ -4,7 +4,10 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { chartSvg } from './chart.ts';
+import { RECOVERED_MIB } from './footprint.ts';
 import type { Row } from './measure.ts';
+
+const MANIFEST = new URL('../deploy/kubernetes/base/deployment.yaml', import.meta.url).pathname;
 
 export interface RunRecord {
   readonly date: string;
@@ -13,6 +16,9 @@ export interface RunRecord {
   /** Absent in records written before turns were taken. */
   readonly rounds?: number;
   readonly warmupS: number;
+  /** Absent in records written before wrk and pinning. */
+  readonly loadgen?: string;
+  readonly placement?: string;
   readonly rows: readonly Row[];
 }
 
@@ -81,23 +87,86 @@ export function markdownTable(rows: readonly Row[]): string {
   return lines.join('\n');
 }
 
+const mib = (v: number | undefined) => (isNum(v) ? v.toFixed(1) : '');
+
+/** Scenario 7, one line per candidate. */
+export function footprintTable(rows: readonly Row[]): string {
+  const head = [
+    'candidate',
+    'node settings',
+    'start-up ms (CPU ms)',
+    'idle RSS, embedded defaults',
+    'idle RSS, config file',
+    'req/s',
+    'proxy CPU µs/req',
+    'RSS peak',
+    'RSS last 30 s of load',
+    'RSS after the rest',
+    `back to ≤ ${RECOVERED_MIB} MiB`,
+  ];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const r of rows.filter((row) => row.group === 7)) {
+    const f = r.footprint;
+    const cells =
+      r.error || !f
+        ? [r.via, '', `not run: ${r.error ?? 'no figures'}`, ...Array(head.length - 3).fill('')]
+        : [
+            r.via,
+            f.settings,
+            isNum(f.startupMs) ? `${num(f.startupMs)} (${num(f.startupCpuMs)})` : '',
+            mib(f.idleEmbeddedMiB),
+            mib(f.idleFileMiB),
+            num(r.reqPerS),
+            num(r.proxyCpuUsPerReq),
+            mib(f.peakMiB),
+            f.lastWindowMiB ? `${mib(f.lastWindowMiB[0])}–${mib(f.lastWindowMiB[1])}` : '',
+            mib(f.afterMiB),
+            f.recoveredAfterS === undefined ? 'no' : `after ${f.recoveredAfterS} s`,
+          ];
+    lines.push(`| ${cells.map((c) => String(c).replaceAll('|', '\\|')).join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+/** The sidecar container's memory request and limit in deploy/kubernetes/base (MiB). */
+export function manifestMemoryMiB(): { request?: number; limit?: number } {
+  let text: string;
+  try {
+    text = readFileSync(MANIFEST, 'utf8');
+  } catch {
+    return {};
+  }
+  const read = (key: string) => {
+    const match = new RegExp(`${key}:\\s*\\{[^}]*memory:\\s*(\\d+)Mi`).exec(text);
+    return match?.[1] ? Number(match[1]) : undefined;
+  };
+  // the first container with resources is reprise's (the demo app's come after)
+  return { request: read('requests'), limit: read('limits') };
+}
+
 interface Goal {
   readonly label: string;
   readonly value: number | undefined;
   readonly goal: number;
   readonly atMost: boolean;
-  readonly unit: '×' | 'ms' | 'MiB';
+  readonly unit: '×' | 'ms' | 'MiB' | 's';
 }
 
 function goalLine(g: Goal): string {
-  if (!isNum(g.value)) return `- ${g.label}: n/a (not measured)`;
+  if (!isNum(g.value) && g.value !== Number.POSITIVE_INFINITY)
+    return `- ${g.label}: n/a (not measured)`;
   const met = g.atMost ? g.value <= g.goal : g.value >= g.goal;
-  const fmt = (v: number) => (g.unit === '×' ? `${v.toFixed(2)}×` : `${v.toFixed(2)} ${g.unit}`);
+  const fmt = (v: number) =>
+    g.unit === '×'
+      ? `${v.toFixed(2)}×`
+      : v === Number.POSITIVE_INFINITY
+        ? `more than the rest`
+        : `${v.toFixed(g.unit === 'MiB' ? 1 : g.unit === 's' || Math.abs(v) >= 100 ? 0 : 2)} ${g.unit}`;
   const target = `target ${g.atMost ? '≤' : '≥'} ${fmt(g.goal)}`;
   return `- ${g.label}: ${fmt(g.value)} (${target}) ${met ? 'met' : 'NOT met'}`;
 }
 
-/** Issue 7's targets, each as `met`, `NOT met` or `n/a`. */
+/** Issues 7 and 14's targets, each as `met`, `NOT met` or `n/a`. */
 export function targetLines(rows: readonly Row[]): string[] {
   const by = new Map(rows.map((r) => [r.id, r]));
   const over = (a: string, b: string) => {
@@ -112,6 +181,12 @@ export function targetLines(rows: readonly Row[]): string[] {
     return isNum(x) && isNum(y) ? x - y : undefined;
   };
   const conns = rows.find((r) => r.key.startsWith('rss-conns-') && r.via === 'reprise');
+  const cpuOver = (a: string, b: string) => {
+    const [x, y] = [by.get(a)?.proxyCpuUsPerReq, by.get(b)?.proxyCpuUsPerReq];
+    return isNum(x) && isNum(y) && y > 0 ? x / y : undefined;
+  };
+  const fp = by.get('footprint/reprise')?.footprint;
+  const { request: requestMiB, limit: limitMiB } = manifestMemoryMiB();
   const goals: Goal[] = [
     {
       label: '1 KiB GET c50, reprise / reference',
@@ -163,19 +238,99 @@ export function targetLines(rows: readonly Row[]): string[] {
       unit: '×',
     },
     {
-      label: 'idle RSS',
-      value: by.get('rss-idle/reprise')?.rssMiB,
-      goal: 70,
+      label: 'idle RSS 1 s after start, embedded defaults',
+      value: by.get('footprint/reprise')?.footprint?.idleEmbeddedMiB,
+      goal: 60,
       atMost: true,
+      unit: 'MiB',
+    },
+    {
+      label: 'start-up to ready (median of 5, with a config file)',
+      value: by.get('footprint/reprise')?.footprint?.startupMs,
+      goal: 300,
+      atMost: true,
+      unit: 'ms',
+    },
+    {
+      label: 'start-up CPU time until ready (what the wall time nears on a quiet machine)',
+      value: by.get('footprint/reprise')?.footprint?.startupCpuMs,
+      goal: 300,
+      atMost: true,
+      unit: 'ms',
+    },
+    {
+      label: 'RSS peak under sustained full load',
+      value: fp?.peakMiB,
+      goal: 160,
+      atMost: true,
+      unit: 'MiB',
+    },
+    {
+      label: 'RSS spread over the last 30 s of the load (flat: ±5 MiB)',
+      value: fp?.lastWindowMiB ? fp.lastWindowMiB[1] - fp.lastWindowMiB[0] : undefined,
+      goal: 10,
+      atMost: true,
+      unit: 'MiB',
+    },
+    {
+      label: `seconds after the load until RSS ≤ ${RECOVERED_MIB} MiB`,
+      value: fp ? (fp.recoveredAfterS ?? Number.POSITIVE_INFINITY) : undefined,
+      goal: 30,
+      atMost: true,
+      unit: 's',
+    },
+    {
+      label: `manifests' memory limit (${num(limitMiB)} Mi) / measured peak`,
+      value: limitMiB !== undefined && fp?.peakMiB ? limitMiB / fp.peakMiB : undefined,
+      goal: 1.5,
+      atMost: false,
+      unit: '×',
+    },
+    {
+      label: `manifests' memory request (${num(requestMiB)} Mi) − RSS at the end of the load`,
+      value:
+        requestMiB !== undefined && fp?.lastWindowMiB
+          ? requestMiB - fp.lastWindowMiB[1]
+          : undefined,
+      goal: 0,
+      atMost: false,
       unit: 'MiB',
     },
     {
       label: `RSS added by ${num(conns?.connections)} idle connections`,
       value: conns?.rssDeltaMiB,
-      goal: 100,
+      goal: 120,
       atMost: true,
       unit: 'MiB',
     },
+    {
+      label: '1 KiB GET c50, proxy CPU per request, reprise / reference',
+      value: cpuOver('get-1024-c50/reprise', 'get-1024-c50/reference'),
+      goal: 0.8,
+      atMost: true,
+      unit: '×',
+    },
+    {
+      label: '1 KiB GET c50, proxy CPU per request, with / without the V8 settings',
+      value: cpuOver('get-1024-c50/reprise', 'get-1024-c50/reprise-unbounded'),
+      goal: 1.05,
+      atMost: true,
+      unit: '×',
+    },
+    ...[65536, 262144].map((bytes) => ({
+      label: `${bytes / 1024} KiB PUT c50, reprise / reference`,
+      value: over(`put-${bytes}-c50/reprise`, `put-${bytes}-c50/reference`),
+      goal: 1,
+      atMost: false,
+      unit: '×' as const,
+    })),
+    ...[65536, 262144].map((bytes) => ({
+      label: `${bytes / 1024} KiB PUT c50, proxy CPU per request, with / without the V8 settings`,
+      value: cpuOver(`put-${bytes}-c50/reprise`, `put-${bytes}-c50/reprise-unbounded`),
+      goal: 1.05,
+      atMost: true,
+      unit: '×' as const,
+    })),
   ];
   return goals.map(goalLine);
 }

@@ -1,5 +1,5 @@
 /**
- * Section 7: the resilience matrix of SPEC §4 with the embedded defaults, longer than the
+ * Section 8: the resilience matrix of SPEC §4 with the embedded defaults, longer than the
  * suite's short form (test/integration/resilience-matrix.test.ts) and over more seeds and
  * start phases. Each run drives one faulty loopback upstream direct and through reprise at the
  * same time; a row holds when its check holds in every run, and the worst run is shown.

@@ -1,39 +1,60 @@
 /**
  * `npm run bench`: starts its own upstream, reference proxy, reprise (and squid when installed),
- * runs the scenarios of issue 7, prints one markdown table, and writes bench/results/.
+ * runs the scenarios of issues 7 and 14, prints the tables, and writes bench/results/.
  *
- * CPU placement on a small machine: three processes, no pinning. The load generator
- * (autocannon, this process), the upstream (a child) and the proxy under test (a child) are
- * separate processes so that none shares an event loop; the proxy, single-threaded, takes at
- * most one core and the scheduler gives the rest to the load generator and the upstream. So on
- * 2 cores the "direct" row is bounded by the load generator and upstream sharing 2 cores, and
- * every proxied row by the proxy's own core. `proxy CPU µs/req` does not depend on that split.
+ * CPU placement (processes.ts, `pinned`): the proxy under test alone on CPU 0; the load
+ * generator (wrk, or autocannon in this process), the upstream and this process on the last
+ * CPU. `proxy CPU µs/req` is the proxy's own utime + stime from /proc/<pid>/stat over the timed
+ * part divided by the responses, so it does not depend on what the load generator costs. Other
+ * jobs on the machine still disturb it: each row notes the CPU they took.
  *
  * Env: BENCH_DURATION (s per target and scenario, default 6), BENCH_ROUNDS (turns it is split
- * into, default 3), BENCH_WARMUP (s before each turn, default 1), BENCH_ONLY (e.g. 1,6),
- * BENCH_CONNECTIONS (idle connections for scenario 6, default 10000), BENCH_GE, BENCH_SEED.
- * Section 7 is the resilience matrix (bench/resilience.ts), about 5 minutes on its own; 8 is
+ * into, default 3), BENCH_WARMUP (s before each turn, default 1), BENCH_ONLY (e.g. 1,7),
+ * BENCH_CONNECTIONS (idle connections for scenario 6, default 10000), BENCH_SUSTAIN and
+ * BENCH_REST (scenario 7's load and rest, default 60 and 30 s), BENCH_LOADGEN (wrk or
+ * autocannon; default wrk when installed), BENCH_PIN=0 (no pinning), BENCH_GE, BENCH_SEED.
+ * Section 8 is the resilience matrix (bench/resilience.ts), about 5 minutes on its own; 9 is
  * the packet-loss run (bench/packet-loss.ts: root and network namespaces), only when asked.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { burstyUpstream, totalOutage } from './fault-scenarios.ts';
+import { footprint } from './footprint.ts';
+import { LOADGEN } from './load.ts';
 import { fillRatios, type Row } from './measure.ts';
 import { memory } from './memory.ts';
 import { packetLoss } from './packet-loss.ts';
-import { fdLimits, type Proc, startReference, startUpstream } from './processes.ts';
-import { REPRISE_MAIN, squidBinary, startReprise, startSquid } from './proxies.ts';
-import { comparison, markdownTable, readPrevious, targetLines, writeResults } from './report.ts';
+import { fdLimits, type Proc, pinned, startReference, startUpstream } from './processes.ts';
+import {
+  REPRISE_MAIN,
+  shippedSettings,
+  squidBinary,
+  startReprise,
+  startSquid,
+  UNBOUNDED,
+} from './proxies.ts';
+import {
+  comparison,
+  footprintTable,
+  markdownTable,
+  readPrevious,
+  targetLines,
+  writeResults,
+} from './report.ts';
 import { type MatrixLine, matrixTable, resilienceMatrix } from './resilience.ts';
 import { type BenchContext, getThroughput, healedFailures, putReplayBuffer } from './scenarios.ts';
 
 const durationS = Number(process.env.BENCH_DURATION ?? 6);
 const warmupS = Number(process.env.BENCH_WARMUP ?? 1);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
-const only = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5,6,7').split(',').map(Number));
+const only = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5,6,7,8').split(',').map(Number));
 const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
-const machine = `${availableParallelism()} cores, ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, node ${process.version}, ${process.platform} ${process.arch}`;
+// cpus(), not availableParallelism(): the bench pins itself to one CPU (processes.ts)
+const machine = `${cpus().length} cores, ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}, ${process.platform} ${process.arch}`;
+const placement = pinned
+  ? 'proxy pinned to CPU 0, load generator and upstream to the other'
+  : 'no CPU pinning';
 
 /** This process holds the idle client sockets of scenario 6; keep 300 fds for everything else. */
 function idleConnectionCount(): number {
@@ -66,7 +87,7 @@ async function main(): Promise<void> {
   progress(
     `${machine}; ${durationS} s per target in ${rounds} turns, each after ${warmupS} s warm-up`,
   );
-  progress(`reprise: ${REPRISE_MAIN}`);
+  progress(`reprise: ${REPRISE_MAIN}; load generator: ${LOADGEN}; ${placement}`);
   const upstream = await startUpstream();
   const squidPath = squidBinary();
   let squid: Proc | undefined;
@@ -83,6 +104,10 @@ async function main(): Promise<void> {
     tmpDir,
     reference: memo(startReference, procs),
     reprise: memo(() => startReprise({}, tmpDir, 'reprise-default'), procs),
+    repriseUnbounded: memo(
+      () => startReprise({}, tmpDir, 'reprise-unbounded', { node: UNBOUNDED }),
+      procs,
+    ),
     squid,
     idleConnections: only.has(6) ? idleConnectionCount() : 0,
     rounds,
@@ -98,9 +123,10 @@ async function main(): Promise<void> {
     if (only.has(4)) rows.push(...(await burstyUpstream(ctx)));
     if (only.has(5)) rows.push(...(await totalOutage(ctx)));
     if (only.has(6)) rows.push(...(await memory(ctx)));
-    if (only.has(7)) matrix = await resilienceMatrix(tmpDir, progress);
+    if (only.has(7)) rows.push(...(await footprint(ctx)));
+    if (only.has(8)) matrix = await resilienceMatrix(tmpDir, progress);
     // not in the default set: it needs root and network namespaces, and takes minutes
-    if (only.has(8)) lossLines = await packetLoss(progress);
+    if (only.has(9)) lossLines = await packetLoss(progress);
   } finally {
     const all = [...procs, Promise.resolve(upstream), ...(squid ? [Promise.resolve(squid)] : [])];
     await Promise.all(
@@ -115,15 +141,26 @@ async function main(): Promise<void> {
   }
   fillRatios(rows);
   const previous = readPrevious();
-  const record = { date: new Date().toISOString(), machine, durationS, rounds, warmupS, rows };
+  const settings = shippedSettings();
+  const record = {
+    date: new Date().toISOString(),
+    machine,
+    loadgen: LOADGEN,
+    placement,
+    durationS,
+    rounds,
+    warmupS,
+    rows,
+  };
   const files = writeResults(record);
   const lines = [
     '',
-    `Machine: ${machine}. ${durationS} s per target in ${rounds} turns taken in rotation, each after ${warmupS} s warm-up; the median turn is shown. autocannon, keep-alive.`,
+    `Machine: ${machine}. ${durationS} s per target in ${rounds} turns taken in rotation, each after ${warmupS} s warm-up; the median turn is shown. ${LOADGEN}, keep-alive; ${placement}. reprise runs with ${[...Object.entries(settings.env).map(([k, v]) => `${k}=${v}`), ...settings.flags].join(' ') || 'no node flags'}; reprise-unbounded is the same build without them.`,
     '',
-    markdownTable(rows),
+    markdownTable(rows.filter((r) => r.group !== 7)),
     '',
-    'Targets (issue 7):',
+    ...(rows.some((r) => r.group === 7) ? [footprintTable(rows), ''] : []),
+    'Targets (issues 7 and 14):',
     ...targetLines(rows),
     '',
   ];

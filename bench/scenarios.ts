@@ -22,6 +22,8 @@ export interface BenchContext {
   /** The shared reference proxy and default-config reprise (started once, lazily). */
   readonly reference: () => Promise<Proc>;
   readonly reprise: () => Promise<Proc>;
+  /** The same build without its V8 settings: what they cost in CPU, side by side. */
+  readonly repriseUnbounded: () => Promise<Proc>;
   readonly squid: Proc | undefined;
   /** Idle connections for scenario 6 (10,000 unless the fd limit forbids). */
   readonly idleConnections: number;
@@ -77,12 +79,14 @@ export const triesPerRequest = (m: Measured) => ({
 
 export const DIRECT: Target = { via: 'direct', proc: async () => undefined };
 
-export function targets(ctx: BenchContext): Target[] {
+/** `unbounded`: also reprise without its V8 settings. */
+export function targets(ctx: BenchContext, unbounded = false): Target[] {
   const list: Target[] = [
     DIRECT,
     { via: 'reference', proc: ctx.reference },
     { via: 'reprise', proc: ctx.reprise },
   ];
+  if (unbounded) list.push({ via: 'reprise-unbounded', proc: ctx.repriseUnbounded });
   const { squid } = ctx;
   if (squid) list.push({ via: 'squid', proc: async () => squid });
   return list;
@@ -138,25 +142,35 @@ export async function getThroughput(ctx: BenchContext): Promise<Row[]> {
         scenario: `${label} GET`,
         connections,
       };
-      const arms = targets(ctx).map((target) => ({ meta, target, request: get(bytes), mode: OK }));
+      // the V8 settings' CPU cost is read where it matters most: small requests at full load
+      const unbounded = bytes === 1024 && connections === 50;
+      const arms = targets(ctx, unbounded).map((target) => ({
+        meta,
+        target,
+        request: get(bytes),
+        mode: OK,
+      }));
       rows.push(...(await compare(ctx, arms)));
     }
   }
   return rows;
 }
 
-/** 2: 256 KiB PUT — through reprise it takes the replay-buffer path. */
+/** 2: 64 KiB and 256 KiB PUT: through reprise they take the replay-buffer path. */
 export async function putReplayBuffer(ctx: BenchContext): Promise<Row[]> {
-  const request: RequestShape = {
-    method: 'PUT',
-    path: '/sink',
-    body: Buffer.alloc(256 * 1024, 'p'),
-  };
-  const meta = { key: 'put-262144-c50', group: 2, scenario: '256 KiB PUT', connections: 50 };
-  const arms = targets(ctx)
-    .filter((t) => t.via !== 'squid')
-    .map((target) => ({ meta, target, request, mode: OK }));
-  return compare(ctx, arms);
+  const rows: Row[] = [];
+  for (const [bytes, label] of [
+    [65536, '64 KiB'],
+    [262144, '256 KiB'],
+  ] as const) {
+    const request: RequestShape = { method: 'PUT', path: '/sink', body: Buffer.alloc(bytes, 'p') };
+    const meta = { key: `put-${bytes}-c50`, group: 2, scenario: `${label} PUT`, connections: 50 };
+    const arms = targets(ctx, true)
+      .filter((t) => t.via !== 'squid')
+      .map((target) => ({ meta, target, request, mode: OK }));
+    rows.push(...(await compare(ctx, arms)));
+  }
+  return rows;
 }
 
 /**

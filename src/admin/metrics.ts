@@ -4,9 +4,10 @@
  * (metric-series.ts) that prom-client reads at scrape time; gauges are read from providers at
  * scrape time, so the hot path never touches them.
  */
-import { STATUS_CODES } from 'node:http';
+
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { FAILURE_NAMES, type RetryPolicy, type RoutePolicy } from '../config/types.ts';
+import { STATUS_CODES } from '../node-http.ts';
 import {
   FALLBACK_CAUSES,
   type RequestSummary,

@@ -33,6 +33,14 @@ import type {
 import { FAILURE_NAMES } from './types.ts';
 import { parseAddress, parseCidr, parseDuration, parseHttpOrigin, parseSize } from './units.ts';
 
+let defaults: Config | undefined;
+
+/** The Config of SPEC §2's defaults, no file (`source` undefined). */
+export function embeddedDefaults(): Config {
+  defaults ??= compileConfig(EMBEDDED_DEFAULTS, undefined);
+  return defaults;
+}
+
 /** Builds the frozen Config from a document that passed the schema and `checkRelations`. */
 export function compileConfig(raw: RawDocument, source: string | undefined): Config {
   const doc = mergeDocument(raw);

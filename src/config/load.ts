@@ -13,7 +13,6 @@ import {
   formatIssue,
   formatKeyPath,
 } from './config-error.ts';
-import { EMBEDDED_DEFAULTS } from './defaults.ts';
 import { type RawDocument, validateDocument } from './schema.ts';
 import type { Config } from './types.ts';
 
@@ -61,14 +60,6 @@ export function loadConfigText(text: string, fileName: string): Config {
     throw new ConfigError(issues.sort((a, b) => a.line - b.line || a.col - b.col));
   }
   return compileConfig(value as RawDocument, fileName);
-}
-
-let defaults: Config | undefined;
-
-/** The Config of SPEC §2's defaults, no file (`source` undefined). */
-export function embeddedDefaults(): Config {
-  defaults ??= compileConfig(EMBEDDED_DEFAULTS, undefined);
-  return defaults;
 }
 
 /** For `reprise check`: ok, or every problem as a `FILE:LINE:COL: key.path: message` line. */

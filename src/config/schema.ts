@@ -6,7 +6,7 @@
  * relations between fields are checked by compile.ts. The only typebox user.
  */
 import Type, { type Static, type TSchema } from 'typebox';
-import { Compile, type Validator } from 'typebox/compile';
+import { Compile } from 'typebox/compile';
 import type { TLocalizedValidationError } from 'typebox/error';
 import { Settings } from 'typebox/system';
 import { parseHostPattern } from '../routing/host-pattern.ts';
@@ -290,11 +290,12 @@ export const DocumentSchema = Type.Object(
 /** The document as written (after YAML parsing), once it passed the schema. */
 export type RawDocument = Static<typeof DocumentSchema>;
 
-let validator: Validator | undefined;
-
-/** Every schema problem in `value`, at most 500. */
+/**
+ * Every schema problem in `value`, at most 500. The compiled validator is not kept: a config
+ * is validated at start and on reload only, and compiling takes a few milliseconds.
+ */
 export function validateDocument(value: unknown): ConfigProblem[] {
-  validator ??= Compile(DocumentSchema);
+  const validator = Compile(DocumentSchema);
   if (validator.Check(value)) return [];
   const maxErrors = Settings.Get().maxErrors;
   Settings.Set({ maxErrors: 500 }); // typebox stops at 8 by default; we report every one

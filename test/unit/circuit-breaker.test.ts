@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { embeddedDefaults } from '../../src/config/load.ts';
+import { embeddedDefaults } from '../../src/config/compile.ts';
 import type { BreakerSettings } from '../../src/config/types.ts';
 import {
   type BreakerStateName,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { embeddedDefaults, loadConfigFile, loadConfigText } from '../../src/config/load.ts';
+import { embeddedDefaults } from '../../src/config/compile.ts';
+import { loadConfigFile, loadConfigText } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/types.ts';
 
 /** `lines` after `version: 1`. */

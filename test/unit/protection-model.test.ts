@@ -5,7 +5,7 @@
  * same rows on the real proxy with fewer seeds.
  */
 import { describe, expect, it } from 'vitest';
-import { embeddedDefaults } from '../../src/config/load.ts';
+import { embeddedDefaults } from '../../src/config/compile.ts';
 import {
   firstBadMoment,
   flapping,

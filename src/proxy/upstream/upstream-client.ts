@@ -5,10 +5,11 @@
  * Every connection is made by `connector.ts`.
  */
 import type { BlockList } from 'node:net';
-import { Agent, type buildConnector, Client, type Dispatcher, Pool } from 'undici';
+import type { buildConnector, Dispatcher, Client as UndiciClient } from 'undici';
 import type { BufferPool } from '../exchange/buffer-pool.ts';
 import { socketAddress } from '../inbound/correlation.ts';
 import { guardedConnector } from './connector.ts';
+import { Agent, Client, Pool } from './undici-agent.ts';
 import { type DeniedTry, type TryResult, UpstreamTry } from './upstream-try.ts';
 
 export type { DeniedTry, TryResult };
@@ -121,7 +122,7 @@ export class UpstreamClient {
 class AddressedClient extends Client {
   readonly #peer: { address: string | undefined };
 
-  constructor(origin: string | URL, options: Client.Options) {
+  constructor(origin: string | URL, options: UndiciClient.Options) {
     const peer: { address: string | undefined } = { address: undefined };
     const connect = options.connect as buildConnector.connector;
     super(origin, {
