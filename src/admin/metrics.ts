@@ -29,6 +29,8 @@ export interface MetricsProviders {
     readonly authority: string;
     readonly state: CircuitState;
     readonly budgetAvailable: number;
+    /** How long the breaker's trip rule has held while closed; 0 while it does not. */
+    readonly circuit: { readonly failingForMs: number };
   }[];
   bufferedBytes(): number;
   /** The route of this name in the running config, for the retry reasons it can count. */
@@ -274,6 +276,21 @@ export class Metrics {
           for (const state of CIRCUIT_STATES)
             this.inc({ upstream, state }, state === u.state ? 1 : 0);
         }
+      },
+    });
+    new Gauge({
+      name: 'reprise_circuit_failing_seconds',
+      help: 'How long every recent try has failed while the circuit is closed; it opens at failingFor (the longest over upstreams labelled other).',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        const longest = new Map<string, number>();
+        for (const u of providers.upstreams()) {
+          const upstream = label(u.authority);
+          longest.set(upstream, Math.max(longest.get(upstream) ?? 0, u.circuit.failingForMs));
+        }
+        for (const [upstream, ms] of longest) this.set({ upstream }, ms / 1000);
       },
     });
     new Gauge({

@@ -10,7 +10,14 @@ let ready = true;
 let admin: AdminServer;
 let base: string;
 const metrics = new Metrics({
-  upstreams: () => [{ authority: 'api.example.com:80', state: 'open', budgetAvailable: 3 }],
+  upstreams: () => [
+    {
+      authority: 'api.example.com:80',
+      state: 'open',
+      budgetAvailable: 3,
+      circuit: { failingForMs: 0 },
+    },
+  ],
   bufferedBytes: () => 0,
 });
 const deps = {

@@ -231,13 +231,21 @@ describe('Metrics', () => {
   it('reads the upstream gauges from the providers at scrape time', async () => {
     let state: 'closed' | 'open' = 'closed';
     let bufferedBytes = 100;
+    let failingForMs = 0;
     const metrics = new Metrics({
-      upstreams: () => [{ authority: 'a:80', state, budgetAvailable: 7 }],
+      upstreams: () => [
+        { authority: 'a:80', state, budgetAvailable: 7, circuit: { failingForMs } },
+      ],
       bufferedBytes: () => bufferedBytes,
     });
     expect(
       await value(metrics, 'reprise_circuit_state', { upstream: 'a:80', state: 'closed' }),
     ).toBe(1);
+    expect(await value(metrics, 'reprise_circuit_failing_seconds', { upstream: 'a:80' })).toBe(0);
+    failingForMs = 1_250;
+    expect(await value(metrics, 'reprise_circuit_failing_seconds', { upstream: 'a:80' })).toBe(
+      1.25,
+    );
     state = 'open';
     bufferedBytes = 2048;
     expect(await value(metrics, 'reprise_circuit_state', { upstream: 'a:80', state: 'open' })).toBe(
@@ -254,7 +262,14 @@ describe('Metrics', () => {
   });
 
   it('drops an upstream from the gauges once the provider no longer lists it', async () => {
-    let upstreams = [{ authority: 'a:80', state: 'closed' as const, budgetAvailable: 7 }];
+    let upstreams = [
+      {
+        authority: 'a:80',
+        state: 'closed' as const,
+        budgetAvailable: 7,
+        circuit: { failingForMs: 0 },
+      },
+    ];
     const metrics = new Metrics({ upstreams: () => upstreams, bufferedBytes: () => 0 });
     expect(await value(metrics, 'reprise_retry_budget_available', { upstream: 'a:80' })).toBe(7);
     upstreams = [];
