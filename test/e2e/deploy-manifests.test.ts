@@ -213,7 +213,7 @@ describe('deploy/prometheus/alerts.yaml', () => {
       expect.arrayContaining([
         expect.stringMatching(/reprise_retry_budget_available\) == 0$/),
         expect.stringMatching(/rate\(reprise_retries_suppressed_total\{cause="budget"\}/),
-        expect.stringMatching(/reprise_circuit_state\{state="open"\}\) == 1$/),
+        expect.stringMatching(/reprise_circuit_state\{state="closed"\}\) == 0$/),
       ]),
     );
   });
