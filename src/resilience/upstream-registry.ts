@@ -99,12 +99,14 @@ export class Upstream {
   }
 
   /**
-   * Whether a retry admitted when it was decided may still go once its backoff is over: not
-   * with a plain permit if the circuit has left closed meanwhile (a retry never happens while
-   * the circuit is open, SPEC §3). A refused one must still be answered with `record`.
+   * Confirms, once its backoff is over, a retry admitted when it was decided: refused with a
+   * plain permit if the circuit has left closed meanwhile (a retry never happens while the
+   * circuit is open, SPEC §3), and then its permit is given back here, as `gate` does.
    */
-  isStillAdmitted(nowMs: number, permit: BreakerPermit): boolean {
-    return permit === 'probe' || this.breaker.state(nowMs).state === 'closed';
+  confirm(nowMs: number, permit: BreakerPermit): boolean {
+    if (permit === 'probe' || this.breaker.state(nowMs).state === 'closed') return true;
+    this.record(nowMs, permit, undefined);
+    return false;
   }
 
   /** How a permitted try ended: the breaker learns (`failed` undefined: abandoned, nothing learnt). */

@@ -296,3 +296,30 @@ describe('UpstreamRegistry reconfigure and snapshot', () => {
     expect(registry.snapshot(5_000)[0]?.state).toBe('half-open');
   });
 });
+
+describe('Upstream confirm', () => {
+  const instant = {
+    ...base,
+    circuitBreaker: { ...base.circuitBreaker, consecutiveFailures: 1, halfOpenRequests: 1 },
+  };
+
+  it('lets a retry go after its backoff while the circuit stays closed', () => {
+    const upstream = new UpstreamRegistry(instant, [], noHooks).get('a:80', 0);
+    upstream.gate(0, 1);
+    const retry = upstream.gate(0, 2);
+    expect(retry).toBe('pass');
+    expect(upstream.confirm(10, retry as 'pass')).toBe(true);
+  });
+
+  it('refuses a plain retry once the circuit opened during its backoff, and frees nothing else', () => {
+    const upstream = new UpstreamRegistry(instant, [], noHooks).get('a:80', 0);
+    upstream.gate(0, 1);
+    const retry = upstream.gate(0, 2) as 'pass';
+    const other = upstream.gate(0, 1) as 'pass';
+    upstream.record(1, other, true);
+    expect(upstream.breaker.state(1).state).toBe('open');
+    expect(upstream.confirm(2, retry)).toBe(false);
+    // the in-flight slots stay with their requests until they leave
+    expect(upstream.inFlight).toBe(2);
+  });
+});

@@ -191,9 +191,8 @@ class Exchange {
         this.#suppressed = 'client-gone';
         return { kind: 'client-gone' };
       }
-      if (!upstream.isStillAdmitted(ctx.now(), permit)) {
+      if (!upstream.confirm(ctx.now(), permit)) {
         // the answer that led here was discarded for the retry: reprise answers instead
-        upstream.record(ctx.now(), permit, undefined);
         this.#suppressed = 'circuit-open';
         ctx.onSuppressed?.(policy.route.name, upstream.authority, this.#attempts, 'circuit-open');
         return { kind: 'error', error: 'circuit-open', upstream };

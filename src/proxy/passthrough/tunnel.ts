@@ -180,10 +180,11 @@ async function connectWithRetries(
       permit = next;
       previousMs = backoffDelay(retry.backoff, attempt, previousMs, ctx.random);
       await hold.sleep(previousMs);
-      if (hold.gone || !upstream.isStillAdmitted(ctx.now(), permit)) {
+      if (hold.gone) {
         upstream.record(ctx.now(), permit, undefined);
-        return hold.gone ? { kind: 'client-gone' } : refused;
+        return { kind: 'client-gone' };
       }
+      if (!upstream.confirm(ctx.now(), permit)) return refused;
     }
   } finally {
     // a tunnel is not counted against maxConcurrent once it is open (it may live for hours)
