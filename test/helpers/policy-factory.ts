@@ -15,6 +15,7 @@ import type {
   UpstreamSettings,
 } from '../../src/config/types.ts';
 import { type HostPattern, parseHostPattern } from '../../src/routing/host-pattern.ts';
+import type { RequestSummary } from '../../src/summary.ts';
 
 export function hostPattern(source: string): HostPattern {
   const pattern = parseHostPattern(source);
@@ -159,5 +160,33 @@ export function makeConfig(overrides: ConfigOverrides = {}): Config {
       deniedUpstreamList: undefined,
     },
     effective: {},
+  };
+}
+
+/** A finished request's record: one clean GET of one try, with `overrides` laid over it. */
+export function makeSummary(overrides: Partial<RequestSummary> = {}): RequestSummary {
+  return {
+    route: 'api',
+    upstream: 'api.example.com:80',
+    method: 'GET',
+    path: '/v1/items',
+    status: 200,
+    attempts: 1,
+    outcomes: ['2xx'],
+    tryUpstreams: ['api.example.com:80'],
+    retryReasons: [],
+    retryUpstreams: [],
+    suppressed: undefined,
+    fallback: undefined,
+    error: undefined,
+    startMs: 1_000,
+    requestId: 'r-1',
+    traceId: undefined,
+    client: '127.0.0.1:50000',
+    upstreamAddress: '127.0.0.1:80',
+    bytesIn: 100,
+    bytesOut: 200,
+    durationMs: 12,
+    ...overrides,
   };
 }

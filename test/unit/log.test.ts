@@ -7,7 +7,7 @@ import {
   logRetry,
   logSuppressed,
 } from '../../src/log.ts';
-import type { RequestSummary } from '../../src/summary.ts';
+import { makeSummary } from '../helpers/policy-factory.ts';
 
 /** A logger writing into an array; `lines()` parses what it wrote. */
 function sink(level = 'info') {
@@ -20,29 +20,14 @@ function sink(level = 'info') {
   };
 }
 
-const done: RequestSummary = {
-  route: 'api',
-  upstream: 'api.example.com:80',
-  method: 'GET',
-  path: '/v1/items',
-  status: 200,
+const done = makeSummary({
   attempts: 3,
   outcomes: ['5xx', 'reset', '2xx'],
   tryUpstreams: ['api.example.com:80', 'api.example.com:80', 'api.example.com:80'],
   retryReasons: ['503', 'reset'],
   retryUpstreams: ['api.example.com:80', 'api.example.com:80'],
-  suppressed: undefined,
-  fallback: undefined,
-  error: undefined,
-  startMs: 1_000,
-  requestId: 'r-1',
-  traceId: undefined,
-  client: '127.0.0.1:50000',
-  upstreamAddress: '127.0.0.1:80',
-  bytesIn: 100,
-  bytesOut: 200,
   durationMs: 57,
-};
+});
 
 afterEach(() => {
   vi.unstubAllEnvs();

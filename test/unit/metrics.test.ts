@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { LabelCache, Metrics, type MetricsProviders } from '../../src/admin/metrics.ts';
 import { loadConfigText } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/types.ts';
-import type { RequestSummary } from '../../src/summary.ts';
 import { VERSION } from '../../src/version.ts';
+import { makeSummary } from '../helpers/policy-factory.ts';
 
 type Labels = Record<string, string>;
 interface Sample {
@@ -40,32 +40,7 @@ async function value(
   return found[0]?.value;
 }
 
-function summary(over: Partial<RequestSummary> = {}): RequestSummary {
-  return {
-    route: 'api',
-    upstream: 'api.example.com:80',
-    method: 'GET',
-    path: '/v1/items',
-    status: 200,
-    attempts: 1,
-    outcomes: ['2xx'],
-    tryUpstreams: ['api.example.com:80'],
-    retryReasons: [],
-    retryUpstreams: [],
-    suppressed: undefined,
-    fallback: undefined,
-    error: undefined,
-    startMs: 1_000,
-    requestId: 'r-1',
-    traceId: undefined,
-    client: '127.0.0.1:50000',
-    upstreamAddress: '127.0.0.1:80',
-    bytesIn: 100,
-    bytesOut: 200,
-    durationMs: 12,
-    ...over,
-  };
-}
+const summary = makeSummary;
 
 const noUpstreams: MetricsProviders = { upstreams: () => [], bufferedBytes: () => 0 };
 const API = { route: 'api', upstream: 'api.example.com:80' };
