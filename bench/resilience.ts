@@ -13,12 +13,14 @@ import {
   randomFailures,
 } from '../test/helpers/fault-schedules.ts';
 import {
+  firstCircuitOpenMs,
   runScenario,
   type ScenarioOptions,
   type ScenarioResult,
   type SideResult,
   successShare,
   successShareBetween,
+  triesPerRequestFrom,
 } from '../test/helpers/scenario.ts';
 import { runLoad } from './load.ts';
 import { startReprise } from './proxies.ts';
@@ -73,11 +75,6 @@ function neverOpen(r: ScenarioResult): string | undefined {
   return r.via.openMs > 0 ? `open ${Math.round(r.via.openMs)} ms` : undefined;
 }
 
-/** First circuit-open answer, ms after traffic started. */
-function engagedAt(r: ScenarioResult): number | undefined {
-  return r.via.outcomes.find((o) => o.error === 'circuit-open')?.startMs;
-}
-
 const ROWS: MatrixRow[] = [
   {
     name: 'bursty (9% bad, ~25 ms spells), 2,000 requests, 10 clients',
@@ -120,9 +117,9 @@ const ROWS: MatrixRow[] = [
       },
     ],
     check: (r) => {
+      const lateTries = triesPerRequestFrom(r.via, 2_000);
+      if (lateTries > 0.05) return `${lateTries.toFixed(3)} tries per request after 2 s`;
       const late = r.via.outcomes.filter((o) => o.startMs >= 2_000);
-      const lateTries = r.via.tryTimes.filter((t) => t >= 2_000).length;
-      if (lateTries > 0.05 * late.length) return `${lateTries} tries for ${late.length} requests`;
       const refused = late.filter((o) => o.error === 'circuit-open');
       if (refused.length === 0) return 'no circuit-open answer';
       // how fast they come is measured below, with reprise in its own process
@@ -179,7 +176,7 @@ const QUIET_ROWS: MatrixRow[] = [
       },
     ],
     check: (r) => {
-      const at = engagedAt(r);
+      const at = firstCircuitOpenMs(r.via);
       if (at === undefined || at > 30_000) return `engaged at ${at ?? 'never'}`;
       const later = r.via.tryTimes.filter((t) => t > at).length;
       return later > (60_000 - at) / 5_000 ? `${later} tries in ${60_000 - at} ms` : undefined;
@@ -221,11 +218,8 @@ const QUIET_ROWS: MatrixRow[] = [
     ],
     check: (r) => {
       if (r.via.tries > 1.2 * r.via.requests) return `${perRequest(r.via).toFixed(2)}× requests`;
-      const late = r.via.outcomes.filter((o) => o.startMs >= 30_000).length;
-      const lateTries = r.via.tryTimes.filter((t) => t >= 30_000).length;
-      return lateTries > 0.1 * late
-        ? `${(lateTries / late).toFixed(2)}× in the last 30 s`
-        : undefined;
+      const lateTries = triesPerRequestFrom(r.via, 30_000);
+      return lateTries > 0.1 ? `${lateTries.toFixed(2)}× in the last 30 s` : undefined;
     },
   },
 ];
@@ -253,7 +247,7 @@ async function runRow(
       ? b
       : a,
   ).result;
-  const engaged = engagedAt(worst);
+  const engaged = firstCircuitOpenMs(worst.via);
   return {
     row: row.name,
     must: row.must,

@@ -12,19 +12,12 @@ import { type Upstream, UpstreamRegistry } from '../../src/resilience/upstream-r
 import { decideRetry } from '../../src/retry/decide.ts';
 import { resolveRequestPolicy } from '../../src/retry/request-policy.ts';
 import type { FaultSchedule } from './fault-schedules.ts';
+import type { Traffic } from './scenario.ts';
 import { seededRandom } from './seeded-random.ts';
 
-export interface ModelOptions {
+export interface ModelOptions extends Traffic {
   readonly config: Config;
   readonly faults: () => FaultSchedule;
-  readonly seed: number;
-  /** Closed-loop clients (each sends its next request when the last one ends). */
-  readonly clients?: number;
-  /** Open-loop instead: this many requests a second, evenly spaced. */
-  readonly requestsPerSecond?: number;
-  readonly durationMs: number;
-  /** Where in the fault schedule traffic starts (the schedule runs from 0). */
-  readonly startMs?: number;
   /** How long one try takes direct (default 0.3 ms). */
   readonly tryMs?: number;
   /** What going through reprise adds to a try, and what an answer of its own takes (0.3 ms). */
@@ -71,7 +64,7 @@ interface Event {
 function simulate(options: ModelOptions, throughReprise: boolean) {
   const proxyMs = options.proxyMs ?? 0.3;
   const tryMs = (options.tryMs ?? 0.3) + (throughReprise ? proxyMs : 0);
-  const startMs = options.startMs ?? 0;
+  const startMs = options.phaseMs ?? 0;
   const endMs = startMs + options.durationMs;
   const failsAt = options.faults();
   const random = seededRandom(options.seed * 7919 + 17);

@@ -14,22 +14,27 @@ import type { FaultSchedule } from './fault-schedules.ts';
 import { startProxy, type TestProxy } from './proxy.ts';
 import { seededRandom } from './seeded-random.ts';
 
-export interface ScenarioOptions {
-  /** When the upstream fails, in ms since it started; traffic starts at `phaseMs` into it. */
-  readonly schedule: FaultSchedule;
+/** How traffic meets a fault schedule: shared by the real scenarios and the model. */
+export interface Traffic {
+  /** Where in the fault schedule traffic starts (the schedule runs from 0). */
   readonly phaseMs?: number;
   readonly seed: number;
-  /** How a failing upstream answers: 503, a reset before the head, or either at random. */
-  readonly failWith?: '503' | 'reset' | 'mixed';
-  /** Every answer (good or bad) is delayed this long. */
-  readonly delayMs?: number;
   /** Closed-loop clients per side (each sends its next request when the last one ends)... */
   readonly clients?: number;
   /** ...or an open loop: this many requests a second per side, evenly spaced. */
   readonly requestsPerSecond?: number;
+  readonly durationMs: number;
+}
+
+export interface ScenarioOptions extends Traffic {
+  /** When the upstream fails, in ms since it started. */
+  readonly schedule: FaultSchedule;
+  /** How a failing upstream answers: 503, a reset before the head, or either at random. */
+  readonly failWith?: '503' | 'reset' | 'mixed';
+  /** Every answer (good or bad) is delayed this long. */
+  readonly delayMs?: number;
   /** Closed loop: stop after this many requests per side (and at `durationMs` at the latest). */
   readonly requests?: number;
-  readonly durationMs: number;
   /** Config for the proxy, without version/listen/admin; '' = the embedded defaults. */
   readonly proxyYaml?: string;
   /** A client gives up on a request after this long (counted as failed). */
@@ -110,6 +115,18 @@ export function successShare(side: SideResult): number {
 export function successShareBetween(side: SideResult, fromMs: number, toMs: number): number {
   const within = side.outcomes.filter((o) => o.startMs >= fromMs && o.startMs < toMs);
   return within.length === 0 ? 1 : within.filter((o) => o.ok).length / within.length;
+}
+
+/** Upstream tries per client request, counting both from `fromMs` (ms after traffic started). */
+export function triesPerRequestFrom(side: SideResult, fromMs: number): number {
+  const requests = side.outcomes.filter((o) => o.startMs >= fromMs).length;
+  const tries = side.tryTimes.filter((t) => t >= fromMs).length;
+  return tries / Math.max(1, requests);
+}
+
+/** When reprise first answered `circuit-open`, ms after traffic started; undefined if never. */
+export function firstCircuitOpenMs(side: SideResult): number | undefined {
+  return side.outcomes.find((o) => o.error === 'circuit-open')?.startMs;
 }
 
 /** A readable line for a test log or the bench. */

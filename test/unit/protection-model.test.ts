@@ -24,9 +24,9 @@ describe('protection model with the embedded defaults', () => {
   it('heals a bursty upstream from every phase, a bad spell included, never opening', () => {
     for (const seed of SEEDS) {
       const faults = () => gilbertElliott(seed, 0.02, 0.2);
-      for (const startMs of [seed * 911, firstBadMoment(faults, seed * 1_000)]) {
-        const r = model({ faults, seed, clients: 10, durationMs: 1_500, startMs });
-        expect(share(r.via), `seed ${seed} start ${startMs}`).toBeGreaterThanOrEqual(0.995);
+      for (const phaseMs of [seed * 911, firstBadMoment(faults, seed * 1_000)]) {
+        const r = model({ faults, seed, clients: 10, durationMs: 1_500, phaseMs });
+        expect(share(r.via), `seed ${seed} phase ${phaseMs}`).toBeGreaterThanOrEqual(0.995);
         expect(r.via.tries / r.via.requests).toBeLessThanOrEqual(1.15);
         expect(r.via.openMs).toBe(0);
       }
@@ -61,7 +61,7 @@ describe('protection model with the embedded defaults', () => {
         seed,
         requestsPerSecond: 2,
         durationMs: 60_000,
-        startMs: seed * 123,
+        phaseMs: seed * 123,
       });
       const engagedMs = r.via.firstOpenMs as number;
       expect(engagedMs).toBeLessThan(30_000);
@@ -81,7 +81,7 @@ describe('protection model with the embedded defaults', () => {
         seed: i + 1,
         requestsPerSecond: 2,
         durationMs: 60_000,
-        startMs: i * 37,
+        phaseMs: i * 37,
       });
       requests += r.via.requests;
       tries += r.via.tries;
@@ -106,14 +106,14 @@ describe('protection model with the embedded defaults', () => {
   });
 
   it('does at least as well as direct when the upstream flaps 1 s bad, 1 s good', () => {
-    for (const startMs of [0, 250, 500, 750, 1_000, 1_500]) {
+    for (const phaseMs of [0, 250, 500, 750, 1_000, 1_500]) {
       const r = model({
         faults: () => flapping(1_000, 1_000),
         seed: 1,
         durationMs: 6_000,
-        startMs,
+        phaseMs,
       });
-      expect(share(r.via), `start ${startMs}`).toBeGreaterThanOrEqual(share(r.direct));
+      expect(share(r.via), `phase ${phaseMs}`).toBeGreaterThanOrEqual(share(r.direct));
       expect(r.via.openMs).toBe(0);
     }
   });
