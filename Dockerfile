@@ -3,14 +3,15 @@
 # test/e2e/image-build.test.ts performs these steps without a Docker engine (it reads this file):
 # keep the two in step.
 
-# Build: compile the TypeScript to dist/. Needs devDependencies; scripts are skipped because
-# `prepare` would build before src/ is copied and the `node` devDependency would fetch a
-# second Node binary. tsc runs on this image's Node 24.
+# Build: bundle the TypeScript into dist/ (scripts/build.ts). Needs devDependencies; scripts
+# are skipped because `prepare` would build before src/ is copied and the `node` devDependency
+# would fetch a second Node binary (esbuild needs none: its binary is an optional dependency).
+# The build runs on this image's Node 24.
 FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/build.ts ./scripts/
 COPY src ./src
 RUN npm run build
 

@@ -5,7 +5,7 @@
  * exposition is what prom-client's own Counter and Histogram print for the same updates:
  * series in order of first update, labels in `labelNames` order.
  */
-import { Counter, type Metric, type Registry } from 'prom-client';
+import { Counter, type Metric, type Registry } from './prom-client.ts';
 
 /**
  * Values of one labelled metric, found through one nested map per label, so that a lookup of

@@ -5,7 +5,6 @@
  * scrape time, so the hot path never touches them.
  */
 
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { FAILURE_NAMES, type RetryPolicy, type RoutePolicy } from '../config/types.ts';
 import { STATUS_CODES } from '../node-http.ts';
 import {
@@ -17,6 +16,7 @@ import {
 } from '../summary.ts';
 import { VERSION } from '../version.ts';
 import { CounterFamily, HistogramFamily, LabelCache } from './metric-series.ts';
+import { collectDefaultMetrics, Gauge, Registry } from './prom-client.ts';
 
 export { LabelCache } from './metric-series.ts';
 

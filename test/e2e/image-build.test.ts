@@ -80,8 +80,8 @@ describe('Dockerfile', () => {
   it('takes dist/ from the stage that runs npm run build, whose output is dist/', () => {
     const copy = copies(final).find((c) => c.sources.some((s) => s.endsWith('/dist')));
     expect(copy?.from).toBe(buildStage.name);
-    const tsconfig = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8'));
-    expect(tsconfig.compilerOptions.outDir).toBe('dist');
+    const build = readFileSync(join(ROOT, 'scripts/build.ts'), 'utf8');
+    expect(build).toContain("new URL('../dist/', import.meta.url)");
   });
 
   it('lets into the build context every file it copies and keeps out node_modules, dist and .git', () => {
