@@ -16,8 +16,13 @@ import { BufferPool } from './proxy/exchange/buffer-pool.ts';
 import { createProxyServer } from './proxy/inbound/server.ts';
 import { type OwnAuthorities, ownAuthorities } from './proxy/inbound/target.ts';
 import { UpstreamClient } from './proxy/upstream/upstream-client.ts';
+import { QuietCollector } from './quiet-collector.ts';
 import { UpstreamRegistry } from './resilience/upstream-registry.ts';
 import type { RequestSummary } from './summary.ts';
+
+/** How often the quiet collector looks (quiet-collector.ts). */
+const QUIET_PERIOD_MS = 5_000;
+const QUIET_MIN_GROWTH_BYTES = 8 * 1024 ** 2;
 
 export interface AppOptions {
   readonly logger?: Logger;
@@ -104,6 +109,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   });
   context = build(config);
   let draining = false;
+  let started = 0;
   let inFlight = 0;
   const onError = (err: unknown): void => logger.error({ err }, 'unexpected error');
 
@@ -111,6 +117,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // CONNECT and Upgrade sockets leave the HTTP server's books (closeAllConnections misses them)
   const detached = new Set<Socket>();
   const detach = (_req: unknown, socket: Socket): void => {
+    started++;
     detached.add(socket);
     socket.once('close', () => detached.delete(socket));
   };
@@ -120,6 +127,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   };
   const track = (server: Server): Server => {
     server.on('request', (_req, res) => {
+      started++;
       inFlight++;
       res.on('close', requestClosed);
     });
@@ -163,6 +171,27 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     throw err;
   }
 
+  // `gc` exists when node runs with --expose-gc, as dist/cli/main.js's first line has it
+  const collectGarbage = globalThis.gc;
+  let quietTimer: NodeJS.Timeout | undefined;
+  if (collectGarbage !== undefined) {
+    const quiet = new QuietCollector({
+      heapBytes: () => {
+        const usage = process.memoryUsage();
+        return usage.heapTotal + usage.arrayBuffers;
+      },
+      // last-resort: also drops the caches a regular full collection keeps (measured: heap
+      // 15.7 → 11.4 MiB, external memory 7-12 → 3.1 MiB after the same load)
+      collect: () => {
+        const started = performance.now();
+        collectGarbage({ type: 'major', flavor: 'last-resort' });
+        logger.debug({ ms: Math.round(performance.now() - started) }, 'collected after traffic');
+      },
+      minGrowthBytes: QUIET_MIN_GROWTH_BYTES,
+    });
+    quietTimer = setInterval(() => quiet.tick(started, inFlight), QUIET_PERIOD_MS).unref();
+  }
+
   return {
     proxyPort,
     adminPort: admin.port,
@@ -177,6 +206,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     },
     async stop(): Promise<void> {
       draining = true;
+      clearInterval(quietTimer);
       const closed = Promise.all(
         servers.map((server) => new Promise((resolve) => server.close(resolve))),
       );

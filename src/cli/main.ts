@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=2 --max-old-space-size=160 --initial-old-space-size=48
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --expose-gc --max-semi-space-size=2 --max-old-space-size=160 --initial-old-space-size=48
 /**
  * The command line: `reprise [--config FILE]`, `reprise check FILE`,
  * `reprise explain [--config FILE] METHOD URL [-H 'K: V']…`. The only place that exits.

@@ -26,10 +26,11 @@ const shebang = readFileSync('src/cli/main.ts', 'utf8').split('\n', 1)[0] ?? '';
 describe('runtime settings', () => {
   const fromShebang = settingsOf(shebang.replace(/^#!\/usr\/bin\/env -S /, '').split(/\s+/));
 
-  it('bound the heap and the malloc arenas in the CLI’s first line', () => {
+  it('bound the heap and the malloc arenas in the CLI’s first line, and expose gc', () => {
     expect(shebang).toMatch(/^#!\/usr\/bin\/env -S /);
     expect(fromShebang.flags).toEqual(
       expect.arrayContaining([
+        '--expose-gc', // for src/quiet-collector.ts
         expect.stringMatching(/^--max-semi-space-size=\d+$/),
         expect.stringMatching(/^--max-old-space-size=\d+$/),
       ]),
