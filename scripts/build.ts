@@ -33,6 +33,26 @@ const UNDICI_WASM = /\/(llhttp|milo)\/(llhttp(_simd)?-wasm|simd|no-simd)\.js$/;
  */
 const NO_HTTP2 = 'reprise:no-http2';
 
+/**
+ * Node's built-in modules, required rather than imported: an ESM import of one builds its ESM
+ * facade, which reads every export, lazy ones included (node:crypto's webcrypto, node:fs's
+ * promises and with them readline), and so loads code reprise never runs.
+ */
+const BUILTIN = 'reprise:builtin';
+
+const builtinsAsCommonJs: Plugin = {
+  name: 'builtins-as-commonjs',
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, ({ path, kind }) =>
+      kind === 'import-statement' ? { path, namespace: BUILTIN } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: BUILTIN }, ({ path }) => ({
+      contents: `module.exports = require(${JSON.stringify(path)});`,
+      loader: 'js',
+    }));
+  },
+};
+
 const trimUndici: Plugin = {
   name: 'trim-undici',
   setup(b) {
@@ -72,5 +92,5 @@ await build({
   banner: {
     js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
   },
-  plugins: [trimUndici],
+  plugins: [builtinsAsCommonJs, trimUndici],
 });
