@@ -10,7 +10,8 @@
  *
  * Env: BENCH_DURATION (s per target and scenario, default 6), BENCH_ROUNDS (turns it is split
  * into, default 3), BENCH_WARMUP (s before each turn, default 1), BENCH_ONLY (e.g. 1,7),
- * BENCH_CONNECTIONS (idle connections for scenario 6, default 10000), BENCH_SUSTAIN and
+ * BENCH_CONNECTIONS (idle connections for scenario 6, default 10000), BENCH_SETTLE (how long
+ * they idle before the figure, default 20 s), BENCH_SUSTAIN and
  * BENCH_REST (scenario 7's load and rest, default 60 and 30 s), BENCH_LOADGEN (wrk or
  * autocannon; default wrk when installed), BENCH_PIN=0 (no pinning), BENCH_GE, BENCH_SEED.
  * Section 8 is the resilience matrix (bench/resilience.ts), about 5 minutes on its own; 9 is

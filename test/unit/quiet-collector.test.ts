@@ -4,7 +4,7 @@ import { QuietCollector } from '../../src/quiet-collector.ts';
 const MiB = 1024 ** 2;
 
 /** A collector over a heap whose size the test sets; `collect` shrinks it to `afterCollect`. */
-function setup(afterCollect = 20 * MiB) {
+function setup(afterCollect = 20 * MiB, quietPeriods = 1) {
   const heap = { bytes: 20 * MiB, collections: 0 };
   const collector = new QuietCollector({
     heapBytes: () => heap.bytes,
@@ -13,6 +13,7 @@ function setup(afterCollect = 20 * MiB) {
       heap.bytes = afterCollect;
     },
     minGrowthBytes: 8 * MiB,
+    quietPeriods,
   });
   return { heap, collector };
 }
@@ -43,18 +44,19 @@ describe('QuietCollector', () => {
     expect(collector.tick(1, 0)).toBe(true);
   });
 
-  it('leaves a heap that grew less than minGrowthBytes to V8', () => {
+  it('collects after the first busy spell whatever the heap, then only after minGrowthBytes', () => {
     const { heap, collector } = setup();
     collector.tick(5, 0);
+    expect(collector.tick(5, 0)).toBe(true); // the heap left at 20 MiB
+    collector.tick(6, 0);
     heap.bytes = 27 * MiB;
-    expect(collector.tick(5, 0)).toBe(false);
-    expect(heap.collections).toBe(0);
+    expect(collector.tick(6, 0)).toBe(false);
+    expect(heap.collections).toBe(1);
   });
 
   it('measures growth from the heap left by the last collection', () => {
     const { heap, collector } = setup(30 * MiB);
     collector.tick(1, 0);
-    heap.bytes = 40 * MiB;
     expect(collector.tick(1, 0)).toBe(true); // the heap is now 30 MiB
     collector.tick(2, 0);
     heap.bytes = 36 * MiB; // +6 MiB since the collection
@@ -63,5 +65,17 @@ describe('QuietCollector', () => {
     heap.bytes = 39 * MiB; // +9 MiB
     expect(collector.tick(3, 0)).toBe(true);
     expect(heap.collections).toBe(2);
+  });
+
+  it('waits for quietPeriods periods in a row without a request', () => {
+    const { heap, collector } = setup(20 * MiB, 3);
+    collector.tick(1, 0);
+    heap.bytes = 40 * MiB;
+    expect(collector.tick(1, 0)).toBe(false);
+    expect(collector.tick(1, 0)).toBe(false);
+    expect(collector.tick(2, 0)).toBe(false); // a request: the count starts again
+    expect(collector.tick(2, 0)).toBe(false);
+    expect(collector.tick(2, 0)).toBe(false);
+    expect(collector.tick(2, 0)).toBe(true);
   });
 });
