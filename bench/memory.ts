@@ -110,8 +110,8 @@ export async function memory(ctx: BenchContext): Promise<Row[]> {
       const conns = await openIdleConnections(proc.port, `127.0.0.1:${ctx.upstream.port}`, n);
       await sleep(1000);
       const fresh = rssBytes(proc.pid) / MiB;
-      // 1 s after, RSS still holds the garbage of the requests that opened the connections;
-      // what they cost is what stays once they have idled (reprise collects after 15 s quiet)
+      // 1 s after, RSS may still hold the garbage of the requests that opened the connections;
+      // what they cost is what stays once they have idled (measured: the same within 0.5 MiB)
       await sleep(SETTLE_S * 1000);
       const loaded = rssBytes(proc.pid) / MiB;
       const note = `${conns.open()} open, ${conns.failed} failed; after ${SETTLE_S + 1} s idle ${(((loaded - idle) * 1024) / Math.max(1, conns.open())).toFixed(1)} KiB per connection; 1 s after opening ${fresh.toFixed(1)} (+${(fresh - idle).toFixed(1)})`;

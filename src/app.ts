@@ -20,9 +20,9 @@ import { QuietCollector } from './quiet-collector.ts';
 import { UpstreamRegistry } from './resilience/upstream-registry.ts';
 import type { RequestSummary } from './summary.ts';
 
-/** The quiet collector (quiet-collector.ts) looks every 5 s and collects after 15 s quiet. */
+/** The quiet collector (quiet-collector.ts) looks every 5 s and collects after 30 s quiet. */
 const QUIET_PERIOD_MS = 5_000;
-const QUIET_PERIODS = 3;
+const QUIET_PERIODS = 6;
 const QUIET_MIN_GROWTH_BYTES = 8 * 1024 ** 2;
 
 export interface AppOptions {

@@ -10,8 +10,8 @@
  *
  * Why wait several periods: a forced collection also drops code V8 judges unused, and the next
  * burst pays for compiling it again (1 KiB GETs in 2 s turns: a median 100 µs of CPU per
- * request in a turn after a collection, 77 µs without). Bursts a few seconds apart never pay
- * it; a proxy left alone does, once. A steady trickle of requests never pays it either.
+ * request in a turn after a collection, 77 µs without). Bursts less than the quiet time apart
+ * never pay it; a proxy left alone does, once. A steady trickle never pays it either.
  */
 export interface QuietCollectorOptions {
   /** The heap's size plus the memory of array buffers, now. */
