@@ -49,8 +49,12 @@ export class QuietCollector {
     this.#quietFor++;
     if (!this.#busySinceCollect || this.#quietFor < this.#options.quietPeriods) return false;
     const baseline = this.#baselineBytes;
-    const grown = this.#options.heapBytes() - (baseline ?? 0);
-    if (baseline !== undefined && grown < this.#options.minGrowthBytes) return false;
+    if (
+      baseline !== undefined &&
+      this.#options.heapBytes() - baseline < this.#options.minGrowthBytes
+    ) {
+      return false;
+    }
     this.#options.collect();
     this.#busySinceCollect = false;
     this.#baselineBytes = this.#options.heapBytes();

@@ -111,10 +111,13 @@ export function successShare(side: SideResult): number {
   return side.requests === 0 ? 0 : side.ok / side.requests;
 }
 
-/** The same share, over the requests that started in [fromMs, toMs). */
+/**
+ * The same share, over the requests that started in [fromMs, toMs); NaN when none did, so
+ * that a proxy that stopped answering fails any bound rather than passing it.
+ */
 export function successShareBetween(side: SideResult, fromMs: number, toMs: number): number {
   const within = side.outcomes.filter((o) => o.startMs >= fromMs && o.startMs < toMs);
-  return within.length === 0 ? 1 : within.filter((o) => o.ok).length / within.length;
+  return within.length === 0 ? Number.NaN : within.filter((o) => o.ok).length / within.length;
 }
 
 /** Upstream tries per client request, counting both from `fromMs` (ms after traffic started). */

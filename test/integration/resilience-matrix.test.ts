@@ -154,7 +154,8 @@ describe('protection with the embedded defaults (SPEC §4)', { timeout: 120_000 
 
     const engagedMs = firstCircuitOpenMs(low.via);
     expect(engagedMs).toBeDefined();
-    expect(engagedMs as number).toBeLessThan(30_000);
+    // 50 tries at 6 a second fill the window by ~8 s, then failingFor: ~10 s (bench: 10.0 s)
+    expect(engagedMs as number).toBeLessThan(20_000);
     const laterTries = low.via.tryTimes.filter((t) => t > (engagedMs as number)).length;
     expect(laterTries).toBeLessThanOrEqual(Math.ceil((30_000 - (engagedMs as number)) / 5_000));
 
