@@ -71,7 +71,8 @@ export function isFailing(
   if (settings.consecutiveFailures > 0 && consecutiveFailures >= settings.consecutiveFailures) {
     return true;
   }
-  return tries > 0 && tries >= settings.minRequests && failures / tries >= settings.failureRatio;
+  // 0 tries: 0/0 is NaN, which no ratio reaches
+  return tries >= settings.minRequests && failures / tries >= settings.failureRatio;
 }
 
 export class CircuitBreaker {

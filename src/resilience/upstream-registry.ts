@@ -25,9 +25,9 @@ import { RetryBudget } from './retry-budget.ts';
  */
 export type Gate = BreakerPermit | 'circuit-open' | 'overflow' | 'budget';
 /** A first try deposits, so the budget never refuses it. */
-export type FirstTryGate = Exclude<Gate, 'budget'>;
+type FirstTryGate = Exclude<Gate, 'budget'>;
 /** A retry keeps its request's slot, so `maxConcurrent` never refuses it. */
-export type RetryGate = Exclude<Gate, 'overflow'>;
+type RetryGate = Exclude<Gate, 'overflow'>;
 
 export interface RegistryHooks {
   onTransition(authority: string, to: BreakerStateName, from: BreakerStateName): void;
@@ -51,7 +51,7 @@ export class Upstream {
   readonly budget: RetryBudget;
   readonly breaker: CircuitBreaker;
   inFlight = 0;
-  /** Last `get`, `admit` or `finish`; idleness is measured from it. */
+  /** Last `get`, `gate`, `record` or `leave`; idleness is measured from it. */
   lastUsedMs: number;
   /** Idle this long (and closed, nothing in flight) => dropped. */
   readonly idleMs: number;
