@@ -184,14 +184,17 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       // a regular full collection: a last-resort one drops still more compiled code (1 KiB
       // GETs in 2 s turns with pauses between: 171 against 71 µs of CPU per request)
       collect: () => {
-        const started = performance.now();
+        const collectStart = performance.now();
         collectGarbage({ type: 'major' });
-        logger.debug({ ms: Math.round(performance.now() - started) }, 'collected after traffic');
+        const ms = Math.round(performance.now() - collectStart);
+        logger.debug({ ms }, 'collected after traffic');
       },
       minGrowthBytes: QUIET_MIN_GROWTH_BYTES,
       quietPeriods: QUIET_PERIODS,
     });
-    quietTimer = setInterval(() => quiet.tick(started, inFlight), QUIET_PERIOD_MS).unref();
+    // an open tunnel or WebSocket is traffic too
+    const busy = () => inFlight + detached.size;
+    quietTimer = setInterval(() => quiet.tick(started, busy()), QUIET_PERIOD_MS).unref();
   }
 
   return {
