@@ -91,6 +91,7 @@ export class Metrics {
   readonly #pairList: [route: string, upstream: string][] = [];
   readonly #tunnelUpstreams = new Set<string>();
   #otherSeen = false;
+  #scrapeUpstreams: ReturnType<MetricsProviders['upstreams']> | undefined;
   readonly #requests: CounterFamily;
   readonly #duration: HistogramFamily;
   readonly #attempts: CounterFamily;
@@ -224,8 +225,18 @@ export class Metrics {
       for (const [route, upstream] of this.#pairList) this.#zeroPair(route, upstream);
   }
 
-  text(): Promise<string> {
-    return this.#registry.metrics();
+  async text(): Promise<string> {
+    try {
+      return await this.#registry.metrics();
+    } finally {
+      this.#scrapeUpstreams = undefined;
+    }
+  }
+
+  /** The upstreams' snapshot, taken once per scrape for the three gauges that read it. */
+  #upstreamsOfScrape(): ReturnType<MetricsProviders['upstreams']> {
+    this.#scrapeUpstreams ??= this.#providers.upstreams();
+    return this.#scrapeUpstreams;
   }
 
   /**
@@ -253,6 +264,7 @@ export class Metrics {
   #defineGauges(registers: Registry[]): void {
     const providers = this.#providers;
     const label = (authority: string) => this.upstreamLabel(authority);
+    const upstreams = () => this.#upstreamsOfScrape();
     new Gauge({
       name: 'reprise_retry_budget_available',
       help: 'Retries the budget allows now (summed over upstreams labelled other).',
@@ -260,8 +272,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const u of providers.upstreams())
-          this.inc({ upstream: label(u.authority) }, u.budgetAvailable);
+        for (const u of upstreams()) this.inc({ upstream: label(u.authority) }, u.budgetAvailable);
       },
     });
     new Gauge({
@@ -271,7 +282,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const u of providers.upstreams()) {
+        for (const u of upstreams()) {
           const upstream = label(u.authority);
           for (const state of CIRCUIT_STATES)
             this.inc({ upstream, state }, state === u.state ? 1 : 0);
@@ -286,7 +297,7 @@ export class Metrics {
       collect() {
         this.reset();
         const longest = new Map<string, number>();
-        for (const u of providers.upstreams()) {
+        for (const u of upstreams()) {
           const upstream = label(u.authority);
           longest.set(upstream, Math.max(longest.get(upstream) ?? 0, u.circuit.failingForMs));
         }
