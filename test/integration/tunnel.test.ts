@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startApp } from '../../src/app.ts';
 import { loadConfigText } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
@@ -292,6 +292,15 @@ describe('CONNECT tunnels (SPEC §6)', () => {
     expect(answer.status).toBe(403);
     expect(answer.headers['x-reprise-error']).toBe('forbidden');
     await closed(up.sockets[0] as Socket);
+    // the line tells of the connect that was made before the address was refused
+    await vi.waitFor(() => expect(px.requests()).toHaveLength(1));
+    expect(px.requests()[0]).toMatchObject({
+      method: 'CONNECT',
+      status: 403,
+      error: 'forbidden',
+      attempts: 1,
+      upstreamAddress: authority,
+    });
   });
 
   it('answers 508 loop to a CONNECT aimed at its own listen address', async () => {

@@ -41,11 +41,6 @@ type Opening =
     }
   | { readonly kind: 'client-gone' };
 
-/** Authority-form `host:port` (RFC 9112 §3.2.3): the port is required; undefined otherwise. */
-function parseConnectTarget(url: string): Authority | undefined {
-  return parseAuthority(url);
-}
-
 /** Handles one CONNECT whose client passed the access check. Never throws. */
 export async function openTunnel(
   ctx: ProxyContext,
@@ -55,59 +50,44 @@ export async function openTunnel(
 ): Promise<void> {
   const origin = requestOrigin('CONNECT', req.headers, client, ctx.now());
   const hold = new ClientHold(client, head);
-  const target = parseConnectTarget(req.url ?? '');
-  if (target === undefined)
-    return refuseTunnel(ctx, req, client, 'bad-request', 'expected CONNECT host:port');
+  // authority-form host:port (RFC 9112 §3.2.3): the port is required
+  const target = parseAuthority(req.url ?? '');
+  const refuse = (upstream: string, refusal: Refusal) =>
+    refuseWith(ctx, req, client, origin, upstream, refusal);
+  if (target === undefined) {
+    return refuse('', { error: 'bad-request', message: 'expected CONNECT host:port' });
+  }
+  const authority = target.authority;
   if (!ctx.config.connect.allowedPorts.has(target.port)) {
-    return refuseTunnel(
-      ctx,
-      req,
-      client,
-      'forbidden',
-      `port ${target.port} is not in connect.allowedPorts`,
-    );
+    const message = `port ${target.port} is not in connect.allowedPorts`;
+    return refuse(authority, { error: 'forbidden', message });
   }
-  if (ctx.ownAuthorities.has(target.authority)) {
-    return refuseTunnel(ctx, req, client, 'loop', 'the tunnel targets this proxy');
+  if (ctx.ownAuthorities.has(authority)) {
+    return refuse(authority, { error: 'loop', message: 'the tunnel targets this proxy' });
   }
-  const upstream = ctx.upstreams.get(target.authority, ctx.now());
+  const upstream = ctx.upstreams.get(authority, ctx.now());
   const opened = await connectWithRetries(ctx, upstream, target, hold);
   if (opened.kind === 'client-gone') {
-    ctx.onTunnelDone?.(target.authority, 'client-gone');
-    tunnelEnded(ctx, origin, client, { upstream: target.authority, status: 0 });
+    ctx.onTunnelDone?.(authority, 'client-gone');
+    tunnelEnded(ctx, origin, client, { upstream: authority, status: 0 });
     return;
   }
-  if (opened.kind === 'refused') {
-    const status = answerOnSocket(req, client, opened.error, {
-      attempts: opened.attempts,
-      upstream: target.authority,
-      viaToken: ctx.viaToken,
-      retryAfterSeconds: toRetryAfterSeconds(opened.retryAfterMs),
-    });
-    ctx.onTunnelDone?.(target.authority, opened.error);
-    const { attempts, error } = opened;
-    tunnelEnded(ctx, origin, client, { upstream: target.authority, status, attempts, error });
-    return;
-  }
+  if (opened.kind === 'refused') return refuse(authority, opened);
   const socket = opened.socket;
   const upstreamAddress = socketAddress(socket.remoteAddress, socket.remotePort);
   // checked on the address actually connected to, so no DNS name or IP spelling gets past it
   if (isDenied(ctx.config.access.deniedUpstreamList, socket.remoteAddress ?? '')) {
     socket.destroy();
-    return refuseTunnel(
-      ctx,
-      req,
-      client,
-      'forbidden',
-      'the upstream address is in access.deniedUpstreams',
-    );
+    const message = 'the upstream address is in access.deniedUpstreams';
+    const { attempts } = opened;
+    return refuse(authority, { error: 'forbidden', message, attempts, upstreamAddress });
   }
   client.write(ESTABLISHED);
   const early = hold.release();
   if (early.length > 0) socket.write(early);
   // the access line waits for the tunnel to close, so its bytes and duration are whole
   const ended = {
-    upstream: target.authority,
+    upstream: authority,
     status: 200,
     attempts: opened.attempts,
     upstreamAddress,
@@ -115,7 +95,7 @@ export async function openTunnel(
   splice(client, socket, ctx.config.connect.idleTimeoutMs, () =>
     tunnelEnded(ctx, origin, client, ended),
   );
-  ctx.onTunnelDone?.(target.authority, 'established');
+  ctx.onTunnelDone?.(authority, 'established');
 }
 
 /** The access line of a CONNECT: the request summary's fields, method CONNECT, no route. */
@@ -129,7 +109,7 @@ function tunnelEnded(
   ctx.onTunnelEnd?.(summarize(origin, { ...end, route: '', path: '', ...bytes }, ctx.now()));
 }
 
-/** Answers a CONNECT that will not be tunnelled and counts it. */
+/** Answers a CONNECT refused before openTunnel (access, request shape) and counts it. */
 export function refuseTunnel(
   ctx: ProxyContext,
   req: IncomingMessage,
@@ -138,11 +118,37 @@ export function refuseTunnel(
   message: string,
 ): void {
   const origin = requestOrigin('CONNECT', req.headers, client, ctx.now());
-  const upstream = parseConnectTarget(req.url ?? '')?.authority ?? '';
-  const details = { attempts: 0, upstream, message, viaToken: ctx.viaToken };
-  const status = answerOnSocket(req, client, error, details);
+  const upstream = parseAuthority(req.url ?? '')?.authority ?? '';
+  refuseWith(ctx, req, client, origin, upstream, { error, message });
+}
+
+interface Refusal {
+  readonly error: ErrorName;
+  readonly message?: string;
+  readonly attempts?: number;
+  readonly retryAfterMs?: number;
+  readonly upstreamAddress?: string;
+}
+
+/** The answer, the tunnel count and the access line of a CONNECT that is not tunnelled. */
+function refuseWith(
+  ctx: ProxyContext,
+  req: IncomingMessage,
+  client: Socket,
+  origin: RequestOrigin,
+  upstream: string,
+  refusal: Refusal,
+): void {
+  const { error, message, attempts = 0, upstreamAddress } = refusal;
+  const status = answerOnSocket(req, client, error, {
+    attempts,
+    upstream,
+    message,
+    viaToken: ctx.viaToken,
+    retryAfterSeconds: toRetryAfterSeconds(refusal.retryAfterMs),
+  });
   ctx.onTunnelDone?.(upstream, error);
-  tunnelEnded(ctx, origin, client, { upstream, status, error });
+  tunnelEnded(ctx, origin, client, { upstream, status, attempts, error, upstreamAddress });
 }
 
 /**
