@@ -6,9 +6,9 @@
  */
 
 import {
+  bursty,
   firstBadMoment,
   flapping,
-  gilbertElliott,
   outage,
   randomFailures,
 } from '../test/helpers/fault-schedules.ts';
@@ -17,9 +17,9 @@ import {
   runScenario,
   type ScenarioOptions,
   type ScenarioResult,
-  type SideResult,
   successShare,
   successShareBetween,
+  triesPerRequest,
   triesPerRequestFrom,
 } from '../test/helpers/scenario.ts';
 import { runLoad } from './load.ts';
@@ -45,10 +45,8 @@ export interface MatrixLine {
   readonly extra: string;
 }
 
-const bursty = (seed: number) => gilbertElliott(seed, 0.02, 0.2);
 const SEEDS = [1, 2, 3, 4, 5];
 const pct = (share: number) => `${(100 * share).toFixed(2)}%`;
-const perRequest = (side: SideResult) => side.tries / Math.max(1, side.requests);
 
 function burstyRuns(requests: number | undefined, durationMs: number, seeds: number[]) {
   return seeds.flatMap((seed) =>
@@ -61,7 +59,7 @@ function burstyRuns(requests: number | undefined, durationMs: number, seeds: num
 
 function burstyCheck(r: ScenarioResult): string | undefined {
   if (successShare(r.via) < 0.995) return `success ${pct(successShare(r.via))}`;
-  if (perRequest(r.via) > 1.15) return `tries/request ${perRequest(r.via).toFixed(3)}`;
+  if (triesPerRequest(r.via) > 1.15) return `tries/request ${triesPerRequest(r.via).toFixed(3)}`;
   return r.via.openMs > 0 ? `open ${r.via.openMs} ms` : undefined;
 }
 
@@ -217,7 +215,8 @@ const QUIET_ROWS: MatrixRow[] = [
       },
     ],
     check: (r) => {
-      if (r.via.tries > 1.2 * r.via.requests) return `${perRequest(r.via).toFixed(2)}× requests`;
+      if (r.via.tries > 1.2 * r.via.requests)
+        return `${triesPerRequest(r.via).toFixed(2)}× requests`;
       const lateTries = triesPerRequestFrom(r.via, 30_000);
       return lateTries > 0.1 ? `${lateTries.toFixed(2)}× in the last 30 s` : undefined;
     },
@@ -253,7 +252,7 @@ async function runRow(
     must: row.must,
     direct: successShare(worst.direct),
     via: successShare(worst.via),
-    triesPerRequest: Math.max(...done.map((d) => perRequest(d.result.via))),
+    triesPerRequest: Math.max(...done.map((d) => triesPerRequest(d.result.via))),
     openMs: Math.max(...done.map((d) => d.result.via.openMs)),
     runs: done.length,
     failures,

@@ -12,7 +12,7 @@ import { type Upstream, UpstreamRegistry } from '../../src/resilience/upstream-r
 import { decideRetry } from '../../src/retry/decide.ts';
 import { resolveRequestPolicy } from '../../src/retry/request-policy.ts';
 import type { FaultSchedule } from './fault-schedules.ts';
-import type { Traffic } from './scenario.ts';
+import type { SideCounts, Traffic } from './scenario.ts';
 import { seededRandom } from './seeded-random.ts';
 
 export interface ModelOptions extends Traffic {
@@ -24,13 +24,7 @@ export interface ModelOptions extends Traffic {
   readonly proxyMs?: number;
 }
 
-export interface Side {
-  readonly requests: number;
-  readonly ok: number;
-  /** Tries that reached the upstream. */
-  readonly tries: number;
-  /** [time, tries] of each try, for per-interval checks. */
-  readonly tryTimes: readonly number[];
+export interface Side extends SideCounts {
   readonly requestTimes: readonly number[];
   readonly okTimes: readonly number[];
 }

@@ -53,12 +53,16 @@ export interface Outcome {
   readonly retryAfter: boolean;
 }
 
-export interface SideResult {
+/** What both the real scenarios and the virtual-clock model count on each side. */
+export interface SideCounts {
   readonly requests: number;
   readonly ok: number;
   /** Tries that reached the upstream, with when they arrived (ms since traffic started). */
   readonly tries: number;
   readonly tryTimes: readonly number[];
+}
+
+export interface SideResult extends SideCounts {
   readonly outcomes: readonly Outcome[];
 }
 
@@ -107,8 +111,13 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
 }
 
 /** The share of requests that succeeded, 0..1. */
-export function successShare(side: SideResult): number {
+export function successShare(side: SideCounts): number {
   return side.requests === 0 ? 0 : side.ok / side.requests;
+}
+
+/** Upstream tries per client request. */
+export function triesPerRequest(side: SideCounts): number {
+  return side.tries / Math.max(1, side.requests);
 }
 
 /**
@@ -135,7 +144,7 @@ export function firstCircuitOpenMs(side: SideResult): number | undefined {
 /** A readable line for a test log or the bench. */
 export function describeRun(name: string, r: ScenarioResult): string {
   const pct = (side: SideResult) => `${(100 * successShare(side)).toFixed(2)}%`;
-  const perRequest = (r.via.tries / Math.max(1, r.via.requests)).toFixed(3);
+  const perRequest = triesPerRequest(r.via).toFixed(3);
   return (
     `${name}: direct ${pct(r.direct)} of ${r.direct.requests}, via reprise ${pct(r.via)} of ` +
     `${r.via.requests}; ${perRequest} upstream tries per request via reprise; circuit open ` +
