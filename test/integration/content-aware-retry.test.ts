@@ -5,6 +5,7 @@
  */
 import { request } from 'node:http';
 import type { Socket } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type RawUpstream, startRawUpstream } from '../helpers/fault-relay.ts';
 import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
@@ -190,8 +191,10 @@ describe('a body that streams past the buffer', () => {
           'b\r\ndata: one\n\n\r\n',
       ),
     );
-    proxy = await startProxy(`${FAST}      bodyTimeout: 100ms\n`);
-    const first = await firstBodyBytes(proxy.port, `${raw.origin}/events`);
+    // a held body would wait for bodyTimeout (5 s): the event must come long before
+    proxy = await startProxy(`${FAST}      bodyTimeout: 5s\n`);
+    const held = delay(1_000).then(() => 'held');
+    const first = await Promise.race([firstBodyBytes(proxy.port, `${raw.origin}/events`), held]);
     expect(first).toBe('data: one\n\n');
     expect(raw.heads).toHaveLength(1);
   });
