@@ -8,10 +8,11 @@
  * collection runs (app.ts). The first needs no growth: the heap at start-up holds the garbage
  * of loading the config, so it is no baseline.
  *
- * Why wait several periods: a forced collection also drops code V8 judges unused, and the next
- * burst pays for compiling it again (1 KiB GETs in 2 s turns: a median 100 µs of CPU per
- * request in a turn after a collection, 77 µs without). Bursts less than the quiet time apart
- * never pay it; a proxy left alone does, once. A steady trickle never pays it either.
+ * Why wait several periods: after a forced collection the next burst runs slower while V8
+ * grows the heap and compiles again what the collection dropped (1 KiB GETs at 50
+ * connections, the 2 s after one against a process left alone, side by side: 161–206 against
+ * 119–130 µs of CPU per request). Bursts less than the quiet time apart never pay it; a
+ * proxy left alone does, once. A steady trickle never pays it either.
  */
 export interface QuietCollectorOptions {
   /** The heap's size plus the memory of array buffers, now. */
