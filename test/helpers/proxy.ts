@@ -3,7 +3,7 @@
  * as parsed objects, and a plain node:http client that speaks to it as a forward proxy.
  */
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { type App, startApp } from '../../src/app.ts';
+import { type App, type AppOptions, startApp } from '../../src/app.ts';
 import { loadConfigText } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
 import { closeLater } from './close-after-each.ts';
@@ -28,7 +28,10 @@ export interface TestProxy {
 /** `yaml` is the config minus `version`, `listen` and `admin` (added here). */
 export async function startProxy(
   yaml = '',
-  options: { logLevel?: string; random?: () => number; now?: () => number } = {},
+  options: { logLevel?: string } & Pick<
+    AppOptions,
+    'random' | 'now' | 'collectGarbage' | 'quietPeriodMs'
+  > = {},
 ): Promise<TestProxy> {
   const text = `version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\n${yaml}`;
   const config = loadConfigText(text, 'test.yaml');
@@ -37,7 +40,8 @@ export async function startProxy(
     level: options.logLevel ?? 'debug',
     destination: { write: (line: string) => logs.push(JSON.parse(line)) },
   });
-  const app = await startApp(config, { logger, random: options.random, now: options.now });
+  const { logLevel: _, ...appOptions } = options;
+  const app = await startApp(config, { ...appOptions, logger });
   return {
     app,
     port: app.proxyPort,
