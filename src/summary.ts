@@ -3,7 +3,7 @@
  * every sink (the access log line, the metrics). Sinks read it; nobody mutates it after.
  * The value lists below are the label values of SPEC §8: the metrics start each at 0.
  */
-import { FAILURE_NAMES, type FailureName } from './config/types.ts';
+import { FAILURE_NAMES, type FailureName, STATUS_CLASSES } from './config/types.ts';
 
 /** Why a retry that policy allowed was not made (SPEC §8, `cause` label). */
 export const SUPPRESSED_CAUSES = [
@@ -19,7 +19,6 @@ export const SUPPRESSED_CAUSES = [
 ] as const;
 export type SuppressedCause = (typeof SUPPRESSED_CAUSES)[number];
 
-export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 /** How one try ended: a status class (`2xx`…`5xx`) or a failure name. */
 export type TryOutcome = (typeof STATUS_CLASSES)[number] | FailureName;
 export const TRY_OUTCOMES: readonly TryOutcome[] = [...STATUS_CLASSES, ...FAILURE_NAMES];

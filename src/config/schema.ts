@@ -11,6 +11,7 @@ import type { TLocalizedValidationError } from 'typebox/error';
 import { Settings } from 'typebox/system';
 import { parseHostPattern } from '../routing/host-pattern.ts';
 import { type ConfigProblem, toProblems } from './config-error.ts';
+import { FAILURE_NAMES, STATUS_CLASSES } from './types.ts';
 import {
   DURATION_PATTERN,
   formatSize,
@@ -132,10 +133,9 @@ const Attempts = Type.Integer({
   maximum: 100,
   description: 'tries in all, the first included; 1 = never retry',
 });
-const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 const RetryOn = Type.Union(
   [
-    Type.Enum(['connect-failure', 'reset', 'timeout', 'body-cut', ...STATUS_CLASSES]),
+    Type.Enum([...FAILURE_NAMES, ...STATUS_CLASSES]),
     Type.String({ pattern: '^[1-5][0-9][0-9]$' }),
     Type.Integer({ minimum: 100, maximum: 599 }),
   ],

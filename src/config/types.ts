@@ -18,6 +18,9 @@ export const FAILURE_NAMES: readonly FailureName[] = [
   'body-cut',
 ];
 
+/** The status classes a `retryOn` entry may name, and a try's outcome when it got an answer. */
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
 export type JitterKind = 'full' | 'equal' | 'decorrelated' | 'none';
 
 export interface Backoff {
