@@ -32,6 +32,13 @@ import {
 } from '../helpers/upstream.ts';
 
 const MiB = 1024 * 1024;
+/**
+ * A 256 MiB stream through a warmed-up proxy may grow RSS by this much, a quarter of the body:
+ * holding the body, or more than the in-flight window, goes past it. Below it is the read
+ * buffers that died since V8's last collection (it collects on external memory growth) and
+ * where glibc happens to place the new ones: the same build measured 4–48 MiB across runs.
+ */
+const STREAM_GROWTH_BOUND = 64 * MiB;
 const GC_ON_SIGUSR2 =
   "--expose-gc --import=data:text/javascript,process.on('SIGUSR2',()=>globalThis.gc())";
 
@@ -249,7 +256,7 @@ describe('memory bounds (the built CLI in a child process)', () => {
     expect((await adminJson(px, '/state')).bufferedBytes).toBe(0);
   }, 60_000);
 
-  it('streams a 256 MiB download with RSS growth under 32 MiB; a slow reader stalls the upstream', async () => {
+  it('streams a 256 MiB download with RSS growth under 64 MiB; a slow reader stalls the upstream', async () => {
     const totalBytes = 256 * MiB;
     const chunk = Buffer.alloc(MiB, 1);
     const written = { bytes: 0, done: false };
@@ -316,10 +323,10 @@ describe('memory bounds (the built CLI in a child process)', () => {
     );
     expect(received).toBe(totalBytes);
     expect(stalledInFlight).toBeLessThan(64 * MiB);
-    expect(growth).toBeLessThan(32 * MiB);
+    expect(growth).toBeLessThan(STREAM_GROWTH_BOUND);
   }, 30_000);
 
-  it('streams a 256 MiB upload with RSS growth under 32 MiB; a slow upstream stalls the client', async () => {
+  it('streams a 256 MiB upload with RSS growth under 64 MiB; a slow upstream stalls the client', async () => {
     const totalBytes = 256 * MiB;
     let receivedBytes = 0;
     let stalledInFlight: number | undefined;
@@ -369,7 +376,7 @@ describe('memory bounds (the built CLI in a child process)', () => {
     expect(status).toBe(200);
     expect(receivedBytes).toBe(totalBytes);
     expect(stalledInFlight).toBeLessThan(64 * MiB);
-    expect(growth).toBeLessThan(32 * MiB);
+    expect(growth).toBeLessThan(STREAM_GROWTH_BOUND);
   }, 30_000);
 });
 
