@@ -32,12 +32,12 @@ export interface AppOptions {
   readonly now?: () => number;
   readonly random?: () => number;
   /**
-   * The quiet collector's full collection and period. Defaults: V8's last-resort collection
-   * where node runs with --expose-gc (dist/cli/main.js's first line has it; none otherwise),
-   * and 5 s.
+   * The quiet collector's full collection, and what calls its tick once a period (returns a
+   * stop function). Defaults: V8's last-resort collection where node runs with --expose-gc
+   * (dist/cli/main.js's first line has it; none otherwise), and an unref'd 5 s interval.
    */
   readonly collectGarbage?: () => void;
-  readonly quietPeriodMs?: number;
+  readonly everyQuietPeriod?: (tick: () => void) => () => void;
 }
 
 export interface App {
@@ -180,7 +180,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }
 
   const collectGarbage = options.collectGarbage ?? v8Collection();
-  let quietTimer: NodeJS.Timeout | undefined;
+  let stopQuietTicks: (() => void) | undefined;
   if (collectGarbage !== undefined) {
     const quiet = new QuietCollector({
       heapBytes: () => {
@@ -198,8 +198,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     });
     // an open tunnel or WebSocket is traffic too
     const busy = () => inFlight + detached.size;
-    const periodMs = options.quietPeriodMs ?? QUIET_PERIOD_MS;
-    quietTimer = setInterval(() => quiet.tick(started, busy()), periodMs).unref();
+    const everyPeriod = options.everyQuietPeriod ?? everyQuietPeriod;
+    stopQuietTicks = everyPeriod(() => quiet.tick(started, busy()));
   }
 
   return {
@@ -216,7 +216,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     },
     async stop(): Promise<void> {
       draining = true;
-      clearInterval(quietTimer);
+      stopQuietTicks?.();
       const closed = Promise.all(
         servers.map((server) => new Promise((resolve) => server.close(resolve))),
       );
@@ -250,4 +250,9 @@ async function listen(server: Server, address: Address): Promise<number> {
 function v8Collection(): (() => void) | undefined {
   const gc = globalThis.gc;
   return gc && (() => gc({ type: 'major', flavor: 'last-resort' }));
+}
+
+function everyQuietPeriod(tick: () => void): () => void {
+  const timer = setInterval(tick, QUIET_PERIOD_MS).unref();
+  return () => clearInterval(timer);
 }

@@ -1,28 +1,42 @@
 /**
  * The quiet collector as the app wires it (the rule itself: test/unit/quiet-collector.test.ts):
- * what counts as traffic, and that a collection follows once it stops. The app's period is
- * 20 ms here instead of 5 s, and the collection a recorder instead of V8's.
+ * what counts as traffic, and that a collection follows once it stops. The test calls the
+ * collector's periodic tick itself, and the collection is a recorder instead of V8's.
  */
-
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import { createServer, type Server, type Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startProxy } from '../helpers/proxy.ts';
 import { sendRaw } from '../helpers/raw-head.ts';
-import { delayed, reply, startUpstream } from '../helpers/upstream.ts';
+import { reply, type Step, startUpstream } from '../helpers/upstream.ts';
 
-const PERIOD_MS = 20;
+/** The app's quiet periods before it collects (src/app.ts). */
+const QUIET_PERIODS = 3;
 
 async function setup(yaml = '') {
-  const collections: number[] = [];
+  let collections = 0;
+  let tick = (): void => {
+    throw new Error('the app did not start its quiet ticks');
+  };
   const px = await startProxy(yaml, {
-    collectGarbage: () => collections.push(performance.now()),
-    quietPeriodMs: PERIOD_MS,
+    collectGarbage: () => {
+      collections++;
+    },
+    everyQuietPeriod: (onTick) => {
+      tick = onTick;
+      return () => {};
+    },
   });
-  return { px, collections };
+  /** `n` periods pass; how many collections there have been. */
+  const periods = (n: number) => {
+    for (let i = 0; i < n; i++) tick();
+    return collections;
+  };
+  return { px, periods };
 }
+
+const get = (authority: string) =>
+  `GET http://${authority}/ HTTP/1.1\r\nHost: ${authority}\r\n\r\n`;
 
 const sockets: Socket[] = [];
 let tcp: Server | undefined;
@@ -35,34 +49,33 @@ afterEach(async () => {
 describe('quiet collector in the app', () => {
   it('never collects before the first request, then once, three quiet periods after it', async () => {
     const up = await startUpstream([reply(200, 'ok')]);
-    const { px, collections } = await setup();
-    await sleep(10 * PERIOD_MS);
-    expect(collections).toHaveLength(0);
+    const { px, periods } = await setup();
+    expect(periods(10)).toBe(0);
 
-    const answer = await sendRaw(
-      px.port,
-      `GET ${up.origin}/ HTTP/1.1\r\nHost: ${up.authority}\r\n\r\n`,
-    );
+    const answer = await sendRaw(px.port, get(up.authority));
     sockets.push(answer.socket);
     expect(answer.status).toBe(200);
-    const answered = performance.now();
-    await vi.waitFor(() => expect(collections).toHaveLength(1), { timeout: 3000 });
-    // the tick that saw the request, then three without one: never sooner than two periods
-    expect((collections[0] as number) - answered).toBeGreaterThanOrEqual(2 * PERIOD_MS - 2);
-    await sleep(10 * PERIOD_MS);
-    expect(collections).toHaveLength(1);
+    // the period that saw the request, then QUIET_PERIODS without one
+    expect(periods(QUIET_PERIODS)).toBe(0);
+    expect(periods(1)).toBe(1);
+    expect(periods(10)).toBe(1);
   });
 
   it('waits for a request in flight, though no other arrives', async () => {
-    const up = await startUpstream([delayed(20 * PERIOD_MS, reply(200, 'late'))]);
-    const { px, collections } = await setup();
-    const pending = sendRaw(px.port, `GET ${up.origin}/ HTTP/1.1\r\nHost: ${up.authority}\r\n\r\n`);
-    await sleep(15 * PERIOD_MS);
-    expect(collections).toHaveLength(0);
+    let release = (): void => {};
+    const held: Step = (_req, res) => {
+      release = () => res.end('late');
+    };
+    const up = await startUpstream([held]);
+    const { px, periods } = await setup();
+    const pending = sendRaw(px.port, get(up.authority));
+    await vi.waitFor(() => expect(up.seen).toHaveLength(1));
+    expect(periods(10)).toBe(0);
+    release();
     const answer = await pending;
     sockets.push(answer.socket);
     expect(answer.status).toBe(200);
-    await vi.waitFor(() => expect(collections).toHaveLength(1), { timeout: 3000 });
+    await vi.waitFor(() => expect(periods(1)).toBe(1));
   });
 
   it('counts an open CONNECT tunnel as traffic until it closes', async () => {
@@ -70,17 +83,15 @@ describe('quiet collector in the app', () => {
     tcp.listen(0, '127.0.0.1');
     await once(tcp, 'listening');
     const port = (tcp.address() as AddressInfo).port;
-    const { px, collections } = await setup(`connect:\n  allowedPorts: [${port}]\n`);
+    const { px, periods } = await setup(`connect:\n  allowedPorts: [${port}]\n`);
     const authority = `127.0.0.1:${port}`;
-    const tunnel = await sendRaw(
-      px.port,
-      `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`,
-    );
+    const connect = `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`;
+    const tunnel = await sendRaw(px.port, connect);
     sockets.push(tunnel.socket);
     expect(tunnel.status).toBe(200);
-    await sleep(15 * PERIOD_MS);
-    expect(collections).toHaveLength(0);
+    expect(periods(10)).toBe(0);
     tunnel.socket.destroy();
-    await vi.waitFor(() => expect(collections).toHaveLength(1), { timeout: 3000 });
+    // one period at a time until the proxy has seen the close: then it collects
+    await vi.waitFor(() => expect(periods(1)).toBe(1));
   });
 });
