@@ -23,15 +23,18 @@ export { LabelCache } from './metric-series.ts';
 export type CircuitState = 'closed' | 'half-open' | 'open';
 const CIRCUIT_STATES: readonly CircuitState[] = ['closed', 'half-open', 'open'];
 
+/** The upstreams as one scrape sees them. */
+type UpstreamSnapshot = readonly {
+  readonly authority: string;
+  readonly state: CircuitState;
+  readonly budgetAvailable: number;
+  /** How long the breaker's trip rule has held while closed; 0 while it does not. */
+  readonly circuit: { readonly failingForMs: number };
+}[];
+
 /** What the gauges read at scrape time. */
 export interface MetricsProviders {
-  upstreams(): readonly {
-    readonly authority: string;
-    readonly state: CircuitState;
-    readonly budgetAvailable: number;
-    /** How long the breaker's trip rule has held while closed; 0 while it does not. */
-    readonly circuit: { readonly failingForMs: number };
-  }[];
+  upstreams(): UpstreamSnapshot;
   bufferedBytes(): number;
   /** The route of this name in the running config, for the retry reasons it can count. */
   route?(name: string): RoutePolicy | undefined;
@@ -91,7 +94,8 @@ export class Metrics {
   readonly #pairList: [route: string, upstream: string][] = [];
   readonly #tunnelUpstreams = new Set<string>();
   #otherSeen = false;
-  #scrapeUpstreams: ReturnType<MetricsProviders['upstreams']> | undefined;
+  /** Fills the gauges read from the upstreams' snapshot; `text` takes one per scrape. */
+  readonly #setUpstreamGauges: (upstreams: UpstreamSnapshot) => void;
   readonly #requests: CounterFamily;
   readonly #duration: HistogramFamily;
   readonly #attempts: CounterFamily;
@@ -154,7 +158,7 @@ export class Metrics {
       this.#zeroPair(route as string, upstream as string);
       return true;
     });
-    this.#defineGauges([registry]);
+    this.#setUpstreamGauges = this.#defineGauges([registry]);
     collectDefaultMetrics({ register: registry });
     // gauges named like counters fail `promtool check metrics`; each is the sum of the labelled
     // gauge of the same name without `_total` (sum(nodejs_active_handles) gives it)
@@ -225,18 +229,9 @@ export class Metrics {
       for (const [route, upstream] of this.#pairList) this.#zeroPair(route, upstream);
   }
 
-  async text(): Promise<string> {
-    try {
-      return await this.#registry.metrics();
-    } finally {
-      this.#scrapeUpstreams = undefined;
-    }
-  }
-
-  /** The upstreams' snapshot, taken once per scrape for the three gauges that read it. */
-  #upstreamsOfScrape(): ReturnType<MetricsProviders['upstreams']> {
-    this.#scrapeUpstreams ??= this.#providers.upstreams();
-    return this.#scrapeUpstreams;
+  text(): Promise<string> {
+    this.#setUpstreamGauges(this.#providers.upstreams());
+    return this.#registry.metrics();
   }
 
   /**
@@ -261,48 +256,27 @@ export class Metrics {
     for (const to of CIRCUIT_STATES) this.#transitions.zero(upstream, to);
   }
 
-  #defineGauges(registers: Registry[]): void {
+  /** Defines the gauges; returns what fills those read from the upstreams' snapshot. */
+  #defineGauges(registers: Registry[]): (upstreams: UpstreamSnapshot) => void {
     const providers = this.#providers;
     const label = (authority: string) => this.upstreamLabel(authority);
-    const upstreams = () => this.#upstreamsOfScrape();
-    new Gauge({
+    const budget = new Gauge({
       name: 'reprise_retry_budget_available',
       help: 'Retries the budget allows now (summed over upstreams labelled other).',
       labelNames: ['upstream'],
       registers,
-      collect() {
-        this.reset();
-        for (const u of upstreams()) this.inc({ upstream: label(u.authority) }, u.budgetAvailable);
-      },
     });
-    new Gauge({
+    const circuit = new Gauge({
       name: 'reprise_circuit_state',
       help: '1 for the current circuit state (for upstream other: how many are in it).',
       labelNames: ['upstream', 'state'],
       registers,
-      collect() {
-        this.reset();
-        for (const u of upstreams()) {
-          const upstream = label(u.authority);
-          for (const state of CIRCUIT_STATES)
-            this.inc({ upstream, state }, state === u.state ? 1 : 0);
-        }
-      },
     });
-    new Gauge({
+    const failing = new Gauge({
       name: 'reprise_circuit_failing_seconds',
       help: 'How long every recent try has failed while the circuit is closed; it opens at failingFor (the longest over upstreams labelled other).',
       labelNames: ['upstream'],
       registers,
-      collect() {
-        this.reset();
-        const longest = new Map<string, number>();
-        for (const u of upstreams()) {
-          const upstream = label(u.authority);
-          longest.set(upstream, Math.max(longest.get(upstream) ?? 0, u.circuit.failingForMs));
-        }
-        for (const [upstream, ms] of longest) this.set({ upstream }, ms / 1000);
-      },
     });
     new Gauge({
       name: 'reprise_buffered_bytes',
@@ -318,5 +292,19 @@ export class Metrics {
       labelNames: ['version', 'node'],
       registers,
     }).set({ version: VERSION, node: process.version }, 1);
+    return (upstreams) => {
+      budget.reset();
+      circuit.reset();
+      failing.reset();
+      const longest = new Map<string, number>();
+      for (const u of upstreams) {
+        const upstream = label(u.authority);
+        budget.inc({ upstream }, u.budgetAvailable);
+        for (const state of CIRCUIT_STATES)
+          circuit.inc({ upstream, state }, state === u.state ? 1 : 0);
+        longest.set(upstream, Math.max(longest.get(upstream) ?? 0, u.circuit.failingForMs));
+      }
+      for (const [upstream, ms] of longest) failing.set({ upstream }, ms / 1000);
+    };
   }
 }
