@@ -5,8 +5,8 @@
  * scrape time, so the hot path never touches them.
  */
 
+import { STATUS_CODES } from 'node:http';
 import { FAILURE_NAMES, type RetryPolicy, type RoutePolicy } from '../config/types.ts';
-import { STATUS_CODES } from '../node-http.ts';
 import {
   FALLBACK_CAUSES,
   type RequestSummary,

@@ -3,10 +3,9 @@
  * It reads everything through `deps` at request time, so reloads and draining show at once.
  */
 import { once } from 'node:events';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Address } from '../config/types.ts';
-import { createServer } from '../node-http.ts';
 import type { Metrics } from './metrics.ts';
 
 export interface AdminDeps {

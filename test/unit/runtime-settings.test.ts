@@ -3,7 +3,7 @@
  * `npx reprise` runs) and are repeated by `npm start` and the image's ENTRYPOINT, which cannot
  * use that line: the three must say the same.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseDockerfile } from '../helpers/dockerfile.ts';
 
@@ -50,18 +50,5 @@ describe('runtime settings', () => {
       Object.keys(fromShebang.env).map((k) => [k, final?.env[k] ?? '(unset)']),
     );
     expect({ env, flags: entry.flags }).toEqual(fromShebang);
-  });
-});
-
-describe('node:http', () => {
-  // an ESM value import of node:http loads Node's internal undici (~13 MiB of RSS at idle);
-  // src/node-http.ts is the one place that loads it, with require
-  it('is value-imported only through src/node-http.ts', () => {
-    const offenders = readdirSync('src', { recursive: true, encoding: 'utf8' })
-      .filter((file) => file.endsWith('.ts'))
-      .filter((file) =>
-        /^import (?!type )[^;]*from 'node:https?';/m.test(readFileSync(`src/${file}`, 'utf8')),
-      );
-    expect(offenders).toEqual([]);
   });
 });

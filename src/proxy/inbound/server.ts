@@ -3,10 +3,9 @@
  * the attempt loop, a CONNECT to tunnel.ts, an Upgrade to websocket.ts. Malformed requests get
  * 400, strangers 403, loops 508 (SPEC §5); a fault in reprise itself 500 `internal`.
  */
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Listener } from '../../config/types.ts';
-import { createServer } from '../../node-http.ts';
 import { summarize } from '../../summary.ts';
 import type { ProxyContext } from '../context.ts';
 import { forward } from '../exchange/forward.ts';

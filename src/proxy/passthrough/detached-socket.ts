@@ -3,9 +3,8 @@
  * ready, splicing two together, and writing a reprise-made answer on one. Shared by tunnel.ts
  * and websocket.ts.
  */
-import type { IncomingMessage } from 'node:http';
+import { type IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { ServerResponse } from '../../node-http.ts';
 import { type AnswerDetails, answer, type ErrorName } from '../inbound/respond.ts';
 
 /** Bytes a client may send before its other side is ready; past this reprise stops reading. */

@@ -13,10 +13,9 @@
  * a module-wide socket counter. Bending it to this proxy meant mutating `req` and hooking its
  * events; node:http's own client 'upgrade' event does the whole job in fewer lines.
  */
-import type { IncomingMessage } from 'node:http';
+import { type IncomingMessage, request } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FailureName } from '../../config/types.ts';
-import { request } from '../../node-http.ts';
 import { classifyError, statusOutcome } from '../../retry/failure.ts';
 import { matchRoute } from '../../routing/route-table.ts';
 import { summarize, type TryOutcome } from '../../summary.ts';
