@@ -46,4 +46,4 @@ STOPSIGNAL SIGTERM
 # The memory settings of dist/cli/main.js's first line (V8 and glibc read them only at start;
 # that line's `env -S` needs a shell tool this image does not have, so they are repeated here).
 ENV MALLOC_ARENA_MAX=2
-ENTRYPOINT ["/nodejs/bin/node", "--expose-gc", "--max-semi-space-size=2", "--max-old-space-size=160", "--initial-old-space-size=48", "/app/dist/cli/main.js"]
+ENTRYPOINT ["/nodejs/bin/node", "--expose-gc", "--max-semi-space-size=4", "--max-old-space-size=160", "--initial-old-space-size=48", "/app/dist/cli/main.js"]
