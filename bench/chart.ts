@@ -5,6 +5,7 @@ const num = (v: number | undefined) => Math.round(v ?? 0).toLocaleString('en');
 const COLOURS: Record<string, string> = {
   direct: '#9aa5b1',
   reference: '#5b8def',
+  floor: '#a3bffa',
   reprise: '#e8833a',
   'reprise-unbounded': '#f2b98c',
   squid: '#6bbf59',

@@ -9,7 +9,7 @@ import { cpuMs, type Proc, TICK_MS, type Upstream } from './processes.ts';
 import type { FaultMode } from './upstream.ts';
 
 /** `reprise-unbounded`: the same build without the V8 settings it ships with. */
-export type Via = 'direct' | 'reference' | 'reprise' | 'reprise-unbounded' | 'squid';
+export type Via = 'direct' | 'reference' | 'floor' | 'reprise' | 'reprise-unbounded' | 'squid';
 
 /** Scenario 7's figures for one candidate (MiB of RSS unless named otherwise). */
 export interface Footprint {

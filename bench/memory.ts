@@ -7,8 +7,8 @@
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Row, Via } from './measure.ts';
-import { type Proc, rssBytes, startReference } from './processes.ts';
-import { startReprise } from './proxies.ts';
+import { type Proc, rssBytes, startFloor, startReference } from './processes.ts';
+import { shippedSettings, startReprise } from './proxies.ts';
 import { type BenchContext, fmtErr } from './scenarios.ts';
 
 const MiB = 1024 * 1024;
@@ -81,6 +81,8 @@ export async function openIdleConnections(
 export async function memory(ctx: BenchContext): Promise<Row[]> {
   const starters: [Via, () => Promise<Proc>][] = [
     ['reference', startReference],
+    // node:http's own cost per connection: the floor under the heap settings reprise runs with
+    ['floor', () => startFloor(shippedSettings().flags, shippedSettings().env)],
     ['reprise', () => startReprise({}, ctx.tmpDir, 'reprise-memory')],
   ];
   const n = ctx.idleConnections;

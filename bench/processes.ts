@@ -149,25 +149,41 @@ export async function startUpstream(): Promise<Upstream> {
 }
 
 /**
- * The reference runs as plain JavaScript: Node's type stripping loads a TypeScript parser that
- * adds ~17 MiB of RSS, which reprise (run from dist/) does not pay. The types are stripped in a
- * throwaway child (the API prints an ExperimentalWarning) and the result runs with `-e` from the
- * repository root, so that `undici` resolves.
+ * The reference and the floor run as plain JavaScript: Node's type stripping loads a TypeScript
+ * parser that adds ~17 MiB of RSS, which reprise (run from dist/) does not pay. The types are
+ * stripped in a throwaway child (the API prints an ExperimentalWarning) and the result runs with
+ * `-e` from the repository root, so that `undici` resolves.
  */
-export async function startReference(): Promise<Proc> {
+async function startBareProxy(
+  name: 'reference' | 'floor',
+  flags: readonly string[] = [],
+  env: Record<string, string> = {},
+): Promise<Proc> {
   const strip =
     'process.stdout.write(require("node:module").stripTypeScriptTypes(require("node:fs").readFileSync(0, "utf8")))';
-  const source = readFileSync(`${BENCH_DIR}reference-proxy.ts`, 'utf8');
+  const source = readFileSync(`${BENCH_DIR}${name}-proxy.ts`, 'utf8');
   const stripped = spawnSync(process.execPath, ['--no-warnings', '-e', strip], {
     input: source,
     encoding: 'utf8',
   });
-  if (stripped.status !== 0) throw new Error(`reference proxy: ${stripped.stderr.trim()}`);
-  const args = ['--input-type=module', '-e', stripped.stdout];
-  const child = launch(process.execPath, args, ['ignore', 1, 2, 'ipc'], REPO_DIR, 'proxy');
-  const port = await ready(child, 'reference proxy');
-  return track('reference', child, port, () => '');
+  if (stripped.status !== 0) throw new Error(`${name} proxy: ${stripped.stderr.trim()}`);
+  const args = [...flags, '--input-type=module', '-e', stripped.stdout];
+  const child = launch(process.execPath, args, ['ignore', 1, 2, 'ipc'], REPO_DIR, 'proxy', env);
+  const port = await ready(child, `${name} proxy`);
+  return track(name, child, port, () => '');
 }
+
+/** bench/reference-proxy.ts: undici's `request` and `pipe`, no features. */
+export const startReference = (): Promise<Proc> => startBareProxy('reference');
+
+/**
+ * bench/floor-proxy.ts: undici's `dispatch` straight into the response, no features; with
+ * `flags` and `env`, under the node settings reprise ships with (what memory is compared on).
+ */
+export const startFloor = (
+  flags: readonly string[] = [],
+  env: Record<string, string> = {},
+): Promise<Proc> => startBareProxy('floor', flags, env);
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

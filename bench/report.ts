@@ -180,7 +180,9 @@ export function targetLines(rows: readonly Row[]): string[] {
     ];
     return isNum(x) && isNum(y) ? x - y : undefined;
   };
-  const conns = rows.find((r) => r.key.startsWith('rss-conns-') && r.via === 'reprise');
+  const connsVia = (via: string) =>
+    rows.find((r) => r.key.startsWith('rss-conns-') && r.via === via);
+  const conns = connsVia('reprise');
   const cpuOver = (a: string, b: string) => {
     const [x, y] = [by.get(a)?.proxyCpuUsPerReq, by.get(b)?.proxyCpuUsPerReq];
     return isNum(x) && isNum(y) && y > 0 ? x / y : undefined;
@@ -304,8 +306,22 @@ export function targetLines(rows: readonly Row[]): string[] {
       unit: 'MiB',
     },
     {
+      label: `RSS added by ${num(conns?.connections)} idle connections to the floor (node:http alone)`,
+      value: connsVia('floor')?.rssDeltaMiB,
+      goal: 120,
+      atMost: true,
+      unit: 'MiB',
+    },
+    {
       label: '1 KiB GET c50, proxy CPU per request, reprise / reference',
       value: cpuOver('get-1024-c50/reprise', 'get-1024-c50/reference'),
+      goal: 0.8,
+      atMost: true,
+      unit: '×',
+    },
+    {
+      label: '1 KiB GET c50, proxy CPU per request, the floor (no features) / reference',
+      value: cpuOver('get-1024-c50/floor', 'get-1024-c50/reference'),
       goal: 0.8,
       atMost: true,
       unit: '×',

@@ -25,7 +25,14 @@ import { LOADGEN } from './load.ts';
 import { fillRatios, type Row } from './measure.ts';
 import { memory } from './memory.ts';
 import { packetLoss } from './packet-loss.ts';
-import { fdLimits, type Proc, pinned, startReference, startUpstream } from './processes.ts';
+import {
+  fdLimits,
+  type Proc,
+  pinned,
+  startFloor,
+  startReference,
+  startUpstream,
+} from './processes.ts';
 import {
   REPRISE_MAIN,
   shippedSettings,
@@ -104,6 +111,7 @@ async function main(): Promise<void> {
     upstream,
     tmpDir,
     reference: memo(startReference, procs),
+    floor: memo(startFloor, procs),
     reprise: memo(() => startReprise({}, tmpDir, 'reprise-default'), procs),
     repriseUnbounded: memo(
       () => startReprise({}, tmpDir, 'reprise-unbounded', { node: UNBOUNDED }),

@@ -21,6 +21,8 @@ export interface BenchContext {
   readonly tmpDir: string;
   /** The shared reference proxy and default-config reprise (started once, lazily). */
   readonly reference: () => Promise<Proc>;
+  /** undici's dispatch straight into node:http, no features: what any proxy here pays at least. */
+  readonly floor: () => Promise<Proc>;
   readonly reprise: () => Promise<Proc>;
   /** The same build without its V8 settings: what they cost in CPU, side by side. */
   readonly repriseUnbounded: () => Promise<Proc>;
@@ -79,14 +81,17 @@ export const triesPerRequest = (m: Measured) => ({
 
 export const DIRECT: Target = { via: 'direct', proc: async () => undefined };
 
-/** `unbounded`: also reprise without its V8 settings. */
-export function targets(ctx: BenchContext, unbounded = false): Target[] {
+/** `baselines`: also reprise without its V8 settings, and the floor. */
+export function targets(ctx: BenchContext, baselines = false): Target[] {
   const list: Target[] = [
     DIRECT,
     { via: 'reference', proc: ctx.reference },
     { via: 'reprise', proc: ctx.reprise },
   ];
-  if (unbounded) list.push({ via: 'reprise-unbounded', proc: ctx.repriseUnbounded });
+  if (baselines) {
+    list.push({ via: 'reprise-unbounded', proc: ctx.repriseUnbounded });
+    list.push({ via: 'floor', proc: ctx.floor });
+  }
   const { squid } = ctx;
   if (squid) list.push({ via: 'squid', proc: async () => squid });
   return list;
@@ -142,9 +147,10 @@ export async function getThroughput(ctx: BenchContext): Promise<Row[]> {
         scenario: `${label} GET`,
         connections,
       };
-      // the V8 settings' CPU cost is read where it matters most: small requests at full load
-      const unbounded = bytes === 1024 && connections === 50;
-      const arms = targets(ctx, unbounded).map((target) => ({
+      // the V8 settings' CPU cost and the floor are read where they matter most: small
+      // requests at full load
+      const baselines = bytes === 1024 && connections === 50;
+      const arms = targets(ctx, baselines).map((target) => ({
         meta,
         target,
         request: get(bytes),
