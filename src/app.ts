@@ -24,6 +24,13 @@ import type { RequestSummary } from './summary.ts';
 const QUIET_PERIOD_MS = 5_000;
 const QUIET_PERIODS = 3;
 const QUIET_MIN_GROWTH_BYTES = 8 * 1024 ** 2;
+/**
+ * Start-up leaves garbage of its own (the config compiled, code that ran once): one collection
+ * this long after ready gives it back (idle RSS 59.8 → 57.5 MiB on the embedded defaults, 67.0
+ * → 61.8–63.5 with a config file, for ~20 ms of CPU once). Not at once: the first readiness
+ * probe would wait for it.
+ */
+const STARTUP_COLLECTION_DELAY_MS = 250;
 
 export interface AppOptions {
   readonly logger?: Logger;
@@ -32,8 +39,8 @@ export interface AppOptions {
   readonly now?: () => number;
   readonly random?: () => number;
   /**
-   * The quiet collector's full collection, and what calls its tick once a period (returns a
-   * stop function). Defaults: V8's last-resort collection where node runs with --expose-gc
+   * The full collection made once after start-up and by the quiet collector, and what calls
+   * the quiet collector's tick once a period (returns a stop function). Defaults: V8's last-resort collection where node runs with --expose-gc
    * (dist/cli/main.js's first line has it; none otherwise), and an unref'd 5 s interval.
    */
   readonly collectGarbage?: () => void;
@@ -181,18 +188,22 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 
   const collectGarbage = options.collectGarbage ?? v8Collection();
   let stopQuietTicks: (() => void) | undefined;
+  let startupCollection: NodeJS.Timeout | undefined;
   if (collectGarbage !== undefined) {
+    const collect = (after: string) => {
+      const collectStart = performance.now();
+      collectGarbage();
+      const ms = Math.round(performance.now() - collectStart);
+      logger.debug({ ms }, `collected after ${after}`);
+    };
+    startupCollection = setTimeout(() => collect('start-up'), STARTUP_COLLECTION_DELAY_MS);
+    startupCollection.unref();
     const quiet = new QuietCollector({
       heapBytes: () => {
         const usage = process.memoryUsage();
         return usage.heapTotal + usage.arrayBuffers;
       },
-      collect: () => {
-        const collectStart = performance.now();
-        collectGarbage();
-        const ms = Math.round(performance.now() - collectStart);
-        logger.debug({ ms }, 'collected after traffic');
-      },
+      collect: () => collect('traffic'),
       minGrowthBytes: QUIET_MIN_GROWTH_BYTES,
       quietPeriods: QUIET_PERIODS,
     });
@@ -216,6 +227,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     },
     async stop(): Promise<void> {
       draining = true;
+      clearTimeout(startupCollection);
       stopQuietTicks?.();
       const closed = Promise.all(
         servers.map((server) => new Promise((resolve) => server.close(resolve))),
