@@ -207,8 +207,19 @@ export function tail(file: string): string {
 
 /** A process's resident set size in bytes (VmRSS), or NaN when it is gone. */
 export function rssBytes(pid: number): number {
+  return statusBytes(pid, 'VmRSS');
+}
+
+/** The part of it that is file pages (RssFile): mostly the node binary's code, shared and clean. */
+export function rssFileBytes(pid: number): number {
+  return statusBytes(pid, 'RssFile');
+}
+
+function statusBytes(pid: number, field: string): number {
   try {
-    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(
+      readFileSync(`/proc/${pid}/status`, 'utf8'),
+    );
     return match?.[1] ? Number(match[1]) * 1024 : Number.NaN;
   } catch {
     return Number.NaN;
