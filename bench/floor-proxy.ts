@@ -9,7 +9,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
 
-// RFC 9110 §7.6.1 hop-by-hop headers, plus what undici sets itself
+// RFC 9110 §7.6.1 hop-by-hop headers, plus what undici sets itself. The same list as the
+// reference's: each bare proxy is one self-contained script (processes.ts runs it with `-e`)
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
