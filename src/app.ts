@@ -39,12 +39,21 @@ export interface AppOptions {
   readonly now?: () => number;
   readonly random?: () => number;
   /**
-   * The full collection made once after start-up and by the quiet collector, and what calls
-   * the quiet collector's tick once a period (returns a stop function). Defaults: V8's last-resort collection where node runs with --expose-gc
-   * (dist/cli/main.js's first line has it; none otherwise), and an unref'd 5 s interval.
+   * The full collection made once after start-up and by the quiet collector. Default: V8's
+   * last-resort collection where node runs with --expose-gc (dist/cli/main.js's first line has
+   * it; none otherwise).
    */
   readonly collectGarbage?: () => void;
-  readonly everyQuietPeriod?: (tick: () => void) => () => void;
+  /** When the collections run. Default: unref'd timers (COLLECTION_TIMERS). */
+  readonly collectionTimers?: CollectionTimers;
+}
+
+/** What runs the collections; each returns what cancels it. */
+export interface CollectionTimers {
+  /** Runs `collect` once, a moment after start-up. */
+  afterStartup(collect: () => void): () => void;
+  /** Calls the quiet collector's `tick` once a period. */
+  everyQuietPeriod(tick: () => void): () => void;
 }
 
 export interface App {
@@ -187,8 +196,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }
 
   const collectGarbage = options.collectGarbage ?? v8Collection();
+  const timers = options.collectionTimers ?? COLLECTION_TIMERS;
   let stopQuietTicks: (() => void) | undefined;
-  let startupCollection: NodeJS.Timeout | undefined;
+  let cancelStartupCollection: (() => void) | undefined;
   if (collectGarbage !== undefined) {
     const collect = (after: string) => {
       const collectStart = performance.now();
@@ -196,8 +206,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       const ms = Math.round(performance.now() - collectStart);
       logger.debug({ ms }, `collected after ${after}`);
     };
-    startupCollection = setTimeout(() => collect('start-up'), STARTUP_COLLECTION_DELAY_MS);
-    startupCollection.unref();
+    cancelStartupCollection = timers.afterStartup(() => collect('start-up'));
     const quiet = new QuietCollector({
       heapBytes: () => {
         const usage = process.memoryUsage();
@@ -209,8 +218,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     });
     // an open tunnel or WebSocket is traffic too
     const busy = () => inFlight + detached.size;
-    const everyPeriod = options.everyQuietPeriod ?? everyQuietPeriod;
-    stopQuietTicks = everyPeriod(() => quiet.tick(started, busy()));
+    stopQuietTicks = timers.everyQuietPeriod(() => quiet.tick(started, busy()));
   }
 
   return {
@@ -227,7 +235,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     },
     async stop(): Promise<void> {
       draining = true;
-      clearTimeout(startupCollection);
+      cancelStartupCollection?.();
       stopQuietTicks?.();
       const closed = Promise.all(
         servers.map((server) => new Promise((resolve) => server.close(resolve))),
@@ -264,7 +272,13 @@ function v8Collection(): (() => void) | undefined {
   return gc && (() => gc({ type: 'major', flavor: 'last-resort' }));
 }
 
-function everyQuietPeriod(tick: () => void): () => void {
-  const timer = setInterval(tick, QUIET_PERIOD_MS).unref();
-  return () => clearInterval(timer);
-}
+const COLLECTION_TIMERS: CollectionTimers = {
+  afterStartup(collect) {
+    const timer = setTimeout(collect, STARTUP_COLLECTION_DELAY_MS).unref();
+    return () => clearTimeout(timer);
+  },
+  everyQuietPeriod(tick) {
+    const timer = setInterval(tick, QUIET_PERIOD_MS).unref();
+    return () => clearInterval(timer);
+  },
+};

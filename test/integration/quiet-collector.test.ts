@@ -1,8 +1,8 @@
 /**
  * The quiet collector as the app wires it (the rule itself: test/unit/quiet-collector.test.ts):
  * one collection after start-up, what counts as traffic, and that a collection follows once it
- * stops. The test calls the collector's periodic tick itself, and the collection is a recorder
- * instead of V8's.
+ * stops. The test fires the collection timers itself, and the collection is a recorder instead
+ * of V8's.
  */
 import { once } from 'node:events';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
@@ -16,21 +16,30 @@ const QUIET_PERIODS = 3;
 
 async function setup(yaml = '') {
   let collections = 0;
-  let tick = (): void => {
-    throw new Error('the app did not start its quiet ticks');
+  const notStarted = (): void => {
+    throw new Error('the app did not start its collection timers');
   };
+  let afterStartup = notStarted;
+  let tick = notStarted;
   const px = await startProxy(yaml, {
     collectGarbage: () => {
       collections++;
     },
-    everyQuietPeriod: (onTick) => {
-      tick = onTick;
-      return () => {};
+    collectionTimers: {
+      afterStartup: (collect) => {
+        afterStartup = collect;
+        return () => {};
+      },
+      everyQuietPeriod: (onTick) => {
+        tick = onTick;
+        return () => {};
+      },
     },
   });
-  // start-up's own garbage goes first, a quarter of a second after ready, once
+  // start-up's own garbage goes first, once its timer fires
   expect(collections).toBe(0);
-  await vi.waitFor(() => expect(collections).toBe(1));
+  afterStartup();
+  expect(collections).toBe(1);
   collections = 0;
   /** `n` periods pass; how many collections there have been. */
   const periods = (n: number) => {
