@@ -82,7 +82,7 @@ export async function memory(ctx: BenchContext): Promise<Row[]> {
   const starters: [Via, () => Promise<Proc>][] = [
     ['reference', startReference],
     // node:http's own cost per connection: the floor under the heap settings reprise runs with
-    ['floor', () => startFloor(shippedSettings().flags, shippedSettings().env)],
+    ['floor', () => startFloor(shippedSettings())],
     ['reprise', () => startReprise({}, ctx.tmpDir, 'reprise-memory')],
   ];
   const n = ctx.idleConnections;

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { NodeSettings } from './proxies.ts';
 import type { ControlRequest, FaultMode, UpstreamStats } from './upstream.ts';
 
 export interface Proc {
@@ -149,41 +150,36 @@ export async function startUpstream(): Promise<Upstream> {
 }
 
 /**
- * The reference and the floor run as plain JavaScript: Node's type stripping loads a TypeScript
- * parser that adds ~17 MiB of RSS, which reprise (run from dist/) does not pay. The types are
- * stripped in a throwaway child (the API prints an ExperimentalWarning) and the result runs with
- * `-e` from the repository root, so that `undici` resolves.
+ * The bare proxies (bench/bare-proxies.ts) run as plain JavaScript: Node's type stripping loads
+ * a TypeScript parser that adds ~17 MiB of RSS, which reprise (run from dist/) does not pay. The
+ * types are stripped in a throwaway child (the API prints an ExperimentalWarning) and the result
+ * runs with `-e` from the repository root, so that `undici` resolves. `node`: flags and
+ * variables to run it with (none: node's defaults).
  */
 async function startBareProxy(
   name: 'reference' | 'floor',
-  flags: readonly string[] = [],
-  env: Record<string, string> = {},
+  node: NodeSettings = { env: {}, flags: [] },
 ): Promise<Proc> {
   const strip =
     'process.stdout.write(require("node:module").stripTypeScriptTypes(require("node:fs").readFileSync(0, "utf8")))';
-  const source = readFileSync(`${BENCH_DIR}${name}-proxy.ts`, 'utf8');
+  const source = readFileSync(`${BENCH_DIR}bare-proxies.ts`, 'utf8');
   const stripped = spawnSync(process.execPath, ['--no-warnings', '-e', strip], {
     input: source,
     encoding: 'utf8',
   });
   if (stripped.status !== 0) throw new Error(`${name} proxy: ${stripped.stderr.trim()}`);
-  const args = [...flags, '--input-type=module', '-e', stripped.stdout];
+  const args = [...node.flags, '--input-type=module', '-e', stripped.stdout];
+  const env = { ...node.env, BARE_PROXY: name };
   const child = launch(process.execPath, args, ['ignore', 1, 2, 'ipc'], REPO_DIR, 'proxy', env);
   const port = await ready(child, `${name} proxy`);
   return track(name, child, port, () => '');
 }
 
-/** bench/reference-proxy.ts: undici's `request` and `pipe`, no features. */
+/** undici's `request` and `pipe`, no features. */
 export const startReference = (): Promise<Proc> => startBareProxy('reference');
 
-/**
- * bench/floor-proxy.ts: undici's `dispatch` straight into the response, no features; with
- * `flags` and `env`, under the node settings reprise ships with (what memory is compared on).
- */
-export const startFloor = (
-  flags: readonly string[] = [],
-  env: Record<string, string> = {},
-): Promise<Proc> => startBareProxy('floor', flags, env);
+/** undici's `dispatch` straight into the response, no features; `node`: as for reprise. */
+export const startFloor = (node?: NodeSettings): Promise<Proc> => startBareProxy('floor', node);
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
