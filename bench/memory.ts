@@ -7,7 +7,7 @@
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Row, Via } from './measure.ts';
-import { type Proc, rssBytes, rssFileBytes, startFloor, startReference } from './processes.ts';
+import { type Proc, resident, rssBytes, startFloor, startReference } from './processes.ts';
 import { shippedSettings, startReprise } from './proxies.ts';
 import { type BenchContext, fmtErr } from './scenarios.ts';
 
@@ -107,8 +107,8 @@ export async function memory(ctx: BenchContext): Promise<Row[]> {
     try {
       proc = await start();
       await sleep(1000);
-      const idle = rssBytes(proc.pid) / MiB;
-      const idleFile = rssFileBytes(proc.pid) / MiB;
+      const atIdle = resident(proc.pid);
+      const idle = atIdle.bytes / MiB;
       rows.push({ ...idleMeta, rssMiB: idle });
       const conns = await openIdleConnections(proc.port, `127.0.0.1:${ctx.upstream.port}`, n);
       await sleep(1000);
@@ -116,9 +116,10 @@ export async function memory(ctx: BenchContext): Promise<Row[]> {
       // 1 s after, RSS may still hold the garbage of the requests that opened the connections;
       // what they cost is what stays once they have idled (measured: the same within 0.5 MiB)
       await sleep(SETTLE_S * 1000);
-      const loaded = rssBytes(proc.pid) / MiB;
+      const atLoaded = resident(proc.pid);
+      const loaded = atLoaded.bytes / MiB;
       // code first run by the requests that opened them: the node binary's pages, not per connection
-      const fileGrowth = rssFileBytes(proc.pid) / MiB - idleFile;
+      const fileGrowth = (atLoaded.fileBytes - atIdle.fileBytes) / MiB;
       const note = `${conns.open()} open, ${conns.failed} failed; after ${SETTLE_S + 1} s idle ${(((loaded - idle) * 1024) / Math.max(1, conns.open())).toFixed(1)} KiB per connection, of the +${(loaded - idle).toFixed(1)} MiB ${fileGrowth.toFixed(1)} file pages (code first run); 1 s after opening ${fresh.toFixed(1)} (+${(fresh - idle).toFixed(1)})`;
       conns.close();
       rows.push({ ...connMeta, rssMiB: loaded, rssDeltaMiB: loaded - idle, note });

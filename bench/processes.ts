@@ -203,23 +203,25 @@ export function tail(file: string): string {
 
 /** A process's resident set size in bytes (VmRSS), or NaN when it is gone. */
 export function rssBytes(pid: number): number {
-  return statusBytes(pid, 'VmRSS');
+  return resident(pid).bytes;
 }
 
-/** The part of it that is file pages (RssFile): mostly the node binary's code, shared and clean. */
-export function rssFileBytes(pid: number): number {
-  return statusBytes(pid, 'RssFile');
-}
-
-function statusBytes(pid: number, field: string): number {
+/**
+ * VmRSS and the part of it that is file pages (RssFile: mostly the node binary's code, shared
+ * and clean), from one read; NaN when the process is gone.
+ */
+export function resident(pid: number): { bytes: number; fileBytes: number } {
+  let status = '';
   try {
-    const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(
-      readFileSync(`/proc/${pid}/status`, 'utf8'),
-    );
-    return match?.[1] ? Number(match[1]) * 1024 : Number.NaN;
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
   } catch {
-    return Number.NaN;
+    // gone: both NaN
   }
+  const field = (name: string) => {
+    const kib = new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1];
+    return kib === undefined ? Number.NaN : Number(kib) * 1024;
+  };
+  return { bytes: field('VmRSS'), fileBytes: field('RssFile') };
 }
 
 export const TICK_MS =
