@@ -107,6 +107,27 @@ export interface BreakerSettings {
   readonly halfOpenRequests: number;
 }
 
+/**
+ * How reprise speaks TLS to one upstream (SPEC §6, TLS origination): compiled from
+ * `upstreams[].tls`, or made for an `https://` listener, fallback or absolute-form request.
+ * Verification is always on: against `ca` when given, else Node's public roots.
+ */
+export interface UpstreamTls {
+  /** The port TLS is spoken on; undefined: the port the app called (80 becomes 443). */
+  readonly port: number | undefined;
+  /** SNI and the name the certificate must carry; undefined: the host called. */
+  readonly servername: string | undefined;
+  /** PEM roots trusted instead of the public ones; undefined: the public roots. */
+  readonly ca: string | undefined;
+  /** PEM client certificate and key for mutual TLS (both or neither). */
+  readonly cert: string | undefined;
+  readonly key: string | undefined;
+  /** The files the PEM came from, as written (explain, /state, reload). */
+  readonly files: { readonly ca?: string; readonly cert?: string; readonly key?: string };
+  /** Equal settings, equal id: connection pools and TLS sessions are keyed by it. */
+  readonly id: string;
+}
+
 export interface UpstreamSettings {
   readonly budget: BudgetSettings;
   readonly circuitBreaker: BreakerSettings;
