@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { Listener } from '../../config/types.ts';
 import { summarize } from '../../summary.ts';
+import type { ErrorName } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
 import { forward } from '../exchange/forward.ts';
 import { hasVia } from '../exchange/headers.ts';
@@ -23,7 +24,7 @@ import {
   type ParserError,
   parserErrorAnswer,
 } from './request-guard.ts';
-import { answer, type ErrorName, rawAnswer } from './respond.ts';
+import { answer, rawAnswer } from './respond.ts';
 import { listenerTarget, parseAbsoluteTarget, type Target } from './target.ts';
 
 export interface ProxyServerOptions {

@@ -15,10 +15,10 @@
  */
 import { type IncomingMessage, request } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FailureName } from '../../config/types.ts';
 import { classifyError, statusOutcome } from '../../retry/failure.ts';
 import { matchRoute } from '../../routing/route-table.ts';
-import { summarize, type TryOutcome } from '../../summary.ts';
+import { summarize } from '../../summary.ts';
+import type { ErrorName, FailureName, TryOutcome } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
 import { buildClientHeaders, buildUpstreamHeaders } from '../exchange/headers.ts';
 import {
@@ -28,7 +28,7 @@ import {
   takeConnectionBytes,
 } from '../inbound/correlation.ts';
 import { declaresBody } from '../inbound/request-guard.ts';
-import { type ErrorName, toRetryAfterSeconds } from '../inbound/respond.ts';
+import { toRetryAfterSeconds } from '../inbound/respond.ts';
 import type { Target } from '../inbound/target.ts';
 import { answerOnSocket, ClientHold, socketResponse, splice } from './detached-socket.ts';
 

@@ -10,8 +10,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { FailureName } from '../../config/types.ts';
 import { classifyError } from '../../retry/failure.ts';
+import type { FailureName } from '../../vocabulary.ts';
 import type { BufferPool } from '../exchange/buffer-pool.ts';
 import { DeniedAddressError } from './address-guard.ts';
 
