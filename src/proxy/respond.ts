@@ -3,7 +3,7 @@
  * from an upstream is written here, with the same JSON body shape.
  */
 import type { ServerResponse } from 'node:http';
-import type { ErrorName } from '../../vocabulary.ts';
+import type { ErrorName } from '../vocabulary.ts';
 
 const ANSWERS: Readonly<Record<ErrorName, { status: number; message: string }>> = {
   'connect-failure': { status: 502, message: 'could not connect to the upstream' },
