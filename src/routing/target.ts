@@ -4,7 +4,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
-import type { Address, Listener } from '../config/types.ts';
+import type { Address, Listener, UpstreamTls } from '../config/types.ts';
 import { isListed } from './address-list.ts';
 import {
   type Authority,
@@ -17,6 +17,8 @@ import {
 
 /** Where a request goes, parsed once from its absolute-form URI (or a listener's upstream). */
 export interface Target extends Authority {
+  /** Spoken to over TLS with these settings (then `origin` is https://); undefined: plain. */
+  readonly tls?: UpstreamTls | undefined;
   /** `http://` + `hostHeader`: the origin connected to. */
   readonly origin: string;
   /** Path and query, as sent upstream. */
