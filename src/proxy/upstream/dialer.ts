@@ -18,7 +18,6 @@
  * TCP connect and the handshake together.
  */
 import { type BlockList, connect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import type { UpstreamTls } from '../../config/types.ts';
 import { classifyDialError } from '../../retry/failure.ts';
 import { isDenied } from '../../routing/address-list.ts';
@@ -183,7 +182,8 @@ export class Dialer {
   ): Socket {
     const name = tls.servername ?? host;
     const sessionKey = `${tls.id}\n${name}`;
-    const secure = tlsConnect({
+    // loaded on the first TLS dial: a proxy that speaks plain HTTP never loads Node's TLS
+    const secure = process.getBuiltinModule('node:tls').connect({
       socket,
       // the name the certificate must carry; SNI only for a name, never for an IP address
       host: name,
