@@ -162,7 +162,11 @@ export class Dialer {
     });
     return {
       result,
-      cancel: () => fail(new DialError('connect-failure', 'the dial was cancelled')),
+      cancel: () => {
+        // the caller gave up (the client left): not the upstream's handshake failing
+        handshaking = false;
+        fail(new DialError('connect-failure', 'the dial was cancelled'));
+      },
     };
   }
 
