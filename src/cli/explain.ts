@@ -7,7 +7,13 @@
  * says which budget and breaker settings apply.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Backoff, Config, RetryPolicy, UpstreamSettings } from '../config/types.ts';
+import type {
+  Backoff,
+  BreakerSettings,
+  Config,
+  RetryPolicy,
+  UpstreamSettings,
+} from '../config/types.ts';
 import { formatDuration, formatSize } from '../config/units.ts';
 import { parseAbsoluteTarget } from '../proxy/inbound/target.ts';
 import { UpstreamRegistry } from '../resilience/upstream-registry.ts';
@@ -170,10 +176,17 @@ function describeUpstream(upstreams: UpstreamSettingsSource, authority: string):
   return [
     `upstream ${authority}:`,
     ...Object.entries(settings).map(([key, value]) => {
+      if (key === 'circuitBreaker') return `  circuitBreaker: ${describeBreaker(value)}`;
       const [name, text] = describeSetting(key, value);
       return `  ${name}: ${text}`;
     }),
   ];
+}
+
+/** Off says so and nothing else (its other keys do nothing); on lists the keys that act. */
+function describeBreaker({ enabled, ...rest }: BreakerSettings): string {
+  if (!enabled) return 'off (circuitBreaker.enabled: false): the circuit never opens';
+  return describeSetting('circuitBreaker', rest)[1];
 }
 
 /**

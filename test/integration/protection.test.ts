@@ -350,6 +350,7 @@ describe('the embedded breaker on /state (SPEC §4, §7)', () => {
     for (let i = 0; i < 50; i++) await viaProxy(proxy.port, 'GET', `${upstream.origin}/`, once);
     nowMs += 1_000;
     expect(await state()).toEqual({
+      enabled: true,
       state: 'closed',
       recentTries: 50,
       recentFailures: 50,

@@ -6,6 +6,7 @@ import {
   upstreamSettingsFromConfig,
 } from '../../src/cli/explain.ts';
 import {
+  DEFAULTS,
   makeBackoff,
   makeConfig,
   makeRoute,
@@ -313,6 +314,27 @@ describe('explainRequest', () => {
         'circuitBreaker: failureRatio 1, minRequests 50, consecutiveFailures 0, window 10s, failingFor 1.5s, openFor 4s, openForRequests 100, maxOpenFor 8s, halfOpenRequests 1',
         'maxConcurrent: 1000',
       ]),
+    );
+  });
+
+  it('says when the breaker of an upstream is off', () => {
+    const off = makeConfig({
+      upstreams: [
+        {
+          match: 'flaky.example.com',
+          settings: makeUpstreamSettings({
+            circuitBreaker: { ...DEFAULTS.defaultUpstream.circuitBreaker, enabled: false },
+          }),
+        },
+      ],
+    });
+    const explainOn = (url: string) =>
+      lines(explainRequest(off, upstreamSettingsFromConfig(off), 'GET', url, {}));
+    expect(explainOn('http://flaky.example.com/')).toContain(
+      'circuitBreaker: off (circuitBreaker.enabled: false): the circuit never opens',
+    );
+    expect(explainOn('http://other.example/')).toContain(
+      'circuitBreaker: failureRatio 1, minRequests 50, consecutiveFailures 0, window 10s, failingFor 1.5s, openFor 4s, openForRequests 100, maxOpenFor 8s, halfOpenRequests 1',
     );
   });
 
