@@ -17,9 +17,9 @@
  * With `enabled: false` the trip rule is never applied: it stays closed and only counts tries.
  */
 import type { BreakerSettings } from '../config/types.ts';
+import type { CircuitState } from '../vocabulary.ts';
 import { RecentTries } from './recent-tries.ts';
 
-export type BreakerStateName = 'closed' | 'open' | 'half-open';
 /** What `tryAcquire` handed out: a normal try, or one of the half-open probes. */
 export type BreakerPermit = 'pass' | 'probe';
 
@@ -48,7 +48,7 @@ type HalfOpen = Extract<BreakerState, { state: 'half-open' }>;
 export interface BreakerView {
   /** false: `circuitBreaker.enabled: false`, it never opens. */
   readonly enabled: boolean;
-  readonly state: BreakerStateName;
+  readonly state: CircuitState;
   /** The recent tries the trip rule looks at, and how many of them failed. */
   readonly recentTries: number;
   readonly recentFailures: number;
@@ -80,7 +80,7 @@ export function isFailing(
 
 export class CircuitBreaker {
   readonly settings: BreakerSettings;
-  readonly #onTransition: ((to: BreakerStateName, from: BreakerStateName) => void) | undefined;
+  readonly #onTransition: ((to: CircuitState, from: CircuitState) => void) | undefined;
   readonly #recent: RecentTries;
   #state: BreakerState = CLOSED;
   #consecutiveFailures = 0;
@@ -92,7 +92,7 @@ export class CircuitBreaker {
   /** `onTransition` is called after every change of `state` (not on probe bookkeeping). */
   constructor(
     settings: BreakerSettings,
-    onTransition?: (to: BreakerStateName, from: BreakerStateName) => void,
+    onTransition?: (to: CircuitState, from: CircuitState) => void,
   ) {
     this.settings = settings;
     this.#onTransition = onTransition;

@@ -7,7 +7,6 @@ import { embeddedDefaults } from '../../src/config/compile.ts';
 import type {
   Backoff,
   Config,
-  FailureName,
   Fallback,
   RetryPolicy,
   Route,
@@ -18,6 +17,7 @@ import type {
 } from '../../src/config/types.ts';
 import { type HostPattern, parseHostPattern } from '../../src/routing/host-pattern.ts';
 import type { RequestSummary } from '../../src/summary.ts';
+import type { FailureName } from '../../src/vocabulary.ts';
 
 export function hostPattern(source: string): HostPattern {
   const pattern = parseHostPattern(source);
