@@ -116,6 +116,8 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
 }
 
 export interface RetryLine {
+  /** The access line's `requestId`: overlapping requests' retries are told apart by it. */
+  readonly requestId: string;
   readonly route: string;
   readonly upstream: string;
   /** The try that just ended, 1-based. */
@@ -130,6 +132,7 @@ export function logRetry(logger: Logger, line: RetryLine): void {
 }
 
 export interface SuppressedLine {
+  readonly requestId: string;
   readonly route: string;
   readonly upstream: string;
   readonly attempt: number;

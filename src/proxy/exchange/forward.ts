@@ -173,7 +173,8 @@ class Exchange {
       }
       permit = next;
       const { reason, delayMs } = decision;
-      ctx.onRetry?.(policy.route.name, upstream.authority, this.#attempts, reason, delayMs);
+      const id = this.#origin.requestId;
+      ctx.onRetry?.(id, policy.route.name, upstream.authority, this.#attempts, reason, delayMs);
       previousDelayMs = decision.backoffMs;
       if (result.kind === 'response') result.response.discard();
       await this.#sleep(delayMs);
@@ -185,7 +186,9 @@ class Exchange {
       if (!upstream.confirm(ctx.now(), permit)) {
         // the answer that led here was discarded for the retry: reprise answers instead
         this.#suppressed = 'circuit-open';
-        ctx.onSuppressed?.(policy.route.name, upstream.authority, this.#attempts, 'circuit-open');
+        const { requestId } = this.#origin;
+        const { authority } = upstream;
+        ctx.onSuppressed?.(requestId, policy.route.name, authority, this.#attempts, 'circuit-open');
         return { kind: 'error', error: 'circuit-open', upstream };
       }
       // counted once it is made: a client that left during the wait got no retry
@@ -203,7 +206,9 @@ class Exchange {
   ): LoopEnd {
     this.#suppressed = cause;
     if (cause !== undefined) {
-      this.#ctx.onSuppressed?.(policy.route.name, upstream.authority, this.#attempts, cause);
+      const { requestId } = this.#origin;
+      const { authority } = upstream;
+      this.#ctx.onSuppressed?.(requestId, policy.route.name, authority, this.#attempts, cause);
     }
     if (result.kind === 'response') return { kind: 'response', result };
     return { kind: 'error', error: result.failure, upstream };
