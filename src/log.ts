@@ -103,6 +103,7 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
     suppressed: s.suppressed,
     fallback: s.fallback,
     error: s.error,
+    reason: s.reason,
     bytesIn: s.bytesIn,
     bytesOut: s.bytesOut,
     durationMs: s.durationMs,

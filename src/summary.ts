@@ -40,6 +40,11 @@ export interface RequestSummary extends RequestOrigin {
   readonly fallback: string | undefined;
   /** Set on answers reprise made itself (`x-reprise-error`), and `body-cut` on a relayed body that broke. */
   readonly error: string | undefined;
+  /**
+   * Why reprise refused the request, in the words of its answer's `message` (which port, which
+   * client, which denied address); undefined for answers whose `error` says it all.
+   */
+  readonly reason: string | undefined;
   /** `ip:port` the last try connected to; undefined when no try reached a connection. */
   readonly upstreamAddress: string | undefined;
   /** Bytes read from the client connection for this request, its head included. */
@@ -65,6 +70,7 @@ export interface RequestEnd {
   readonly suppressed?: SuppressedCause | undefined;
   readonly fallback?: string | undefined;
   readonly error?: string | undefined;
+  readonly reason?: string | undefined;
   readonly upstreamAddress?: string | undefined;
 }
 
@@ -90,6 +96,7 @@ export function summarize(origin: RequestOrigin, end: RequestEnd, nowMs: number)
     suppressed: end.suppressed,
     fallback: end.fallback,
     error: end.error,
+    reason: end.reason,
     upstreamAddress: end.upstreamAddress,
     bytesIn: end.bytesIn,
     bytesOut: end.bytesOut,

@@ -135,6 +135,7 @@ export function makeSummary(overrides: Partial<RequestSummary> = {}): RequestSum
     suppressed: undefined,
     fallback: undefined,
     error: undefined,
+    reason: undefined,
     startMs: 1_000,
     requestId: 'r-1',
     traceId: undefined,

@@ -66,6 +66,8 @@ class Exchange {
   #suppressed: SuppressedCause | undefined;
   #fallback: string | undefined;
   #error: ErrorName | undefined;
+  /** The message of a refusal (a 403: why), for the access line too. */
+  #reason: string | undefined;
   /** Where the last try that reached a connection connected to. */
   #upstreamAddress: string | undefined;
   #clientGone = false;
@@ -293,9 +295,11 @@ class Exchange {
       end.error === 'circuit-open'
         ? toRetryAfterSeconds(end.upstream.breaker.retryAfterMs(ctx.now()))
         : undefined;
+    if (end.error === 'forbidden') {
+      this.#reason = 'the upstream address is in access.deniedUpstreams';
+    }
     return answer(this.#res, this.#error, {
-      message:
-        end.error === 'forbidden' ? 'the upstream address is in access.deniedUpstreams' : undefined,
+      message: this.#reason,
       attempts: this.#attempts,
       upstream: end.upstream.authority,
       viaToken: ctx.viaToken,
@@ -341,6 +345,7 @@ class Exchange {
       suppressed: this.#suppressed,
       fallback: this.#fallback,
       error: this.#error,
+      reason: this.#reason,
       upstreamAddress: this.#upstreamAddress,
       bytesIn: bytes.bytesIn,
       bytesOut: bytes.bytesOut,

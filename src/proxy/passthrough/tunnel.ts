@@ -142,7 +142,8 @@ function refuseWith(
     retryAfterSeconds: toRetryAfterSeconds(refusal.retryAfterMs),
   });
   ctx.onTunnelDone?.(upstream, error);
-  tunnelEnded(ctx, origin, client, { upstream, status, attempts, error, upstreamAddress });
+  const reason = message;
+  tunnelEnded(ctx, origin, client, { upstream, status, attempts, error, reason, upstreamAddress });
 }
 
 /**
