@@ -18,6 +18,7 @@ import { type OwnAuthorities, ownAuthorities } from './proxy/inbound/target.ts';
 import { UpstreamClient } from './proxy/upstream/upstream-client.ts';
 import { QuietCollector } from './quiet-collector.ts';
 import { UpstreamRegistry } from './resilience/upstream-registry.ts';
+import { viewRuleTls } from './routing/upstream-rule.ts';
 import type { RequestSummary } from './summary.ts';
 
 /** The quiet collector (quiet-collector.ts) looks every 5 s and collects after 15 s quiet. */
@@ -183,7 +184,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       isReady: () => !draining,
       effectiveConfig: () => context.config.effective,
       state: () => ({
-        upstreams: upstreams.snapshot(now()),
+        upstreams: upstreams.snapshot(now()).map((snapshot) => {
+          const tls = viewRuleTls(context.config.upstreams, snapshot.authority);
+          return tls === undefined ? snapshot : { ...snapshot, tls };
+        }),
         bufferedBytes: pool.usedBytes,
         inFlight,
       }),
