@@ -15,7 +15,6 @@ import type {
   UpstreamTls,
 } from '../config/types.ts';
 import { formatDuration, formatSize } from '../config/units.ts';
-import { parseAbsoluteTarget } from '../proxy/inbound/target.ts';
 import { UpstreamRegistry } from '../resilience/upstream-registry.ts';
 import {
   type RequestPolicy,
@@ -24,6 +23,7 @@ import {
 } from '../retry/request-policy.ts';
 import { splitAuthority } from '../routing/authority.ts';
 import { matchRoute } from '../routing/route-table.ts';
+import { parseAbsoluteTarget } from '../routing/target.ts';
 import { viewTls } from '../routing/upstream-rule.ts';
 import { delayLines, describeRetries, headerCase } from './explain-retry.ts';
 

@@ -65,7 +65,8 @@ export async function startHttpsUpstream(
           connection: ids.get(socket) ?? 0,
         });
         const peer = socket.getPeerCertificate();
-        clientNames.push(peer?.subject?.CN);
+        const name = peer?.subject?.CN;
+        clientNames.push(Array.isArray(name) ? name[0] : name);
         const step = script[Math.min(index, script.length - 1)] as Step;
         step(req, res, body);
       });

@@ -6,7 +6,8 @@
  */
 import { BlockList, isIP } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
-import type { Address, Listener, UpstreamRule, UpstreamTls } from '../../config/types.ts';
+import type { Address, Listener, UpstreamRule, UpstreamTls } from '../config/types.ts';
+import { isListed } from './address-list.ts';
 import {
   type Authority,
   canonicalHost,
@@ -14,9 +15,8 @@ import {
   parseAuthority,
   splitAuthority,
   unbracket,
-} from '../../routing/authority.ts';
-import { tlsDestination, upstreamTls } from '../../routing/upstream-rule.ts';
-import { isListed } from '../upstream/address-guard.ts';
+} from './authority.ts';
+import { tlsDestination, upstreamTls } from './upstream-rule.ts';
 
 /** Where a request goes, parsed once from its absolute-form URI (or a listener's upstream). */
 export interface Target extends Authority {
