@@ -10,10 +10,18 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Metrics } from './admin/metrics.ts';
 import { type AdminServer, startAdmin } from './admin/server.ts';
 import type { Address, Config } from './config/types.ts';
-import { createLogger, type Logger, logRequestDone, logRetry, logSuppressed } from './log.ts';
+import {
+  createLogger,
+  type Logger,
+  logHandshakeFailed,
+  logRequestDone,
+  logRetry,
+  logSuppressed,
+} from './log.ts';
 import { BufferPool } from './proxy/buffer-pool.ts';
 import type { ProxyContext } from './proxy/context.ts';
 import { createProxyServer } from './proxy/inbound/server.ts';
+import { Dialer } from './proxy/upstream/dialer.ts';
 import { UpstreamClient } from './proxy/upstream/upstream-client.ts';
 import { QuietCollector } from './quiet-collector.ts';
 import { UpstreamRegistry } from './resilience/upstream-registry.ts';
@@ -77,10 +85,22 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const viaId = `reprise-${randomBytes(4).toString('hex')}`;
   const pool = new BufferPool(config.limits.maxBufferedBytes);
   let context: ProxyContext;
-  const client = new UpstreamClient({
-    deniedUpstreams: () => context.config.access.deniedUpstreamList,
-  });
   let metrics: Metrics | undefined;
+  const dialer = new Dialer({
+    deniedUpstreams: () => context.config.access.deniedUpstreamList,
+    onHandshake: (result, target, error) => {
+      metrics?.tlsHandshake('upstream', result);
+      if (error === undefined) return;
+      logHandshakeFailed(logger, {
+        upstream: `${target.host}:${target.port}`,
+        servername: target.tls?.servername ?? target.host,
+        failure: result,
+        reason: error.reason,
+        message: error.message,
+      });
+    },
+  });
+  const client = new UpstreamClient({ dialer });
   const upstreams = new UpstreamRegistry(config.defaultUpstream, config.upstreams, {
     onTransition: (authority, to, from) => {
       metrics?.circuitTransition(authority, to);
@@ -115,6 +135,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     ownAuthorities: own,
     upstreams,
     client,
+    dialer,
     pool,
     viaId,
     viaToken: `1.1 ${viaId}`,
@@ -129,7 +150,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       ? (route, upstream, attempt, cause) =>
           logSuppressed(logger, { route, upstream, attempt, cause })
       : undefined,
-    onTunnelDone: (upstream, outcome) => metrics?.tunnelDone(upstream, outcome),
+    onTunnelDone: (upstream, outcome, retryReasons) =>
+      metrics?.tunnelDone(upstream, outcome, retryReasons),
     onTunnelEnd: (s) => logRequestDone(logger, s),
   });
   context = build(config);

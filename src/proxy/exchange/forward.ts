@@ -7,6 +7,7 @@
  * retry. Every exit records why in the summary, which the log line and the metrics share.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { UpstreamTls } from '../../config/types.ts';
 import type { BreakerPermit } from '../../resilience/circuit-breaker.ts';
 import type { Upstream } from '../../resilience/upstream-registry.ts';
 import { decideRetry } from '../../retry/decide.ts';
@@ -15,6 +16,7 @@ import {
   type RequestPolicy,
   resolveFallbackPolicy,
   resolveRequestPolicy,
+  tryTimeoutMs,
 } from '../../retry/request-policy.ts';
 import { matchRoute } from '../../routing/route-table.ts';
 import type { Target } from '../../routing/target.ts';
@@ -38,10 +40,13 @@ type LoopEnd =
     }
   | { readonly kind: 'client-gone' };
 
-/** Where the tries go: the target's origin, or the fallback's, with the TLS that applies. */
-type Destination = Pick<Target, 'origin' | 'tls'>;
-
 type ResponseResult = Extract<TryResult, { kind: 'response' }>;
+
+/** Where tries go: the target, or the route's fallback; with TLS where it has settings. */
+interface Destination {
+  readonly origin: string;
+  readonly tls?: UpstreamTls | undefined;
+}
 
 export function forward(
   ctx: ProxyContext,
@@ -222,19 +227,19 @@ class Exchange {
    * Sends the next try on this origin; settles when its response head arrived, or, with
    * `hold`, once the body is whole (content-aware retry), or when it failed.
    */
-  #send(origin: Destination, policy: RequestPolicy, hold: boolean): Promise<TryResult | DeniedTry> {
-    const { retry, deadlineMs } = policy;
-    const leftMs = deadlineMs - this.#ctx.now();
+  #send(to: Destination, policy: RequestPolicy, hold: boolean): Promise<TryResult | DeniedTry> {
+    const { retry } = policy;
     setAttempt(this.#headers, this.#attempts + 1);
-    this.#tls = origin.tls !== undefined;
+    this.#tls = to.tls !== undefined;
     this.#current = this.#ctx.client.send({
-      origin: origin.origin,
+      origin: to.origin,
       path: this.#target.path,
       method: this.#req.method as string,
       headers: this.#headers,
       body: this.#body?.source() ?? null,
       connectTimeoutMs: retry.connectTimeoutMs,
-      tryTimeoutMs: Math.max(1, Math.min(retry.perTryTimeoutMs, leftMs)),
+      tls: to.tls,
+      tryTimeoutMs: tryTimeoutMs(policy, this.#ctx.now()),
       holdBytes: hold ? retry.responseBufferBytes : 0,
       bodyTimeoutMs: retry.bodyTimeoutMs,
       streamIdleTimeoutMs: retry.streamIdleTimeoutMs,
