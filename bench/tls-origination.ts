@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { Measured, Row } from './measure.ts';
 import { type Proc, startBareTls, startUpstream } from './processes.ts';
-import { startReprise } from './proxies.ts';
+import { startReprise, UNBOUNDED } from './proxies.ts';
 import { type BenchContext, compare, get, OK, type Target } from './scenarios.ts';
 
 /** The upstream's certificate names this; every proxy verifies it as SNI. */
@@ -62,6 +62,13 @@ export async function tlsOrigination(ctx: BenchContext): Promise<Row[]> {
     { via: 'reference', proc: once(() => startBareTls('reference', caFile, SERVERNAME)) },
     { via: 'floor', proc: once(() => startBareTls('floor', caFile, SERVERNAME)) },
     { via: 'reprise', proc: once(() => startReprise(config, ctx.tmpDir, 'reprise-tls')) },
+    // the bare proxies run on node's defaults: the same build without its V8 settings, too
+    {
+      via: 'reprise-unbounded',
+      proc: once(() =>
+        startReprise(config, ctx.tmpDir, 'reprise-tls-unbounded', { node: UNBOUNDED }),
+      ),
+    },
   ];
   const meta = {
     key: 'tls-get-1024-c50',
@@ -82,13 +89,14 @@ export async function tlsOrigination(ctx: BenchContext): Promise<Row[]> {
   try {
     const rows = await compare({ ...ctx, upstream }, arms);
     const floor = rows.find((r) => r.via === 'floor');
-    const reprise = rows.find((r) => r.via === 'reprise');
-    if (floor?.proxyCpuUsPerReq && reprise?.proxyCpuUsPerReq && floor.reqPerS && reprise.reqPerS) {
+    for (const reprise of rows.filter((r) => r.via.startsWith('reprise'))) {
+      if (!floor?.proxyCpuUsPerReq || !reprise.proxyCpuUsPerReq) continue;
+      if (!floor.reqPerS || !reprise.reqPerS) continue;
       const cpu = reprise.proxyCpuUsPerReq / floor.proxyCpuUsPerReq;
       const rate = reprise.reqPerS / floor.reqPerS;
       const line = `${cpu.toFixed(2)}× the bare TLS floor's CPU per request (target ≤ 1.1×), ${rate.toFixed(2)}× its req/s`;
       reprise.note = [line, reprise.note].filter(Boolean).join('; ');
-      ctx.progress(`tls origination: ${line}`);
+      ctx.progress(`tls origination, ${reprise.via}: ${line}`);
     }
     return rows;
   } finally {
