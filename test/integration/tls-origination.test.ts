@@ -152,6 +152,19 @@ describe.skipIf(skip)('TLS origination through the proxy port', () => {
     expect(up.handshakes).toBeLessThanOrEqual(2);
   });
 
+  it('shows the TLS that applies to an upstream in /state', async () => {
+    const up = await startHttpsUpstream([reply(200, 'ok')], server);
+    const proxy = await startProxy(tlsRule());
+    await viaProxy(proxy.port, 'GET', `http://127.0.0.1:${up.port}/`);
+    const state = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/state`)).json();
+    expect(state.upstreams).toEqual([
+      expect.objectContaining({
+        authority: `127.0.0.1:${up.port}`,
+        tls: { port: up.port, servername: 'localhost', ca: caFile, cert: 'none' },
+      }),
+    ]);
+  });
+
   it('presents the client certificate to an upstream that demands one (mutual TLS)', async () => {
     const up = await startHttpsUpstream([reply(200, 'ok')], {
       ...server,
