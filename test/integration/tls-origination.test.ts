@@ -156,7 +156,8 @@ describe.skipIf(skip)('TLS origination through the proxy port', () => {
     const up = await startHttpsUpstream([reply(200, 'ok')], server);
     const proxy = await startProxy(tlsRule());
     await viaProxy(proxy.port, 'GET', `http://127.0.0.1:${up.port}/`);
-    const state = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/state`)).json();
+    const res = await fetch(`http://127.0.0.1:${proxy.adminPort}/state`);
+    const state = (await res.json()) as { upstreams: unknown[] };
     expect(state.upstreams).toEqual([
       expect.objectContaining({
         authority: `127.0.0.1:${up.port}`,
