@@ -47,6 +47,8 @@ export interface RequestSummary extends RequestOrigin {
   readonly reason: string | undefined;
   /** `ip:port` the last try connected to; undefined when no try reached a connection. */
   readonly upstreamAddress: string | undefined;
+  /** The last try was sent over TLS (TLS origination); false for plain HTTP and tunnels. */
+  readonly tls: boolean;
   /** Bytes read from the client connection for this request, its head included. */
   readonly bytesIn: number;
   /** Bytes written to the client connection for this request, its head included. */
@@ -72,6 +74,7 @@ export interface RequestEnd {
   readonly error?: string | undefined;
   readonly reason?: string | undefined;
   readonly upstreamAddress?: string | undefined;
+  readonly tls?: boolean;
 }
 
 const NONE: readonly never[] = Object.freeze([]);
@@ -98,6 +101,7 @@ export function summarize(origin: RequestOrigin, end: RequestEnd, nowMs: number)
     error: end.error,
     reason: end.reason,
     upstreamAddress: end.upstreamAddress,
+    tls: end.tls ?? false,
     bytesIn: end.bytesIn,
     bytesOut: end.bytesOut,
     durationMs: nowMs - origin.startMs,

@@ -13,10 +13,13 @@ closeAfterEach();
 
 /** Sends `CONNECT authority` on a raw socket; resolves with what came back before close. */
 function connectThrough(port: number, authority: string): Promise<string> {
+  return rawExchange(port, `CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n\r\n`);
+}
+
+/** Writes `head` on a raw socket; resolves with what came back before close. */
+function rawExchange(port: number, head: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () =>
-      socket.write(`CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n\r\n`),
-    );
+    const socket = connect(port, '127.0.0.1', () => socket.write(head));
     let text = '';
     socket.setEncoding('latin1');
     socket.on('data', (chunk: string) => {
@@ -71,6 +74,27 @@ describe('the reason of a 403 in the access line', () => {
         reason: 'the upstream address is in access.deniedUpstreams',
       }),
     ]);
+  });
+
+  it('names the deny list for a CONNECT or an Upgrade to a denied upstream', async () => {
+    const upstream = await startUpstream([reply(200, 'ok')]);
+    const proxy = await startProxy(
+      `${FAST}access: { deniedUpstreams: [127.0.0.0/8] }\nconnect: { allowedPorts: [${upstream.port}] }\n`,
+    );
+    const tunnel = await connectThrough(proxy.port, upstream.authority);
+    expect(tunnel).toMatch(/^HTTP\/1\.1 403 /);
+    const upgrade = await rawExchange(
+      proxy.port,
+      `GET ${upstream.origin}/ws HTTP/1.1\r\nhost: ${upstream.authority}\r\n` +
+        'connection: upgrade\r\nupgrade: websocket\r\n\r\n',
+    );
+    expect(upgrade).toMatch(/^HTTP\/1\.1 403 /);
+    const reason = 'the upstream address is in access.deniedUpstreams';
+    expect(proxy.requests()).toEqual([
+      expect.objectContaining({ method: 'CONNECT', status: 403, reason }),
+      expect.objectContaining({ method: 'GET', status: 403, reason }),
+    ]);
+    expect(upstream.connections).toBe(0);
   });
 
   it('writes no reason for an answer that came from the upstream', async () => {
