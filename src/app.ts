@@ -26,6 +26,7 @@ import { UpstreamClient } from './proxy/upstream/upstream-client.ts';
 import { QuietCollector } from './quiet-collector.ts';
 import { UpstreamRegistry } from './resilience/upstream-registry.ts';
 import { type OwnAuthorities, ownAuthorities } from './routing/target.ts';
+import { viewRuleTls } from './routing/upstream-rule.ts';
 import type { RequestSummary } from './summary.ts';
 
 /** The quiet collector (quiet-collector.ts) looks every 5 s and collects after 15 s quiet. */
@@ -142,12 +143,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     random: options.random ?? Math.random,
     onDone,
     onRetry: debug
-      ? (route, upstream, attempt, reason, delayMs) =>
-          logRetry(logger, { route, upstream, attempt, reason, delayMs })
+      ? (requestId, route, upstream, attempt, reason, delayMs) =>
+          logRetry(logger, { requestId, route, upstream, attempt, reason, delayMs })
       : undefined,
     onSuppressed: debug
-      ? (route, upstream, attempt, cause) =>
-          logSuppressed(logger, { route, upstream, attempt, cause })
+      ? (requestId, route, upstream, attempt, cause) =>
+          logSuppressed(logger, { requestId, route, upstream, attempt, cause })
       : undefined,
     onTunnelDone: (upstream, outcome, retryReasons) =>
       metrics?.tunnelDone(upstream, outcome, retryReasons),
@@ -205,7 +206,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       isReady: () => !draining,
       effectiveConfig: () => context.config.effective,
       state: () => ({
-        upstreams: upstreams.snapshot(now()),
+        upstreams: upstreams.snapshot(now()).map((snapshot) => {
+          const tls = viewRuleTls(context.config.upstreams, snapshot.authority);
+          return tls === undefined ? snapshot : { ...snapshot, tls };
+        }),
         bufferedBytes: pool.usedBytes,
         inFlight,
       }),

@@ -95,6 +95,8 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
     route: s.route,
     upstream: s.upstream,
     upstreamAddress: s.upstreamAddress,
+    // only where it is so: most lines are plain HTTP, and they stay as they were
+    tls: s.tls || undefined,
     method: s.method,
     path: stripQuery(s.path),
     status: s.status,
@@ -103,6 +105,7 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
     suppressed: s.suppressed,
     fallback: s.fallback,
     error: s.error,
+    reason: s.reason,
     bytesIn: s.bytesIn,
     bytesOut: s.bytesOut,
     durationMs: s.durationMs,
@@ -116,6 +119,8 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
 }
 
 export interface RetryLine {
+  /** The access line's `requestId`: overlapping requests' retries are told apart by it. */
+  readonly requestId: string;
   readonly route: string;
   readonly upstream: string;
   /** The try that just ended, 1-based. */
@@ -130,6 +135,7 @@ export function logRetry(logger: Logger, line: RetryLine): void {
 }
 
 export interface SuppressedLine {
+  readonly requestId: string;
   readonly route: string;
   readonly upstream: string;
   readonly attempt: number;

@@ -40,8 +40,15 @@ export interface RequestSummary extends RequestOrigin {
   readonly fallback: string | undefined;
   /** Set on answers reprise made itself (`x-reprise-error`), and `body-cut` on a relayed body that broke. */
   readonly error: string | undefined;
+  /**
+   * Why reprise refused the request, in the words of its answer's `message` (which port, which
+   * client, which denied address); undefined for answers whose `error` says it all.
+   */
+  readonly reason: string | undefined;
   /** `ip:port` the last try connected to; undefined when no try reached a connection. */
   readonly upstreamAddress: string | undefined;
+  /** The last try was sent over TLS (TLS origination); false for plain HTTP and tunnels. */
+  readonly tls: boolean;
   /** Bytes read from the client connection for this request, its head included. */
   readonly bytesIn: number;
   /** Bytes written to the client connection for this request, its head included. */
@@ -65,7 +72,9 @@ export interface RequestEnd {
   readonly suppressed?: SuppressedCause | undefined;
   readonly fallback?: string | undefined;
   readonly error?: string | undefined;
+  readonly reason?: string | undefined;
   readonly upstreamAddress?: string | undefined;
+  readonly tls?: boolean;
 }
 
 const NONE: readonly never[] = Object.freeze([]);
@@ -90,7 +99,9 @@ export function summarize(origin: RequestOrigin, end: RequestEnd, nowMs: number)
     suppressed: end.suppressed,
     fallback: end.fallback,
     error: end.error,
+    reason: end.reason,
     upstreamAddress: end.upstreamAddress,
+    tls: end.tls ?? false,
     bytesIn: end.bytesIn,
     bytesOut: end.bytesOut,
     durationMs: nowMs - origin.startMs,

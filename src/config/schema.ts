@@ -18,12 +18,13 @@ import {
   parseAddress,
   parseCidr,
   parseDuration,
-  parseHttpOrigin,
+  parseOrigin,
   parseSize,
   SIZE_PATTERN,
 } from './units.ts';
 
 const HOUR_MS = 3_600_000;
+const BREAKER_OFF_HINT = 'to turn the breaker off, write circuitBreaker.enabled: false instead';
 const MiB = 1024 ** 2;
 const opt = Type.Optional;
 
@@ -90,8 +91,12 @@ const Address = refineText(
   (v) => asMessage(parseAddress(v)),
 );
 const Origin = refineText(
-  Type.String({ pattern: '^http://', errorMessage: 'must be http://host[:port] with no path' }),
-  (v) => asMessage(parseHttpOrigin(v)),
+  Type.String({
+    pattern: '^https?://',
+    description: 'http://host[:port] or https://host[:port] (TLS, verified), no path',
+    errorMessage: 'must be http:// or https://host[:port] with no path',
+  }),
+  (v) => asMessage(parseOrigin(v)),
 );
 const HostPattern = refineText(
   Type.String({
@@ -202,6 +207,36 @@ const Route = map({
   fallback: opt(map({ upstream: Origin, retry: opt(Retry) }, 'a second origin')),
 });
 
+const PemFile = (description: string) =>
+  Type.String({
+    minLength: 1,
+    description: `${description} (a PEM file; relative to the config file)`,
+  });
+
+const UpstreamTls = map(
+  {
+    port: opt(
+      Type.Integer({
+        minimum: 1,
+        maximum: 65535,
+        description:
+          'the port TLS is spoken on for http:// calls; default: the port called, 80 -> 443',
+      }),
+    ),
+    servername: opt(
+      Type.String({
+        pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9.])?$',
+        description: 'SNI and the name the certificate must carry; default: the host called',
+        errorMessage: 'must be a DNS name such as api.example.com',
+      }),
+    ),
+    ca: opt(PemFile('roots trusted instead of the public ones')),
+    cert: opt(PemFile('client certificate for mutual TLS, with key')),
+    key: opt(PemFile('private key of cert')),
+  },
+  'TLS origination: the app calls http://, reprise speaks verified TLS to this upstream',
+);
+
 const UpstreamSettings = {
   budget: opt(
     map({
@@ -212,14 +247,26 @@ const UpstreamSettings = {
   ),
   circuitBreaker: opt(
     map({
+      enabled: opt(
+        Type.Boolean({
+          description: 'false: the circuit never opens (the only way to turn it off)',
+        }),
+      ),
+      // the old ways to turn it off (a huge minRequests, a zero ratio) are refused: say the new one
       failureRatio: opt(
-        Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'failed share that trips' }),
+        Type.Number({
+          exclusiveMinimum: 0,
+          maximum: 1,
+          description: 'failed share that trips',
+          errorMessage: `must be a number above 0 and at most 1 (${BREAKER_OFF_HINT})`,
+        }),
       ),
       minRequests: opt(
         Type.Integer({
           minimum: 1,
           maximum: 10_000,
           description: 'the ratio is taken over this many of the most recent tries',
+          errorMessage: `must be a whole number from 1 to 10000 (${BREAKER_OFF_HINT})`,
         }),
       ),
       consecutiveFailures: opt(Type.Integer({ minimum: 0, description: '0 = off' })),
@@ -247,7 +294,9 @@ export const DocumentSchema = Type.Object(
     admin: opt(Address),
     defaults: opt(map({ route: opt(map(RouteSettings)), upstream: opt(map(UpstreamSettings)) })),
     routes: opt(Type.Array(Route, { description: 'first match wins, in file order' })),
-    upstreams: opt(Type.Array(map({ match: HostPattern, ...UpstreamSettings }))),
+    upstreams: opt(
+      Type.Array(map({ match: HostPattern, ...UpstreamSettings, tls: opt(UpstreamTls) })),
+    ),
     listeners: opt(Type.Array(map({ listen: Address, upstream: Origin }))),
     connect: opt(
       map({

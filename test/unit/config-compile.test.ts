@@ -52,6 +52,7 @@ describe('embedded defaults', () => {
     expect(config.defaultUpstream).toEqual({
       budget: { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 },
       circuitBreaker: {
+        enabled: true,
         failureRatio: 1,
         minRequests: 50,
         consecutiveFailures: 0,
@@ -142,6 +143,19 @@ describe('merging', () => {
     expect(route?.fallback?.retry.connectTimeoutMs).toBe(5000);
     expect(route?.fallback?.retry.onFailures).toEqual(new Set(['connect-failure']));
     expect(route?.fallback?.retry.perTryTimeoutMs).toBe(10_000);
+  });
+
+  it('turns the breaker off for one upstream only, keeping its other settings', () => {
+    const config = compile(
+      'upstreams:',
+      '  - match: flaky.example.com',
+      '    circuitBreaker: { enabled: false }',
+    );
+    expect(config.upstreams[0]?.settings.circuitBreaker).toMatchObject({
+      enabled: false,
+      minRequests: 50,
+    });
+    expect(config.defaultUpstream.circuitBreaker.enabled).toBe(true);
   });
 
   it("merges upstream entries over the file's defaults.upstream", () => {
@@ -334,7 +348,11 @@ describe('the result', () => {
       'search-shadow',
     ]);
     expect(config.routes[2]?.fallback?.retry.onStatuses.has(503)).toBe(true);
-    expect(config.upstreams).toHaveLength(2);
+    expect(config.upstreams).toHaveLength(3);
+    expect(config.upstreams[2]?.tls).toMatchObject({
+      port: 443,
+      servername: 'api.partner.example',
+    });
     expect(config.listeners).toHaveLength(1);
   });
 });
