@@ -23,6 +23,10 @@ export type SuppressedCause = (typeof SUPPRESSED_CAUSES)[number];
 export type TryOutcome = (typeof STATUS_CLASSES)[number] | FailureName;
 export const TRY_OUTCOMES: readonly TryOutcome[] = [...STATUS_CLASSES, ...FAILURE_NAMES];
 
+/** How a hedge ended (SPEC §8, `reprise_hedges_total{result}`). */
+export const HEDGE_RESULTS = ['won', 'lost', 'suppressed'] as const;
+export type HedgeResult = (typeof HEDGE_RESULTS)[number];
+
 /** Why a request went to its route's fallback (SPEC §3 "Fallback"). */
 export const FALLBACK_CAUSES = ['connect-failure', 'timeout', 'circuit-open'] as const;
 export type FallbackCause = (typeof FALLBACK_CAUSES)[number];
@@ -72,6 +76,10 @@ export interface RequestSummary extends RequestOrigin {
   readonly retryUpstreams: readonly string[];
   /** Set when a retry the policy allowed was not made. */
   readonly suppressed: SuppressedCause | undefined;
+  /** One per hedge due: `won` or `lost` once started, `suppressed` when its gate said no. */
+  readonly hedges: readonly HedgeResult[];
+  /** Which try's answer the client got (`x-reprise-attempt`); undefined: reprise answered. */
+  readonly wonAttempt: number | undefined;
   /** Set when the request went to the route's fallback: why (one of FALLBACK_CAUSES). */
   readonly fallback: string | undefined;
   /** Set on answers reprise made itself (`x-reprise-error`), and `body-cut` on a relayed body that broke. */
@@ -99,6 +107,8 @@ export interface RequestEnd {
   readonly retryReasons?: readonly string[];
   readonly retryUpstreams?: readonly string[];
   readonly suppressed?: SuppressedCause | undefined;
+  readonly hedges?: readonly HedgeResult[];
+  readonly wonAttempt?: number | undefined;
   readonly fallback?: string | undefined;
   readonly error?: string | undefined;
   readonly upstreamAddress?: string | undefined;
@@ -124,6 +134,8 @@ export function summarize(origin: RequestOrigin, end: RequestEnd, nowMs: number)
     retryReasons: end.retryReasons ?? NONE,
     retryUpstreams: end.retryUpstreams ?? NONE,
     suppressed: end.suppressed,
+    hedges: end.hedges ?? NONE,
+    wonAttempt: end.wonAttempt,
     fallback: end.fallback,
     error: end.error,
     upstreamAddress: end.upstreamAddress,

@@ -9,6 +9,7 @@ import { STATUS_CODES } from 'node:http';
 import { FAILURE_NAMES, type RetryPolicy, type RoutePolicy } from '../config/types.ts';
 import {
   FALLBACK_CAUSES,
+  HEDGE_RESULTS,
   type RequestSummary,
   SUPPRESSED_CAUSES,
   TRY_OUTCOMES,
@@ -102,6 +103,7 @@ export class Metrics {
   readonly #retries: CounterFamily;
   readonly #suppressed: CounterFamily;
   readonly #fallbacks: CounterFamily;
+  readonly #hedges: CounterFamily;
   readonly #transitions: CounterFamily;
   readonly #tunnels: CounterFamily;
   readonly #reloads: CounterFamily;
@@ -144,6 +146,11 @@ export class Metrics {
       'reprise_fallbacks_total',
       'Requests sent to the route fallback (upstream: the primary).',
       labels('cause'),
+    );
+    this.#hedges = counter(
+      'reprise_hedges_total',
+      'Hedges: won (its answer went to the client), lost (cancelled or failed), suppressed (the gate said no).',
+      labels('result'),
     );
     this.#transitions = counter('reprise_circuit_transitions_total', 'Circuit state changes.', [
       'upstream',
@@ -207,6 +214,9 @@ export class Metrics {
       this.#suppressed.inc(s.route, last, s.suppressed);
     }
     if (s.fallback !== undefined) this.#fallbacks.inc(s.route, upstream, s.fallback);
+    for (let i = 0; i < s.hedges.length; i++) {
+      this.#hedges.inc(s.route, upstream, s.hedges[i] as string);
+    }
   }
 
   tunnelDone(upstream: string, outcome: string): void {
@@ -249,6 +259,10 @@ export class Metrics {
     for (const reason of retryReasonsOf(policy)) this.#retries.zero(route, upstream, reason);
     if (policy.fallback !== undefined) {
       for (const cause of FALLBACK_CAUSES) this.#fallbacks.zero(route, upstream, cause);
+    }
+    const { hedge } = policy.retry;
+    if (hedge.afterMs !== 'off' && hedge.max > 1) {
+      for (const result of HEDGE_RESULTS) this.#hedges.zero(route, upstream, result);
     }
   }
 
