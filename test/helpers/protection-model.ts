@@ -1,9 +1,9 @@
 /**
  * A model of closed-loop clients against a faulty upstream, run on a virtual clock through the
- * real attempt loop (retry/attempt-machine.ts, with the upstream's gate, breaker and budget and
- * the compiled policy), direct and through reprise on the same fault schedule. It checks the rule of SPEC §4
- * over thousands of seeds and start phases in milliseconds; the integration matrix checks the
- * same rows on the real proxy, with fewer seeds.
+ * real attempt loop (retry/attempt-machine.ts, with the upstream's gate, breaker and budget
+ * and the compiled policy), direct and through reprise on the same fault schedule. It checks
+ * the rule of SPEC §4 over thousands of seeds and start phases in milliseconds; the
+ * integration matrix checks the same rows on the real proxy, with fewer seeds.
  *
  * What it leaves out: network and CPU time (every try takes a fixed time), bodies, connections.
  */
