@@ -219,7 +219,10 @@ async function startScheduledUpstream(options: ScenarioOptions): Promise<Schedul
       };
       res.on('close', release);
       const delayMs = options.answerDelayMs?.(random) ?? options.delayMs;
-      if (delayMs === undefined) return answer();
+      if (delayMs === undefined) {
+        answer();
+        return;
+      }
       const timer = setTimeout(answer, delayMs);
       res.on('close', () => clearTimeout(timer));
     };
