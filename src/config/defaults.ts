@@ -26,7 +26,7 @@ export const EMBEDDED_DEFAULTS: RawDocument = {
         responseBuffer: '64KiB',
         bodyTimeout: '2s',
         streamIdleTimeout: '30s',
-        hedge: { after: 'off', max: 2 },
+        hedge: { after: 'auto', max: 2 },
         observeOnly: false,
       },
     },

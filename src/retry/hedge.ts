@@ -12,7 +12,7 @@ export const AUTO_MIN_SAMPLES = 20;
 /** `auto` hedges after this multiple of the upstream's 90th percentile... */
 export const AUTO_FACTOR = 2;
 /** ...but never sooner than this, nor later than `AUTO_CEILING_MS`. */
-export const AUTO_FLOOR_MS = 10;
+export const AUTO_FLOOR_MS = 25;
 export const AUTO_CEILING_MS = 2000;
 
 /** What an upstream usually takes (resilience/latency-tracker.ts). */

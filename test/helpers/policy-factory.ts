@@ -50,7 +50,7 @@ export function makeRetryPolicy(overrides: RetryOverrides = {}): RetryPolicy {
     responseBufferBytes: 64 * 1024,
     bodyTimeoutMs: 2000,
     streamIdleTimeoutMs: 30_000,
-    hedge: { afterMs: 'off', max: 2 },
+    hedge: { afterMs: 'auto', max: 2 },
     observeOnly: false,
     ...rest,
   };

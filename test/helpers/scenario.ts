@@ -140,6 +140,22 @@ export function triesPerRequestFrom(side: SideResult, fromMs: number): number {
   return tries / Math.max(1, requests);
 }
 
+/** Answer delays where `share` of the answers stall `stallMs` before the head, the rest `usualMs`. */
+export function stallsBeforeHead(
+  share: number,
+  stallMs: number,
+  usualMs: number,
+): (random: () => number) => number {
+  return (random) => (random() < share ? stallMs : usualMs);
+}
+
+/** p50 / p99 / p99.9 of both sides, for a test log or the bench. */
+export function describeLatencies(r: ScenarioResult): string {
+  const q = (side: SideResult) =>
+    [0.5, 0.99, 0.999].map((p) => latencyQuantileMs(side, p).toFixed(1)).join(' / ');
+  return `p50 / p99 / p99.9: direct ${q(r.direct)} ms, via reprise ${q(r.via)} ms`;
+}
+
 /** The `q` quantile (0..1) of the client-side latency of every request, in ms. */
 export function latencyQuantileMs(side: SideResult, q: number): number {
   const sorted = side.outcomes.map((o) => o.endMs - o.startMs).sort((a, b) => a - b);
