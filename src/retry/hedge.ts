@@ -21,14 +21,20 @@ export interface UsualLatency {
   quantileMs(): number | undefined;
 }
 
+/** Whether a request with `method` may be hedged at all under `hedge`. */
+export function isHedged(hedge: Hedge, method: string): boolean {
+  return hedge.max >= 2 && hedge.afterMs !== 'off' && SAFE_METHODS.has(method);
+}
+
 /** Ms after a try starts before a hedge may follow it; undefined: no hedge for this request. */
 export function hedgeDelayMs(
   hedge: Hedge,
   method: string,
   usual: UsualLatency,
 ): number | undefined {
-  if (hedge.max < 2 || hedge.afterMs === 'off' || !SAFE_METHODS.has(method)) return undefined;
-  if (hedge.afterMs !== 'auto') return hedge.afterMs;
+  const { afterMs } = hedge;
+  if (afterMs === 'off' || !isHedged(hedge, method)) return undefined;
+  if (afterMs !== 'auto') return afterMs;
   const quantileMs = usual.quantileMs();
   if (usual.samples < AUTO_MIN_SAMPLES || quantileMs === undefined) return undefined;
   return Math.min(AUTO_CEILING_MS, Math.max(AUTO_FLOOR_MS, Math.ceil(AUTO_FACTOR * quantileMs)));
