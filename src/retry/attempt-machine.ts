@@ -229,6 +229,8 @@ export class AttemptMachine {
         return;
       }
       if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
+      // a place in the race is free: a hedge may take it, after the usual wait
+      if (this.#hedgeTimer === 0) this.#armHedge(nowMs);
       return;
     }
     this.#decide(t, end, nowMs);

@@ -217,9 +217,23 @@ describe('hedging', () => {
     const [first] = sends(out);
     r.now = 50;
     const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
-    expect(r.end(first?.tryId ?? 0, RESET)).toEqual([]);
+    const failed = r.end(first?.tryId ?? 0, RESET);
+    expect(failed.filter((a) => a.type === 'send' || a.type === 'retry')).toEqual([]);
     const end = r.end(hedge?.tryId ?? 0, OK);
     expect(answerOf(end)).toEqual({ kind: 'response', tryId: hedge?.tryId });
+  });
+
+  it('lets a new hedge take the place of a try that failed while another is in flight', () => {
+    const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
+    const out = r.start();
+    const [first] = sends(out);
+    r.now = 50;
+    sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    r.now = 60;
+    const [again] = waits(r.end(first?.tryId ?? 0, REFUSED));
+    expect(again?.delayMs).toBe(50);
+    r.now = 110;
+    expect(sends(r.fire(again?.timerId ?? 0))[0]?.attempt).toBe(3);
   });
 
   it('never hedges a POST', () => {
