@@ -2,9 +2,9 @@
  * What goes into the attempt machine (events: what happened) and what comes out (actions:
  * what to do), and the gate it asks before every try. attempt-machine.ts has the rules.
  */
-import type { FailureName, RetryPolicy } from '../config/types.ts';
+import type { RetryPolicy } from '../config/types.ts';
 import type { BreakerPermit } from '../resilience/circuit-breaker.ts';
-import type { HedgeResult, SuppressedCause } from '../summary.ts';
+import type { FailureName, HedgeResult, SuppressedCause } from '../vocabulary.ts';
 
 export type { HedgeResult };
 

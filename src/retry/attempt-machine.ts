@@ -11,7 +11,7 @@
  * in flight (hedges); the first final answer wins and the others are cancelled.
  */
 import type { BreakerPermit } from '../resilience/circuit-breaker.ts';
-import type { SuppressedCause } from '../summary.ts';
+import type { SuppressedCause } from '../vocabulary.ts';
 import type {
   AttemptAction,
   AttemptEvent,

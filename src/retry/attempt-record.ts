@@ -3,7 +3,7 @@
  * (the access line and the metrics): one entry per try, per retry made, per hedge.
  */
 
-import type { SuppressedCause, TryOutcome } from '../summary.ts';
+import type { SuppressedCause, TryOutcome } from '../vocabulary.ts';
 import type { HedgeResult, LoopError, TryEnd } from './attempt-events.ts';
 import { statusOutcome } from './failure.ts';
 

@@ -17,17 +17,13 @@ import type {
 import { AttemptMachine } from '../../retry/attempt-machine.ts';
 import { resolveRequestPolicy } from '../../retry/request-policy.ts';
 import { matchRoute } from '../../routing/route-table.ts';
+import type { Target } from '../../routing/target.ts';
 import { type RequestSummary, summarize } from '../../summary.ts';
 import type { ProxyContext } from '../context.ts';
-import {
-  type ArrivingRequest,
-  requestOrigin,
-  takeConnectionBytes,
-} from '../inbound/correlation.ts';
-import { answer, toRetryAfterSeconds } from '../inbound/respond.ts';
-import type { Target } from '../inbound/target.ts';
+import { type ArrivingRequest, requestOrigin, takeConnectionBytes } from '../correlation.ts';
+import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from '../headers.ts';
+import { answer, toRetryAfterSeconds } from '../respond.ts';
 import type { DeniedTry, PendingTry, TryResult } from '../upstream/upstream-client.ts';
-import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from './headers.ts';
 import { relayResponse } from './relay-response.ts';
 import { ReplayableBody } from './replayable-body.ts';
 
