@@ -14,6 +14,9 @@ import {
   type CircuitState,
   FAILURE_NAMES,
   FALLBACK_CAUSES,
+  HANDSHAKE_RESULTS,
+  type HandshakeResult,
+  type HandshakeSide,
   HEDGE_RESULTS,
   SUPPRESSED_CAUSES,
   TRY_OUTCOMES,
@@ -107,6 +110,7 @@ export class Metrics {
   readonly #transitions: CounterFamily;
   readonly #tunnels: CounterFamily;
   readonly #reloads: CounterFamily;
+  readonly #handshakes: CounterFamily;
 
   constructor(providers: MetricsProviders) {
     this.#providers = providers;
@@ -157,6 +161,11 @@ export class Metrics {
       'to',
     ]);
     this.#tunnels = counter('reprise_tunnels_total', 'CONNECT tunnels.', ['upstream', 'outcome']);
+    this.#handshakes = counter('reprise_tls_handshakes_total', 'TLS handshakes, by side.', [
+      'side',
+      'result',
+    ]);
+    for (const result of HANDSHAKE_RESULTS) this.#handshakes.zero('upstream', result);
     this.#reloads = counter('reprise_config_reloads_total', 'Config reloads.', ['result']);
     this.#reloads.zero('ok');
     this.#reloads.zero('error');
@@ -219,13 +228,19 @@ export class Metrics {
     }
   }
 
-  tunnelDone(upstream: string, outcome: string): void {
+  /** A CONNECT's opening ended; its retried connects count as retries of route `''`. */
+  tunnelDone(upstream: string, outcome: string, retryReasons: readonly string[] = []): void {
     const label = this.upstreamLabel(upstream);
     if (label !== '' && !this.#tunnelUpstreams.has(label)) {
       this.#tunnelUpstreams.add(label);
       for (const each of TUNNEL_OUTCOMES) this.#tunnels.zero(label, each);
     }
     this.#tunnels.inc(label, outcome);
+    for (const reason of retryReasons) this.#retries.inc('', label, reason);
+  }
+
+  tlsHandshake(side: HandshakeSide, result: HandshakeResult): void {
+    this.#handshakes.inc(side, result);
   }
 
   circuitTransition(upstream: string, to: CircuitState): void {

@@ -29,7 +29,7 @@ export function runLoop(
   const machine = new AttemptMachine({
     policy,
     method,
-    primary: { gate: OPEN_GATE, origin: 'http://explain', hostHeader: undefined },
+    primary: { gate: OPEN_GATE, origin: 'http://explain', hostHeader: undefined, tls: undefined },
     fallback: undefined,
     body: () => 'replayable',
     random,

@@ -2,7 +2,7 @@
  * What goes into the attempt machine (events: what happened) and what comes out (actions:
  * what to do), and the gate it asks before every try. attempt-machine.ts has the rules.
  */
-import type { RetryPolicy } from '../config/types.ts';
+import type { RetryPolicy, UpstreamTls } from '../config/types.ts';
 import type { BreakerPermit } from '../resilience/circuit-breaker.ts';
 import type { FailureName, HedgeResult, SuppressedCause } from '../vocabulary.ts';
 
@@ -39,6 +39,8 @@ export type AttemptAction =
       readonly origin: string;
       /** The Host header of a try on the fallback; undefined: the request's own. */
       readonly hostHeader: string | undefined;
+      /** TLS to the upstream, where it has settings. */
+      readonly tls: UpstreamTls | undefined;
       /** Hold the response until its body is whole (a cut body could still be retried). */
       readonly hold: boolean;
       /** min(perTryTimeout, time left), at least 1. */
@@ -94,4 +96,6 @@ export interface OriginTarget {
   readonly origin: string;
   /** The Host header for tries here; undefined: the request's own. */
   readonly hostHeader: string | undefined;
+  /** TLS to it, where it has settings (`upstreams[].tls`, `https://`). */
+  readonly tls: UpstreamTls | undefined;
 }

@@ -24,7 +24,7 @@ import type {
 import { AttemptRecord } from './attempt-record.ts';
 import { type BodyState, decideRetry } from './decide.ts';
 import { hedgeDelayMs } from './hedge.ts';
-import { type RequestPolicy, resolveFallbackPolicy } from './request-policy.ts';
+import { type RequestPolicy, resolveFallbackPolicy, tryTimeoutMs } from './request-policy.ts';
 
 export interface MachineInput {
   readonly policy: RequestPolicy;
@@ -121,7 +121,7 @@ export class AttemptMachine {
   }
 
   #send(permit: BreakerPermit, hedge: boolean, nowMs: number): void {
-    const { retry, deadlineMs } = this.#policy;
+    const { retry } = this.#policy;
     this.#triesOnOrigin++;
     const t: Try = {
       id: ++this.#nextId,
@@ -140,10 +140,11 @@ export class AttemptMachine {
       attempt: t.attempt,
       origin: t.target.origin,
       hostHeader: t.target.hostHeader,
+      tls: t.target.tls,
       // a probe's answer must reach the breaker at its head: holding it would keep the
       // circuit half-open until its body ended
       hold: permit !== 'probe' && this.#mayRetryBodyCut(),
-      tryTimeoutMs: Math.max(1, Math.min(retry.perTryTimeoutMs, deadlineMs - nowMs)),
+      tryTimeoutMs: tryTimeoutMs(this.#policy, nowMs),
       retry,
     });
     this.#armHedge(nowMs);

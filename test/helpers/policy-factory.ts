@@ -73,6 +73,7 @@ export function makeRoutePolicy(overrides: RouteOverrides = {}): RoutePolicy {
       origin: overrides.fallback,
       authority: origin.host,
       hostHeader: origin.host,
+      tls: undefined,
       retry: makeRetryPolicy({ ...overrides.retry, ...overrides.fallbackRetry }),
     };
   }
@@ -130,6 +131,7 @@ export function makeConfig(overrides: ConfigOverrides = {}): Config {
   const upstreams: UpstreamRule[] = (overrides.upstreams ?? []).map((u) => ({
     match: hostPattern(u.match),
     settings: u.settings,
+    tls: undefined,
   }));
   return {
     source: undefined,
@@ -187,6 +189,7 @@ export function makeSummary(overrides: Partial<RequestSummary> = {}): RequestSum
     traceId: undefined,
     client: '127.0.0.1:50000',
     upstreamAddress: '127.0.0.1:80',
+    tls: false,
     bytesIn: 100,
     bytesOut: 200,
     durationMs: 12,

@@ -118,7 +118,7 @@ function simulate(options: ModelOptions, throughReprise: boolean) {
     const machine = new AttemptMachine({
       policy,
       method: 'GET',
-      primary: { gate: upstream, origin: ORIGIN, hostHeader: undefined },
+      primary: { gate: upstream, origin: ORIGIN, hostHeader: undefined, tls: undefined },
       fallback: undefined,
       body: () => 'replayable',
       random,

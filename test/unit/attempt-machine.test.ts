@@ -60,7 +60,7 @@ function rig(
   const machine = new AttemptMachine({
     policy,
     method,
-    primary: { gate: primary, origin: 'http://a.test:80', hostHeader: undefined },
+    primary: { gate: primary, origin: 'http://a.test:80', hostHeader: undefined, tls: undefined },
     fallback:
       route.fallback === undefined
         ? undefined
@@ -68,6 +68,7 @@ function rig(
             gate: registry.get('b.test:80', nowMs),
             origin: 'http://b.test:80',
             hostHeader: 'b.test',
+            tls: undefined,
           }),
     body: () => options.body ?? 'replayable',
     random: () => 0.5,

@@ -65,6 +65,8 @@ class Exchange {
   /** Where the last try that reached a connection connected to. */
   #upstreamAddress: string | undefined;
   #clientGone = false;
+  /** The last try was sent over TLS. */
+  #tls = false;
 
   constructor(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, target: Target) {
     this.#ctx = ctx;
@@ -99,6 +101,7 @@ class Exchange {
         gate: ctx.upstreams.get(this.#target.authority, this.#startMs),
         origin: this.#target.origin,
         hostHeader: undefined,
+        tls: this.#target.tls,
       },
       fallback:
         fallback &&
@@ -106,6 +109,7 @@ class Exchange {
           gate: ctx.upstreams.get(fallback.authority, nowMs),
           origin: fallback.origin,
           hostHeader: fallback.hostHeader,
+          tls: fallback.tls,
         })),
       body: () => this.#body?.state ?? 'replayable',
       random: ctx.random,
@@ -173,6 +177,7 @@ class Exchange {
     if (action.hostHeader !== undefined) setHost(headers, action.hostHeader);
     setAttempt(headers, action.attempt);
     const source = this.#body?.source() ?? null;
+    this.#tls = action.tls !== undefined;
     const pending = this.#ctx.client.send({
       origin: action.origin,
       path: this.#target.path,
@@ -180,6 +185,7 @@ class Exchange {
       headers,
       body: source,
       connectTimeoutMs: retry.connectTimeoutMs,
+      tls: action.tls,
       tryTimeoutMs: action.tryTimeoutMs,
       holdBytes: action.hold ? retry.responseBufferBytes : 0,
       bodyTimeoutMs: retry.bodyTimeoutMs,
@@ -268,6 +274,7 @@ class Exchange {
       hedges: record.hedgeResults,
       wonAttempt: record.wonAttempt,
       upstreamAddress: this.#upstreamAddress,
+      tls: this.#tls,
       bytesIn: bytes.bytesIn,
       bytesOut: bytes.bytesOut,
     };
