@@ -108,6 +108,7 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
     hedges: s.hedges.length > 0 ? s.hedges : undefined,
     fallback: s.fallback,
     error: s.error,
+    reason: s.reason,
     bytesIn: s.bytesIn,
     bytesOut: s.bytesOut,
     durationMs: s.durationMs,
@@ -121,6 +122,8 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
 }
 
 export interface RetryLine {
+  /** The access line's `requestId`: overlapping requests' retries are told apart by it. */
+  readonly requestId: string;
   readonly route: string;
   readonly upstream: string;
   /** The try that just ended, 1-based. */
@@ -135,6 +138,7 @@ export function logRetry(logger: Logger, line: RetryLine): void {
 }
 
 export interface SuppressedLine {
+  readonly requestId: string;
   readonly route: string;
   readonly upstream: string;
   readonly attempt: number;

@@ -67,6 +67,8 @@ class Exchange {
   #clientGone = false;
   /** The last try was sent over TLS. */
   #tls = false;
+  /** The message of a refusal (a 403: why), for the access line too. */
+  #reason: string | undefined;
 
   constructor(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, target: Target) {
     this.#ctx = ctx;
@@ -153,6 +155,7 @@ class Exchange {
         }
         case 'retry':
           ctx.onRetry?.(
+            this.#origin.requestId,
             this.#routeName,
             action.upstream,
             action.attempt,
@@ -161,7 +164,13 @@ class Exchange {
           );
           break;
         case 'suppressed':
-          ctx.onSuppressed?.(this.#routeName, action.upstream, action.attempt, action.cause);
+          ctx.onSuppressed?.(
+            this.#origin.requestId,
+            this.#routeName,
+            action.upstream,
+            action.attempt,
+            action.cause,
+          );
           break;
         case 'answer':
           this.#answered?.(action.answer);
@@ -239,9 +248,11 @@ class Exchange {
       end.error === 'circuit-open'
         ? toRetryAfterSeconds(end.gate.breaker.retryAfterMs(ctx.now()))
         : undefined;
+    if (end.error === 'forbidden') {
+      this.#reason = 'the upstream address is in access.deniedUpstreams';
+    }
     return answer(this.#res, end.error, {
-      message:
-        end.error === 'forbidden' ? 'the upstream address is in access.deniedUpstreams' : undefined,
+      message: this.#reason,
       attempts: record.attempts,
       upstream: end.gate.authority,
       viaToken: ctx.viaToken,
@@ -275,6 +286,7 @@ class Exchange {
       wonAttempt: record.wonAttempt,
       upstreamAddress: this.#upstreamAddress,
       tls: this.#tls,
+      reason: this.#reason,
       bytesIn: bytes.bytesIn,
       bytesOut: bytes.bytesOut,
     };
