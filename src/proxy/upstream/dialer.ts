@@ -6,9 +6,10 @@
  *
  * One dial: resolve (through the guarded lookup, which drops denied addresses before any
  * packet is sent; an IP literal is checked directly), connect within `connectTimeoutMs` (an
- * exact timer: undici's own ticks in steps of about a second), check the address actually
- * connected to (the last word), speak TLS where the upstream has it, and hand back a socket
- * or a named failure. Expected outcomes are values (`denied`, `connect-failure`,
+ * exact timer: undici's own ticks in steps of about a second), racing a slow connect with
+ * fresh ones (connect-race.ts; each resolved through the same guarded lookup), check the
+ * address actually connected to (the last word), speak TLS where the upstream has it, and
+ * hand back a socket or a named failure. Expected outcomes are values (`denied`, `connect-failure`,
  * `upstream-certificate`), never exceptions.
  *
  * TLS (upstream-tls.ts) is started on the connected socket where the target has settings;
@@ -20,6 +21,7 @@ import { classifyDialError } from '../../retry/failure.ts';
 import { isDenied } from '../../routing/address-list.ts';
 import type { DialFailure, HandshakeResult } from '../../vocabulary.ts';
 import { DeniedAddressError, guardedLookup } from './address-guard.ts';
+import { RACE_AFTER_MS, RACE_MAX, type RaceOptions, raceConnect } from './connect-race.ts';
 import { startTls, TlsSessions } from './upstream-tls.ts';
 
 export interface DialTarget {
@@ -69,18 +71,22 @@ export interface DialerOptions {
    * it failed (the certificate's error code and message, for the log).
    */
   readonly onHandshake?: (result: HandshakeResult, target: DialTarget, error?: DialError) => void;
+  /** How a slow TCP connect is raced (connect-race.ts); 250 ms, 3 at most, unless given. */
+  readonly race?: RaceOptions;
 }
 
 export class Dialer {
   readonly #denied: () => BlockList | undefined;
   readonly #onHandshake: DialerOptions['onHandshake'];
   readonly #sessions = new TlsSessions();
+  readonly #race: RaceOptions;
   #lookupList: BlockList | undefined;
   #lookup: ReturnType<typeof guardedLookup> | undefined;
 
   constructor(options: DialerOptions = {}) {
     this.#denied = options.deniedUpstreams ?? (() => undefined);
     this.#onHandshake = options.onHandshake;
+    this.#race = options.race ?? { afterMs: RACE_AFTER_MS, max: RACE_MAX };
   }
 
   /** The deny list dials are checked against now. */
@@ -94,31 +100,33 @@ export class Dialer {
     if (isIP(host) !== 0 && isDenied(denied, host)) {
       return settled(deniedError(host));
     }
-    const socket = connect({
-      host,
-      port,
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: 60_000,
-      allowHalfOpen: target.allowHalfOpen === true,
-      ...(denied !== undefined && { lookup: this.#lookupFor(denied) }),
-    });
-    // stays attached: an error after the dial, before its user listens, must not crash
-    socket.on('error', ignore);
+    const open = (): Socket =>
+      connect({
+        host,
+        port,
+        noDelay: true,
+        keepAlive: true,
+        keepAliveInitialDelay: 60_000,
+        allowHalfOpen: target.allowHalfOpen === true,
+        ...(denied !== undefined && { lookup: this.#lookupFor(denied) }),
+      });
     let finish: (dialed: Dialed) => void = ignore;
     const result = new Promise<Dialed>((resolve) => {
       finish = resolve;
     });
     let done = false;
-    /** The socket handed back: the TCP one, or the TLS one over it. */
-    let current: Socket = socket;
+    /** The socket handed back: the TCP one that won, or the TLS one over it. */
+    let current: Socket | undefined;
+    let tcp: Socket | undefined;
     let handshaking = false;
+    let cancelRace: () => void = ignore;
     const fail = (error: DialError): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      current.destroy();
-      socket.destroy();
+      cancelRace();
+      current?.destroy();
+      tcp?.destroy();
       if (handshaking && error.failure !== 'denied') {
         this.#onHandshake?.(error.failure, target, error);
       }
@@ -133,15 +141,13 @@ export class Dialer {
       () => fail(new DialError('connect-failure', timeoutMessage(connectTimeoutMs))),
       connectTimeoutMs,
     );
-    socket.once('error', (err: Error) => {
-      fail(
-        err instanceof DeniedAddressError
-          ? deniedError(err.address)
-          : new DialError(classifyDialError(err), err.message, err),
-      );
-    });
-    socket.once('connect', () => {
-      if (done) return;
+    const connected = (socket: Socket): void => {
+      current = socket;
+      tcp = socket;
+      // the race's own listener ignores errors from here on: a dial that connected may still fail
+      socket.once('error', (err: Error) => {
+        fail(new DialError(classifyDialError(err), err.message, err));
+      });
       // the last word: the address actually connected to, whatever resolved or was spelled
       const address = socket.remoteAddress ?? '';
       if (isDenied(denied, address)) {
@@ -157,9 +163,22 @@ export class Dialer {
       current = this.#handshake(socket, host, tls, fail, () => {
         handshaking = false;
         this.#onHandshake?.('ok', target);
-        succeed(current);
+        succeed(current as Socket);
       });
-    });
+    };
+    cancelRace = raceConnect(
+      open,
+      {
+        connected,
+        failed: (err) =>
+          fail(
+            err instanceof DeniedAddressError
+              ? deniedError(err.address)
+              : new DialError(classifyDialError(err), err.message, err),
+          ),
+      },
+      this.#race,
+    );
     return {
       result,
       cancel: () => {

@@ -1,0 +1,88 @@
+/**
+ * One TCP connect raced against fresh copies of itself, in the spirit of RFC 8305's
+ * connection attempt delay: when a connect has not completed after `afterMs`, another connect
+ * to the same place starts beside it (a fresh SYN from a fresh port), and so on up to `max` in
+ * flight; the first to connect wins and the others are destroyed.
+ *
+ * Why: a lost SYN is sent again by the kernel only after 1 s and 3 s, so under bursty loss a
+ * connect waits seconds after the link has come back. More SYNs spread over the wait give
+ * the link more chances, and nothing has been sent to the upstream yet, so it is safe for
+ * every method. The caller keeps its own connect timeout over the whole race.
+ */
+import type { EventEmitter } from 'node:events';
+
+/** RFC 8305's recommended connection attempt delay. */
+export const RACE_AFTER_MS = 250;
+/** Connects in flight at once for one dial, the first included. */
+export const RACE_MAX = 3;
+
+/** What a racer needs of a socket: `connect` and `error` events, and `destroy`. */
+export interface RacingSocket extends EventEmitter {
+  destroy(): unknown;
+}
+
+/** Calls `fn` after `ms`; returns what stops it. Real timers unless a test injects its own. */
+export type SetTimer = (fn: () => void, ms: number) => () => void;
+
+export interface RaceOptions {
+  readonly afterMs: number;
+  readonly max: number;
+  readonly setTimer?: SetTimer;
+}
+
+export interface RaceHandlers<S> {
+  /** The winner: the one socket not destroyed. Called at most once, and never after `failed`. */
+  connected(socket: S): void;
+  /** A racer failed (refused, denied, …): the whole race ends with it, as one connect would. */
+  failed(error: Error): void;
+}
+
+/**
+ * Starts the race with `open()` (one unconnected socket per call); returns `cancel`, which
+ * destroys every racer still connecting (never the winner: it is the caller's from then on).
+ */
+export function raceConnect<S extends RacingSocket>(
+  open: () => S,
+  handlers: RaceHandlers<S>,
+  options: RaceOptions,
+): () => void {
+  const setTimer = options.setTimer ?? realTimer;
+  const racers: S[] = [];
+  let settled = false;
+  let stopTimer: () => void = ignore;
+  const stop = (): void => {
+    settled = true;
+    stopTimer();
+    for (const racer of racers) racer.destroy();
+    racers.length = 0;
+  };
+  const start = (): void => {
+    const socket = open();
+    // stays attached: a loser's late error must not crash
+    socket.on('error', ignore);
+    racers.push(socket);
+    socket.once('error', (err: Error) => {
+      if (settled) return;
+      stop();
+      handlers.failed(err);
+    });
+    socket.once('connect', () => {
+      if (settled) return;
+      racers.splice(racers.indexOf(socket), 1);
+      stop();
+      handlers.connected(socket);
+    });
+    if (racers.length < options.max) stopTimer = setTimer(start, options.afterMs);
+  };
+  start();
+  return () => {
+    if (!settled) stop();
+  };
+}
+
+function realTimer(fn: () => void, ms: number): () => void {
+  const timer = setTimeout(fn, ms);
+  return () => clearTimeout(timer);
+}
+
+function ignore(): void {}
