@@ -1,11 +1,11 @@
 /**
- * Real kernel packet loss (test/helpers/netns.ts): a namespace of its own, nftables dropping
- * the upstream port's packets in seeded Gilbert–Elliott bursts, clients going direct and
- * through reprise (the embedded defaults, and the same without content-aware retry) at the
- * same time. Whatever the loss does to the figures, reprise's own record of each request
- * must match what its client saw: every broken answer is named, none is logged as clean; while
- * direct still completes requests, reprise answers none with `circuit-open` (SPEC §4); and
- * reprise never completes fewer than direct.
+ * Real kernel packet loss (test/helpers/netns.ts): a namespace of its own per seed (two seeds,
+ * side by side), nftables dropping the upstream port's packets in seeded Gilbert–Elliott
+ * bursts, clients going direct and through reprise (the embedded defaults, and the same
+ * without content-aware retry) at the same time. Whatever the loss does to the figures,
+ * reprise's own record of each request must match what its client saw: every broken answer
+ * is named, none is logged as clean; while direct still completes requests, reprise answers
+ * none with `circuit-open` (SPEC §4); and reprise never completes fewer than direct.
  * Skipped, with the reason in its name, where namespaces or nftables are not allowed.
  */
 import { existsSync } from 'node:fs';
@@ -20,12 +20,14 @@ import {
 import { createNetns, type Netns, netnsUnavailable } from '../helpers/netns.ts';
 
 const REQUESTS = 60;
+/** Two seeds, run side by side in namespaces of their own, so the file stays near a minute. */
+const SEEDS = [3, 1];
 const unavailable = netnsUnavailable();
 const skipNote = unavailable === undefined ? '' : ` (skipped: ${unavailable})`;
 
-let ns: Netns | undefined;
+const namespaces: Netns[] = [];
 afterAll(async () => {
-  await ns?.close();
+  await Promise.all(namespaces.map((ns) => ns.close()));
 });
 
 /** Client outcomes that reprise itself must have logged the same way. */
@@ -57,14 +59,15 @@ function figures(run: LossRunResult): string {
   return `packet loss seed ${run.seed}: ${bursts} bursts, ${badMs} ms bad, ${droppedPackets} packets dropped; ${sides.join('; ')}`;
 }
 
-describe('real packet loss in a network namespace', () => {
-  it.skipIf(unavailable !== undefined)(
-    `names every broken answer as its client saw it, direct and via reprise side by side${skipNote}`,
-    async () => {
+describe.concurrent('real packet loss in a network namespace', () => {
+  it.skipIf(unavailable !== undefined).each(SEEDS)(
+    `seed %i: names every broken answer as its client saw it, direct and via reprise side by side${skipNote}`,
+    async (seed) => {
       expect(existsSync(REPRISE_CLI), 'run `npm run build` first').toBe(true);
-      ns = await createNetns('reprise-loss');
+      const ns = await createNetns(`reprise-loss-s${seed}`);
+      namespaces.push(ns);
       const run = await runLossExperiment(ns, {
-        seed: 3,
+        seed,
         requests: REQUESTS,
         concurrency: 10,
         clientTimeoutMs: 15_000,

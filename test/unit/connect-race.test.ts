@@ -150,7 +150,7 @@ describe('raceConnect with real loopback sockets', () => {
     await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as { port: number };
     const winner = await new Promise<Socket>((resolve, reject) => {
-      raceConnect(
+      raceConnect<Socket>(
         () => {
           const socket = connect({ host: '127.0.0.1', port });
           opened.push(socket);
