@@ -4,7 +4,7 @@
  * 400, strangers 403, loops 508 (SPEC §5); a fault in reprise itself 500 `internal`.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { BlockList, Socket } from 'node:net';
 import type { Listener } from '../../config/types.ts';
 import { summarize } from '../../summary.ts';
 import type { ProxyContext } from '../context.ts';
@@ -36,7 +36,12 @@ export interface ProxyServerOptions {
 
 /** The latest response on a connection while it is unfinished (rejectMalformed, onSocketIdle). */
 const latestResponse = Symbol('latestResponse');
-type ProxySocket = Socket & { [latestResponse]?: ServerResponse | undefined };
+/** The allowedClients list this connection's address was found in. */
+const allowedBy = Symbol('allowedBy');
+type ProxySocket = Socket & {
+  [latestResponse]?: ServerResponse | undefined;
+  [allowedBy]?: BlockList;
+};
 
 /**
  * A finished response is forgotten: an idle keep-alive connection would otherwise hold its
@@ -199,8 +204,7 @@ function refuse(
   req: IncomingMessage,
 ): { error: ErrorName; message: string } | undefined {
   const allowed = ctx.config.access.allowedClientList;
-  const address = req.socket.remoteAddress ?? '';
-  if (allowed !== undefined && !isListed(allowed, address)) {
+  if (allowed !== undefined && !isAllowed(req.socket as ProxySocket, allowed)) {
     return { error: 'forbidden', message: 'client not in access.allowedClients' };
   }
   const malformed = guardRequest(req, ctx.config.limits.maxUrlBytes);
@@ -208,6 +212,18 @@ function refuse(
   if (hasVia(req.rawHeaders, ctx.viaId))
     return { error: 'loop', message: 'the request already passed this proxy' };
   return undefined;
+}
+
+/**
+ * Whether the client is in `allowed`, asked once per connection and list: keep-alive requests
+ * come from the address their connection was accepted from. A reload brings a new list, asked
+ * afresh.
+ */
+function isAllowed(socket: ProxySocket, allowed: BlockList): boolean {
+  if (socket[allowedBy] === allowed) return true;
+  const yes = isListed(allowed, socket.remoteAddress ?? '');
+  if (yes) socket[allowedBy] = allowed;
+  return yes;
 }
 
 function reject(
