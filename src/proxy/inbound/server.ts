@@ -75,12 +75,14 @@ export function createProxyServer(options: ProxyServerOptions): Server {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     (req.socket as ProxySocket)[latestResponse] = res;
     res.on('finish', forgetResponse);
-    handleRequest(options, req, res).catch((err: unknown) => {
-      options.onError(err);
-      // the rest of the request may still be arriving: the connection cannot be reused
-      res.shouldKeepAlive = false;
-      answer(res, 'internal', { attempts: 0, upstream: '' });
-    });
+    let forwarding: Promise<void> | undefined;
+    try {
+      forwarding = handleRequest(options, req, res);
+    } catch (err) {
+      failInternally(options, res, err);
+      return;
+    }
+    forwarding?.catch((err: unknown) => failInternally(options, res, err));
   });
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) =>
     handleConnect(options, req, socket, head),
@@ -94,22 +96,31 @@ export function createProxyServer(options: ProxyServerOptions): Server {
   return server;
 }
 
-async function handleRequest(
+/** Answers at once, or returns the forwarding under way (no promise of its own around it). */
+function handleRequest(
   options: ProxyServerOptions,
   req: IncomingMessage,
   res: ServerResponse,
-): Promise<void> {
+): Promise<void> | undefined {
   const ctx = options.context();
   const checked = check(ctx, options.listener, req);
   if ('error' in checked) {
     reject(ctx, req, res, checked.error, checked.message);
-    return;
+    return undefined;
   }
   if (isForThisProxy(req)) {
     answerOptions(ctx, req, res);
-    return;
+    return undefined;
   }
-  await forward(ctx, req, res, checked.target);
+  return forward(ctx, req, res, checked.target);
+}
+
+/** A fault in reprise itself: logged, and the client gets 500 `internal`. */
+function failInternally(options: ProxyServerOptions, res: ServerResponse, err: unknown): void {
+  options.onError(err);
+  // the rest of the request may still be arriving: the connection cannot be reused
+  res.shouldKeepAlive = false;
+  answer(res, 'internal', { attempts: 0, upstream: '' });
 }
 
 /** CONNECT: tunnels are opened from the proxy port only. */
