@@ -78,7 +78,7 @@ export function markdownTable(rows: readonly Row[]): string {
           ratio(r.vsDirect),
           ratio(r.vsReference),
           num(r.proxyCpuUsPerReq),
-          (r.group >= 3 && r.group <= 5) || r.group === 10 ? pct(r.successShare) : '',
+          (r.group >= 3 && r.group <= 5) || r.group === 11 ? pct(r.successShare) : '',
           tries(r.triesPerRequest),
           rss(r),
           r.note ?? '',
@@ -189,7 +189,7 @@ export function targetLines(rows: readonly Row[]): string[] {
     return isNum(x) && isNum(y) && y > 0 ? x / y : undefined;
   };
   const fp = by.get('footprint/reprise')?.footprint;
-  const burst = rows.find((r) => r.group === 10 && r.via === 'reprise');
+  const burst = rows.find((r) => r.group === 11 && r.via === 'reprise');
   const { request: requestMiB, limit: limitMiB } = manifestMemoryMiB();
   const goals: Goal[] = [
     {

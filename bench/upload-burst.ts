@@ -1,5 +1,5 @@
 /**
- * Scenario 10, an upload burst (issue 25): BENCH_BURST (default 1,000) PUTs of 1 MiB at once
+ * Scenario 11, an upload burst (issue 25): BENCH_BURST (default 1,000) PUTs of 1 MiB at once
  * through a fresh reprise, to an upstream that reads every byte and answers 200 ms after each
  * head. Every one must complete; the figure is reprise's peak RSS (VmHWM) against the
  * sidecar's memory limit in deploy/ (the kernel kills a container that passes it, and every
@@ -70,7 +70,7 @@ export async function uploadBurst(ctx: BenchContext): Promise<Row[]> {
   const meta = {
     key: `upload-burst-${count}`,
     id: `upload-burst-${count}/reprise`,
-    group: 10,
+    group: 11,
     scenario: `${count.toLocaleString('en')} concurrent 1 MiB PUTs, upstream answers after ${UPSTREAM_DELAY_MS} ms`,
     via: 'reprise' as const,
     connections: count,

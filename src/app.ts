@@ -10,14 +10,23 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Metrics } from './admin/metrics.ts';
 import { type AdminServer, startAdmin } from './admin/server.ts';
 import type { Address, Config } from './config/types.ts';
-import { createLogger, type Logger, logRequestDone, logRetry, logSuppressed } from './log.ts';
+import {
+  createLogger,
+  type Logger,
+  logHandshakeFailed,
+  logRequestDone,
+  logRetry,
+  logSuppressed,
+} from './log.ts';
+import { BufferPool } from './proxy/buffer-pool.ts';
 import type { ProxyContext } from './proxy/context.ts';
-import { BufferPool } from './proxy/exchange/buffer-pool.ts';
 import { createProxyServer } from './proxy/inbound/server.ts';
-import { type OwnAuthorities, ownAuthorities } from './proxy/inbound/target.ts';
+import { Dialer } from './proxy/upstream/dialer.ts';
 import { UpstreamClient } from './proxy/upstream/upstream-client.ts';
 import { QuietCollector } from './quiet-collector.ts';
 import { UpstreamRegistry } from './resilience/upstream-registry.ts';
+import { type OwnAuthorities, ownAuthorities } from './routing/target.ts';
+import { viewRuleTls } from './routing/upstream-rule.ts';
 import type { RequestSummary } from './summary.ts';
 
 /** The quiet collector (quiet-collector.ts) looks every 5 s and collects after 15 s quiet. */
@@ -76,10 +85,22 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const viaId = `reprise-${randomBytes(4).toString('hex')}`;
   const pool = new BufferPool(config.limits.maxBufferedBytes);
   let context: ProxyContext;
-  const client = new UpstreamClient({
-    deniedUpstreams: () => context.config.access.deniedUpstreamList,
-  });
   let metrics: Metrics | undefined;
+  const dialer = new Dialer({
+    deniedUpstreams: () => context.config.access.deniedUpstreamList,
+    onHandshake: (result, target, error) => {
+      metrics?.tlsHandshake('upstream', result);
+      if (error === undefined) return;
+      logHandshakeFailed(logger, {
+        upstream: `${target.host}:${target.port}`,
+        servername: target.tls?.servername ?? target.host,
+        failure: result,
+        reason: error.reason,
+        message: error.message,
+      });
+    },
+  });
+  const client = new UpstreamClient({ dialer });
   const upstreams = new UpstreamRegistry(config.defaultUpstream, config.upstreams, {
     onTransition: (authority, to, from) => {
       metrics?.circuitTransition(authority, to);
@@ -114,6 +135,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     ownAuthorities: own,
     upstreams,
     client,
+    dialer,
     pool,
     viaId,
     viaToken: `1.1 ${viaId}`,
@@ -128,7 +150,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       ? (route, upstream, attempt, cause) =>
           logSuppressed(logger, { route, upstream, attempt, cause })
       : undefined,
-    onTunnelDone: (upstream, outcome) => metrics?.tunnelDone(upstream, outcome),
+    onTunnelDone: (upstream, outcome, retryReasons) =>
+      metrics?.tunnelDone(upstream, outcome, retryReasons),
     onTunnelEnd: (s) => logRequestDone(logger, s),
   });
   context = build(config);
@@ -183,7 +206,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       isReady: () => !draining,
       effectiveConfig: () => context.config.effective,
       state: () => ({
-        upstreams: upstreams.snapshot(now()),
+        upstreams: upstreams.snapshot(now()).map((snapshot) => {
+          const tls = viewRuleTls(context.config.upstreams, snapshot.authority);
+          return tls === undefined ? snapshot : { ...snapshot, tls };
+        }),
         bufferedBytes: pool.usedBytes,
         inFlight,
       }),

@@ -92,6 +92,8 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
   if (s.traceId !== undefined) line += `,"traceId":${quoted(s.traceId)}`;
   line += `,"client":${quoted(s.client)},"route":${quoted(s.route)},"upstream":${quoted(s.upstream)}`;
   if (s.upstreamAddress !== undefined) line += `,"upstreamAddress":${quoted(s.upstreamAddress)}`;
+  // only where it is so: most lines are plain HTTP, and they stay as they were
+  if (s.tls) line += ',"tls":true';
   line += `,"method":${quoted(s.method)},"path":${quoted(stripQuery(s.path))},"status":${number(s.status)},"attempts":${number(s.attempts)},"retries":${quotedList(s.retryReasons)}`;
   if (s.suppressed !== undefined) line += `,"suppressed":${quoted(s.suppressed)}`;
   if (s.fallback !== undefined) line += `,"fallback":${quoted(s.fallback)}`;
@@ -153,6 +155,22 @@ export interface SuppressedLine {
 
 export function logSuppressed(logger: Logger, line: SuppressedLine): void {
   logger.debug(line, 'retry suppressed');
+}
+
+export interface HandshakeFailedLine {
+  /** `host:port` dialled. */
+  readonly upstream: string;
+  /** The name the certificate was checked against. */
+  readonly servername: string;
+  readonly failure: string;
+  /** The TLS error code (CERT_HAS_EXPIRED, ERR_TLS_CERT_ALTNAME_INVALID, …). */
+  readonly reason: string | undefined;
+  readonly message: string;
+}
+
+/** A TLS handshake to an upstream failed: why, since the access line has only the failure name. */
+export function logHandshakeFailed(logger: Logger, line: HandshakeFailedLine): void {
+  logger.warn(line, 'upstream tls handshake failed');
 }
 
 /** `source` undefined: the embedded defaults. */

@@ -6,22 +6,25 @@
  */
 
 import { STATUS_CODES } from 'node:http';
-import { FAILURE_NAMES, type RetryPolicy, type RoutePolicy } from '../config/types.ts';
+import type { RetryPolicy, RoutePolicy } from '../config/types.ts';
+import type { RequestSummary } from '../summary.ts';
+import { VERSION } from '../version.ts';
 import {
+  CIRCUIT_STATES,
+  type CircuitState,
+  FAILURE_NAMES,
   FALLBACK_CAUSES,
-  type RequestSummary,
+  HANDSHAKE_RESULTS,
+  type HandshakeResult,
+  type HandshakeSide,
   SUPPRESSED_CAUSES,
   TRY_OUTCOMES,
   TUNNEL_OUTCOMES,
-} from '../summary.ts';
-import { VERSION } from '../version.ts';
+} from '../vocabulary.ts';
 import { CounterFamily, HistogramFamily, LabelCache } from './metric-series.ts';
 import { collectDefaultMetrics, Gauge, Registry } from './prom-client.ts';
 
 export { LabelCache } from './metric-series.ts';
-
-export type CircuitState = 'closed' | 'half-open' | 'open';
-const CIRCUIT_STATES: readonly CircuitState[] = ['closed', 'half-open', 'open'];
 
 /** The upstreams as one scrape sees them. */
 type UpstreamSnapshot = readonly {
@@ -105,6 +108,7 @@ export class Metrics {
   readonly #transitions: CounterFamily;
   readonly #tunnels: CounterFamily;
   readonly #reloads: CounterFamily;
+  readonly #handshakes: CounterFamily;
 
   constructor(providers: MetricsProviders) {
     this.#providers = providers;
@@ -150,6 +154,11 @@ export class Metrics {
       'to',
     ]);
     this.#tunnels = counter('reprise_tunnels_total', 'CONNECT tunnels.', ['upstream', 'outcome']);
+    this.#handshakes = counter('reprise_tls_handshakes_total', 'TLS handshakes, by side.', [
+      'side',
+      'result',
+    ]);
+    for (const result of HANDSHAKE_RESULTS) this.#handshakes.zero('upstream', result);
     this.#reloads = counter('reprise_config_reloads_total', 'Config reloads.', ['result']);
     this.#reloads.zero('ok');
     this.#reloads.zero('error');
@@ -209,13 +218,19 @@ export class Metrics {
     if (s.fallback !== undefined) this.#fallbacks.inc(s.route, upstream, s.fallback);
   }
 
-  tunnelDone(upstream: string, outcome: string): void {
+  /** A CONNECT's opening ended; its retried connects count as retries of route `''`. */
+  tunnelDone(upstream: string, outcome: string, retryReasons: readonly string[] = []): void {
     const label = this.upstreamLabel(upstream);
     if (label !== '' && !this.#tunnelUpstreams.has(label)) {
       this.#tunnelUpstreams.add(label);
       for (const each of TUNNEL_OUTCOMES) this.#tunnels.zero(label, each);
     }
     this.#tunnels.inc(label, outcome);
+    for (const reason of retryReasons) this.#retries.inc('', label, reason);
+  }
+
+  tlsHandshake(side: HandshakeSide, result: HandshakeResult): void {
+    this.#handshakes.inc(side, result);
   }
 
   circuitTransition(upstream: string, to: CircuitState): void {

@@ -5,7 +5,6 @@
 import type {
   Backoff,
   Config,
-  FailureName,
   Fallback,
   RetryPolicy,
   Route,
@@ -16,6 +15,7 @@ import type {
 } from '../../src/config/types.ts';
 import { type HostPattern, parseHostPattern } from '../../src/routing/host-pattern.ts';
 import type { RequestSummary } from '../../src/summary.ts';
+import type { FailureName } from '../../src/vocabulary.ts';
 
 export function hostPattern(source: string): HostPattern {
   const pattern = parseHostPattern(source);
@@ -72,6 +72,7 @@ export function makeRoutePolicy(overrides: RouteOverrides = {}): RoutePolicy {
       origin: overrides.fallback,
       authority: origin.host,
       hostHeader: origin.host,
+      tls: undefined,
       retry: makeRetryPolicy({ ...overrides.retry, ...overrides.fallbackRetry }),
     };
   }
@@ -129,6 +130,7 @@ export function makeConfig(overrides: ConfigOverrides = {}): Config {
   const upstreams: UpstreamRule[] = (overrides.upstreams ?? []).map((u) => ({
     match: hostPattern(u.match),
     settings: u.settings,
+    tls: undefined,
   }));
   return {
     source: undefined,
@@ -184,6 +186,7 @@ export function makeSummary(overrides: Partial<RequestSummary> = {}): RequestSum
     traceId: undefined,
     client: '127.0.0.1:50000',
     upstreamAddress: '127.0.0.1:80',
+    tls: false,
     bytesIn: 100,
     bytesOut: 200,
     durationMs: 12,

@@ -7,7 +7,7 @@
  * retry. Every exit records why in the summary, which the log line and the metrics share.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FailureName } from '../../config/types.ts';
+import type { UpstreamTls } from '../../config/types.ts';
 import type { BreakerPermit } from '../../resilience/circuit-breaker.ts';
 import type { Upstream } from '../../resilience/upstream-registry.ts';
 import { decideRetry } from '../../retry/decide.ts';
@@ -16,24 +16,17 @@ import {
   type RequestPolicy,
   resolveFallbackPolicy,
   resolveRequestPolicy,
+  tryTimeoutMs,
 } from '../../retry/request-policy.ts';
 import { matchRoute } from '../../routing/route-table.ts';
-import {
-  type RequestSummary,
-  type SuppressedCause,
-  summarize,
-  type TryOutcome,
-} from '../../summary.ts';
+import type { Target } from '../../routing/target.ts';
+import { type RequestSummary, summarize } from '../../summary.ts';
+import type { ErrorName, FailureName, SuppressedCause, TryOutcome } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
-import {
-  type ArrivingRequest,
-  requestOrigin,
-  takeConnectionBytes,
-} from '../inbound/correlation.ts';
-import { answer, type ErrorName, toRetryAfterSeconds } from '../inbound/respond.ts';
-import type { Target } from '../inbound/target.ts';
+import { type ArrivingRequest, requestOrigin, takeConnectionBytes } from '../correlation.ts';
+import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from '../headers.ts';
+import { answer, toRetryAfterSeconds } from '../respond.ts';
 import type { DeniedTry, PendingTry, TryResult } from '../upstream/upstream-client.ts';
-import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from './headers.ts';
 import { relayResponse } from './relay-response.ts';
 import { ReplayableBody } from './replayable-body.ts';
 
@@ -48,6 +41,12 @@ type LoopEnd =
   | { readonly kind: 'client-gone' };
 
 type ResponseResult = Extract<TryResult, { kind: 'response' }>;
+
+/** Where tries go: the target, or the route's fallback; with TLS where it has settings. */
+interface Destination {
+  readonly origin: string;
+  readonly tls?: UpstreamTls | undefined;
+}
 
 export function forward(
   ctx: ProxyContext,
@@ -78,6 +77,8 @@ class Exchange {
   /** Where the last try that reached a connection connected to. */
   #upstreamAddress: string | undefined;
   #clientGone = false;
+  /** The last try was sent over TLS. */
+  #tls = false;
   #current: PendingTry | undefined;
   /** The upstream whose concurrency slot the answer being relayed still holds (maxConcurrent). */
   #slot: Upstream | undefined;
@@ -111,13 +112,13 @@ class Exchange {
     let status = 0;
     try {
       const primary = ctx.upstreams.get(this.#target.authority, this.#startMs);
-      let end = await this.#tryOrigin(primary, this.#target.origin, policy);
+      let end = await this.#tryOrigin(primary, this.#target, policy);
       const fallbackPolicy = this.#fallbackFor(end, policy);
       if (fallbackPolicy !== undefined && route.fallback !== undefined) {
         this.#releaseSlot();
         setHost(this.#headers, route.fallback.hostHeader);
         const secondary = ctx.upstreams.get(route.fallback.authority, ctx.now());
-        end = await this.#tryOrigin(secondary, route.fallback.origin, fallbackPolicy);
+        end = await this.#tryOrigin(secondary, route.fallback, fallbackPolicy);
       }
       status = await this.#commit(end, policy);
     } finally {
@@ -128,7 +129,11 @@ class Exchange {
   }
 
   /** Tries one origin until an answer is final, a retry is refused, or the client leaves. */
-  async #tryOrigin(upstream: Upstream, origin: string, policy: RequestPolicy): Promise<LoopEnd> {
+  async #tryOrigin(
+    upstream: Upstream,
+    origin: Destination,
+    policy: RequestPolicy,
+  ): Promise<LoopEnd> {
     const ctx = this.#ctx;
     const first = upstream.gate(ctx.now(), 1);
     if (first === 'circuit-open' || first === 'overflow') {
@@ -222,18 +227,19 @@ class Exchange {
    * Sends the next try on this origin; settles when its response head arrived, or, with
    * `hold`, once the body is whole (content-aware retry), or when it failed.
    */
-  #send(origin: string, policy: RequestPolicy, hold: boolean): Promise<TryResult | DeniedTry> {
-    const { retry, deadlineMs } = policy;
-    const leftMs = deadlineMs - this.#ctx.now();
+  #send(to: Destination, policy: RequestPolicy, hold: boolean): Promise<TryResult | DeniedTry> {
+    const { retry } = policy;
     setAttempt(this.#headers, this.#attempts + 1);
+    this.#tls = to.tls !== undefined;
     this.#current = this.#ctx.client.send({
-      origin,
+      origin: to.origin,
       path: this.#target.path,
       method: this.#req.method as string,
       headers: this.#headers,
       body: this.#body?.source() ?? null,
       connectTimeoutMs: retry.connectTimeoutMs,
-      tryTimeoutMs: Math.max(1, Math.min(retry.perTryTimeoutMs, leftMs)),
+      tls: to.tls,
+      tryTimeoutMs: tryTimeoutMs(policy, this.#ctx.now()),
       holdBytes: hold ? retry.responseBufferBytes : 0,
       bodyTimeoutMs: retry.bodyTimeoutMs,
       streamIdleTimeoutMs: retry.streamIdleTimeoutMs,
@@ -346,6 +352,7 @@ class Exchange {
       fallback: this.#fallback,
       error: this.#error,
       upstreamAddress: this.#upstreamAddress,
+      tls: this.#tls,
       bytesIn: bytes.bytesIn,
       bytesOut: bytes.bytesOut,
     };

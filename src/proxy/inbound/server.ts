@@ -6,15 +6,18 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { BlockList, Socket } from 'node:net';
 import type { Listener } from '../../config/types.ts';
+import { isListed } from '../../routing/address-list.ts';
+import { listenerTarget, parseAbsoluteTarget, type Target } from '../../routing/target.ts';
 import { summarize } from '../../summary.ts';
+import type { ErrorName } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
+import { requestOrigin, takeConnectionBytes } from '../correlation.ts';
 import { forward } from '../exchange/forward.ts';
-import { hasVia } from '../exchange/headers.ts';
+import { hasVia } from '../headers.ts';
 import { socketResponse } from '../passthrough/detached-socket.ts';
 import { openTunnel, refuseTunnel } from '../passthrough/tunnel.ts';
 import { relayUpgrade } from '../passthrough/websocket.ts';
-import { isListed } from '../upstream/address-guard.ts';
-import { requestOrigin, takeConnectionBytes } from './correlation.ts';
+import { answer, rawAnswer } from '../respond.ts';
 import {
   declaresBody,
   guardRequest,
@@ -23,8 +26,6 @@ import {
   type ParserError,
   parserErrorAnswer,
 } from './request-guard.ts';
-import { answer, type ErrorName, rawAnswer } from './respond.ts';
-import { listenerTarget, parseAbsoluteTarget, type Target } from './target.ts';
 
 export interface ProxyServerOptions {
   /** The context for each new request (swapped on reload). */
@@ -168,8 +169,14 @@ function handleUpgrade(
       options.onError(err);
       socket.destroy();
     });
+  } else if (declaresBody(req.headers)) {
+    const message = 'an Upgrade request cannot carry a body';
+    reject(ctx, req, socketResponse(req, socket), 'bad-request', message);
   } else {
-    relayUpgrade(ctx, req, socket, head, checked.target);
+    relayUpgrade(ctx, req, socket, head, checked.target).catch((err: unknown) => {
+      options.onError(err);
+      socket.destroy();
+    });
   }
 }
 
@@ -183,14 +190,14 @@ function check(
   if (refusal !== undefined) return refusal;
   const url = req.url ?? '';
   const target =
-    listener === undefined ? parseAbsoluteTarget(url) : listenerRequestTarget(listener, url);
+    listener === undefined
+      ? parseAbsoluteTarget(url, ctx.config.upstreams)
+      : listenerRequestTarget(ctx, listener, url);
   if (target === undefined) {
     const message =
       listener !== undefined
         ? `this port forwards to ${listener.authority} only: send origin-form (/path)`
-        : /^https:/i.test(url)
-          ? 'https:// goes through a CONNECT tunnel: point HTTPS_PROXY here, not HTTP_PROXY'
-          : 'expected an absolute-form URI (http://host/path): point HTTP_PROXY here';
+        : 'expected an absolute-form URI (http://host/path): point HTTP_PROXY here';
     return { error: 'bad-request', message };
   }
   if (ctx.ownAuthorities.has(target.authority)) {
@@ -203,9 +210,13 @@ function check(
  * Origin-form, or absolute-form naming the listener's own upstream (an origin must accept
  * absolute-form, RFC 9112 §3.2.2); any other host is not this port's to serve.
  */
-function listenerRequestTarget(listener: Listener, url: string): Target | undefined {
+function listenerRequestTarget(
+  ctx: ProxyContext,
+  listener: Listener,
+  url: string,
+): Target | undefined {
   if (url.startsWith('/')) return listenerTarget(listener, url);
-  const absolute = parseAbsoluteTarget(url);
+  const absolute = parseAbsoluteTarget(url, ctx.config.upstreams);
   if (absolute === undefined || absolute.authority !== listener.authority) return undefined;
   return listenerTarget(listener, absolute.path);
 }

@@ -1,14 +1,17 @@
 /**
  * The only undici user. Sends one try (upstream-try.ts) and returns it: its `result` is the
  * response head (its body held until the caller relays or discards it), a named failure, or
- * `denied`. Keep-alive pools per origin live in one undici Agent per distinct connect timeout.
- * Every connection is made by `connector.ts`.
+ * `denied`. Keep-alive pools per origin live in one undici Agent per distinct connect timeout
+ * and TLS settings: everything that changes how a connection is made.
+ * Every connection is made by the dialer (dialer.ts, through connector.ts).
  */
 import type { BlockList } from 'node:net';
 import type { buildConnector, Dispatcher, Client as UndiciClient } from 'undici';
-import type { BufferPool } from '../exchange/buffer-pool.ts';
-import { socketAddress } from '../inbound/correlation.ts';
-import { guardedConnector } from './connector.ts';
+import type { UpstreamTls } from '../../config/types.ts';
+import { socketAddress } from '../../routing/authority.ts';
+import type { BufferPool } from '../buffer-pool.ts';
+import { dialerConnector } from './connector.ts';
+import type { Dialer } from './dialer.ts';
 import { Agent, Client, Pool } from './undici-agent.ts';
 import { type DeniedTry, type TryResult, UpstreamTry } from './upstream-try.ts';
 
@@ -21,6 +24,8 @@ export interface TryRequest {
   readonly headers: string[];
   readonly body: Buffer | AsyncIterable<Buffer> | null;
   readonly connectTimeoutMs: number;
+  /** Speak TLS to the upstream with these settings (`origin` is then `https://host:port`). */
+  readonly tls?: UpstreamTls | undefined;
   /** Until the response head, and until a held body is whole: min(perTryTimeout, time left). */
   readonly tryTimeoutMs: number;
   /** Response body bytes held until the body is whole (content-aware retry); 0 = none. */
@@ -42,23 +47,27 @@ export interface PendingTry {
 }
 
 export interface UpstreamClientOptions {
-  /** The deny list in force (read per try; when it changes, new pools replace the old). */
-  readonly deniedUpstreams?: () => BlockList | undefined;
+  /** Makes every connection; when its deny list changes, new pools replace the old. */
+  readonly dialer: Dialer;
 }
 
+/** Distinct TLS settings with pools at once; past it the oldest settings' pools close. */
+const MAX_TLS_SETTINGS = 64;
+
 export class UpstreamClient {
-  readonly #denied: () => BlockList | undefined;
+  readonly #dialer: Dialer;
   #agentsDenied: BlockList | undefined;
-  readonly #agents = new Map<number, Agent>();
+  /** By TLS settings id ('' for plain TCP), then by connect timeout. */
+  readonly #agents = new Map<string, Map<number, Agent>>();
   readonly #retiring = new Set<Promise<void>>();
 
-  constructor(options: UpstreamClientOptions = {}) {
-    this.#denied = options.deniedUpstreams ?? (() => undefined);
+  constructor(options: UpstreamClientOptions) {
+    this.#dialer = options.dialer;
   }
 
   send(request: TryRequest): PendingTry {
     const handler = new UpstreamTry(request);
-    this.#agentFor(request.connectTimeoutMs).dispatch(
+    this.#agentFor(request.connectTimeoutMs, request.tls).dispatch(
       {
         origin: request.origin,
         path: request.path,
@@ -81,17 +90,26 @@ export class UpstreamClient {
     await Promise.all(this.#retiring);
   }
 
-  #agentFor(connectTimeoutMs: number): Agent {
-    const denied = this.#denied();
+  #agentFor(connectTimeoutMs: number, tls: UpstreamTls | undefined): Agent {
+    const denied = this.#dialer.deniedUpstreams;
     // pooled connections were checked against the list of their day: start afresh
     if (denied !== this.#agentsDenied) {
       this.#retire();
       this.#agentsDenied = denied;
     }
-    let agent = this.#agents.get(connectTimeoutMs);
+    const id = tls?.id ?? '';
+    let byTimeout = this.#agents.get(id);
+    if (byTimeout === undefined) {
+      // a reload that changes TLS settings (a rotated certificate) makes a new id: the oldest
+      // settings' pools close once too many were made, so their number stays bounded
+      if (this.#agents.size >= MAX_TLS_SETTINGS) this.#retireOldest();
+      byTimeout = new Map();
+      this.#agents.set(id, byTimeout);
+    }
+    let agent = byTimeout.get(connectTimeoutMs);
     if (agent === undefined) {
       agent = new Agent({
-        connect: guardedConnector(connectTimeoutMs, denied),
+        connect: dialerConnector(this.#dialer, connectTimeoutMs, tls),
         keepAliveTimeout: 4_000,
         factory: (origin, options) =>
           new Pool(origin, {
@@ -99,19 +117,30 @@ export class UpstreamClient {
             factory: (o, clientOptions) => new AddressedClient(o, clientOptions),
           }),
       });
-      this.#agents.set(connectTimeoutMs, agent);
+      byTimeout.set(connectTimeoutMs, agent);
     }
     return agent;
   }
 
   /** Closes the pools gracefully: tries in flight finish, idle connections close. */
   #retire(): void {
-    for (const agent of this.#agents.values()) {
+    for (const byTimeout of this.#agents.values()) this.#close(byTimeout);
+    this.#agents.clear();
+  }
+
+  #retireOldest(): void {
+    const [id, byTimeout] = this.#agents.entries().next().value ?? [];
+    if (id === undefined || byTimeout === undefined) return;
+    this.#close(byTimeout);
+    this.#agents.delete(id);
+  }
+
+  #close(byTimeout: Map<number, Agent>): void {
+    for (const agent of byTimeout.values()) {
       const closing = agent.close().catch(() => {});
       this.#retiring.add(closing);
       closing.then(() => this.#retiring.delete(closing));
     }
-    this.#agents.clear();
   }
 }
 

@@ -10,10 +10,10 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { FailureName } from '../../config/types.ts';
 import { classifyError } from '../../retry/failure.ts';
-import type { BufferPool } from '../exchange/buffer-pool.ts';
-import { DeniedAddressError } from './address-guard.ts';
+import type { FailureName } from '../../vocabulary.ts';
+import type { BufferPool } from '../buffer-pool.ts';
+import { DialError } from './dialer.ts';
 
 export type TryResult =
   | {
@@ -204,8 +204,8 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
     switch (this.#phase) {
       case 'waiting':
         this.#finish(
-          error instanceof DeniedAddressError
-            ? { kind: 'denied', address: error.address }
+          error instanceof DialError && error.failure === 'denied'
+            ? { kind: 'denied', address: error.address ?? '' }
             : {
                 kind: 'failure',
                 failure: failureBeforeHead(error, this.#controller !== undefined),
@@ -390,5 +390,7 @@ function isWorthHolding(headers: IncomingHttpHeaders, holdBytes: number): boolea
 function failureBeforeHead(error: Error, sent: boolean): FailureName {
   // perTryTimeout cut a connect short: nothing was sent, so every method may retry it
   if (error instanceof TryTimeout) return sent ? 'timeout' : 'connect-failure';
+  // the dialer named it: nothing was sent
+  if (error instanceof DialError && error.failure !== 'denied') return error.failure;
   return classifyError(error);
 }
