@@ -98,6 +98,7 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
   if (s.suppressed !== undefined) line += `,"suppressed":${quoted(s.suppressed)}`;
   if (s.fallback !== undefined) line += `,"fallback":${quoted(s.fallback)}`;
   if (s.error !== undefined) line += `,"error":${quoted(s.error)}`;
+  if (s.reason !== undefined) line += `,"reason":${quoted(s.reason)}`;
   line += `,"bytesIn":${number(s.bytesIn)},"bytesOut":${number(s.bytesOut)},"durationMs":${number(s.durationMs)},"msg":"request"}\n`;
   const destination = (logger as unknown as Record<symbol, LogDestination>)[
     pino.symbols.streamSym
@@ -133,6 +134,8 @@ function number(value: number): string {
 }
 
 export interface RetryLine {
+  /** The access line's `requestId`: overlapping requests' retries are told apart by it. */
+  readonly requestId: string;
   readonly route: string;
   readonly upstream: string;
   /** The try that just ended, 1-based. */
@@ -147,6 +150,7 @@ export function logRetry(logger: Logger, line: RetryLine): void {
 }
 
 export interface SuppressedLine {
+  readonly requestId: string;
   readonly route: string;
   readonly upstream: string;
   readonly attempt: number;

@@ -79,7 +79,8 @@ describe('log', () => {
       path: '/caf\u00e9/"x"',
       suppressed: 'budget' as const,
       fallback: 'timeout',
-      error: 'body-cut',
+      error: 'forbidden',
+      reason: 'port "25" is not in connect.allowedPorts',
     };
     logRequestDone(logger, odd);
     const line = raw[0] as string;
@@ -102,6 +103,7 @@ describe('log', () => {
         suppressed: odd.suppressed,
         fallback: odd.fallback,
         error: odd.error,
+        reason: odd.reason,
         bytesIn: odd.bytesIn,
         bytesOut: odd.bytesOut,
         durationMs: odd.durationMs,
@@ -172,8 +174,9 @@ describe('log', () => {
   });
 
   it('logs retry decisions at debug only', () => {
-    const retry = { route: 'api', upstream: 'a:80', attempt: 1, reason: '503', delayMs: 40 };
-    const suppressed = { route: 'api', upstream: 'a:80', attempt: 2, cause: 'budget' };
+    const where = { requestId: 'r-7', route: 'api', upstream: 'a:80' };
+    const retry = { ...where, attempt: 1, reason: '503', delayMs: 40 };
+    const suppressed = { ...where, attempt: 2, cause: 'budget' };
     const info = sink('info');
     logRetry(info.logger, retry);
     logSuppressed(info.logger, suppressed);

@@ -70,7 +70,7 @@ export async function openTunnel(
     return refuse(authority, { error: 'loop', message: 'the tunnel targets this proxy' });
   }
   const upstream = ctx.upstreams.get(authority, ctx.now());
-  const opened = await connectWithRetries(ctx, upstream, target, hold);
+  const opened = await connectWithRetries(ctx, upstream, target, hold, origin.requestId);
   if (opened.kind === 'client-gone') {
     ctx.onTunnelDone?.(authority, 'client-gone', NONE);
     tunnelEnded(ctx, origin, client, { upstream: authority, status: 0 });
@@ -159,7 +159,7 @@ function refuseWith(
   });
   ctx.onTunnelDone?.(upstream, error, retryReasons);
   const tries = triesOf(attempts, retryReasons, upstream);
-  tunnelEnded(ctx, origin, client, { upstream, status, ...tries, error });
+  tunnelEnded(ctx, origin, client, { upstream, status, ...tries, error, reason: message });
 }
 
 /**
@@ -172,6 +172,7 @@ async function connectWithRetries(
   upstream: Upstream,
   target: Authority,
   hold: ClientHold,
+  requestId: string,
 ): Promise<Opening> {
   const retry = ctx.config.connect.retry;
   const first = upstream.gate(ctx.now(), 1);
@@ -210,7 +211,7 @@ async function connectWithRetries(
       if (next === 'circuit-open' || next === 'budget') return refused;
       permit = next;
       previousMs = backoffDelay(retry.backoff, attempt, previousMs, ctx.random);
-      ctx.onRetry?.('', upstream.authority, attempt, 'connect-failure', previousMs);
+      ctx.onRetry?.(requestId, '', upstream.authority, attempt, 'connect-failure', previousMs);
       await hold.sleep(previousMs);
       if (hold.gone) {
         upstream.record(ctx.now(), permit, undefined);
