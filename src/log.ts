@@ -96,6 +96,11 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
   if (s.tls) line += ',"tls":true';
   line += `,"method":${quoted(s.method)},"path":${quoted(stripQuery(s.path))},"status":${number(s.status)},"attempts":${number(s.attempts)},"retries":${quotedList(s.retryReasons)}`;
   if (s.suppressed !== undefined) line += `,"suppressed":${quoted(s.suppressed)}`;
+  // which try won, where hedges raced it
+  if (s.hedges.length > 0) {
+    if (s.wonAttempt !== undefined) line += `,"won":${number(s.wonAttempt)}`;
+    line += `,"hedges":${quotedList(s.hedges)}`;
+  }
   if (s.fallback !== undefined) line += `,"fallback":${quoted(s.fallback)}`;
   if (s.error !== undefined) line += `,"error":${quoted(s.error)}`;
   if (s.reason !== undefined) line += `,"reason":${quoted(s.reason)}`;
