@@ -83,7 +83,7 @@ function parseClientHello(record: Uint8Array): TunnelStart | undefined {
   let alpn: string[] = [];
   if (hello.left === 0) return hello.ok ? { kind: 'tls', serverName, alpn } : undefined;
   const extensions = hello.sub(hello.u16());
-  while (extensions !== undefined && extensions.ok && extensions.left > 0) {
+  while (extensions?.ok && extensions.left > 0) {
     const type = extensions.u16();
     const data = extensions.sub(extensions.u16());
     if (data === undefined) return undefined;
@@ -97,7 +97,7 @@ function parseClientHello(record: Uint8Array): TunnelStart | undefined {
 /** The first host_name entry (RFC 6066 §3). */
 function readServerName(data: Reader): string | undefined {
   const list = data.sub(data.u16());
-  while (list !== undefined && list.ok && list.left > 0) {
+  while (list?.ok && list.left > 0) {
     const nameType = list.u8();
     const name = list.take(list.u16());
     if (name === undefined) return undefined;
@@ -110,7 +110,7 @@ function readServerName(data: Reader): string | undefined {
 function readAlpn(data: Reader): string[] {
   const list = data.sub(data.u16());
   const protocols: string[] = [];
-  while (list !== undefined && list.ok && list.left > 0) {
+  while (list?.ok && list.left > 0) {
     const name = list.take(list.u8());
     if (name === undefined) break;
     protocols.push(String.fromCharCode(...name));
