@@ -11,13 +11,13 @@ import { Metrics } from './admin/metrics.ts';
 import { type AdminServer, startAdmin } from './admin/server.ts';
 import type { Address, Config } from './config/types.ts';
 import { createLogger, type Logger, logRequestDone, logRetry, logSuppressed } from './log.ts';
+import { BufferPool } from './proxy/buffer-pool.ts';
 import type { ProxyContext } from './proxy/context.ts';
-import { BufferPool } from './proxy/exchange/buffer-pool.ts';
 import { createProxyServer } from './proxy/inbound/server.ts';
-import { type OwnAuthorities, ownAuthorities } from './proxy/inbound/target.ts';
 import { UpstreamClient } from './proxy/upstream/upstream-client.ts';
 import { QuietCollector } from './quiet-collector.ts';
 import { UpstreamRegistry } from './resilience/upstream-registry.ts';
+import { type OwnAuthorities, ownAuthorities } from './routing/target.ts';
 import type { RequestSummary } from './summary.ts';
 
 /** The quiet collector (quiet-collector.ts) looks every 5 s and collects after 15 s quiet. */

@@ -1,44 +1,8 @@
 /**
  * The one record of a finished request, tunnel or Upgrade, built by `summarize` and handed to
  * every sink (the access log line, the metrics). Sinks read it; nobody mutates it after.
- * The value lists below are the label values of SPEC §8: the metrics start each at 0.
  */
-import { FAILURE_NAMES, type FailureName, STATUS_CLASSES } from './config/types.ts';
-
-/** Why a retry that policy allowed was not made (SPEC §8, `cause` label). */
-export const SUPPRESSED_CAUSES = [
-  'budget',
-  'circuit-open',
-  'deadline',
-  'body-too-large',
-  'buffer-full',
-  'method',
-  'retry-after-too-long',
-  'client-gone',
-  'observe-only',
-] as const;
-export type SuppressedCause = (typeof SUPPRESSED_CAUSES)[number];
-
-/** How one try ended: a status class (`2xx`…`5xx`) or a failure name. */
-export type TryOutcome = (typeof STATUS_CLASSES)[number] | FailureName;
-export const TRY_OUTCOMES: readonly TryOutcome[] = [...STATUS_CLASSES, ...FAILURE_NAMES];
-
-/** Why a request went to its route's fallback (SPEC §3 "Fallback"). */
-export const FALLBACK_CAUSES = ['connect-failure', 'timeout', 'circuit-open'] as const;
-export type FallbackCause = (typeof FALLBACK_CAUSES)[number];
-
-/** How a CONNECT's opening ended (`reprise_tunnels_total{outcome}`). */
-export const TUNNEL_OUTCOMES = [
-  'established',
-  'client-gone',
-  'connect-failure',
-  'circuit-open',
-  'overflow',
-  'forbidden',
-  'loop',
-  'bad-request',
-] as const;
-export type TunnelOutcome = (typeof TUNNEL_OUTCOMES)[number];
+import type { SuppressedCause, TryOutcome } from './vocabulary.ts';
 
 /** What is known of a request the moment it arrives: when, and what logs join it on. */
 export interface RequestOrigin {

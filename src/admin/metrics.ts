@@ -6,22 +6,22 @@
  */
 
 import { STATUS_CODES } from 'node:http';
-import { FAILURE_NAMES, type RetryPolicy, type RoutePolicy } from '../config/types.ts';
+import type { RetryPolicy, RoutePolicy } from '../config/types.ts';
+import type { RequestSummary } from '../summary.ts';
+import { VERSION } from '../version.ts';
 import {
+  CIRCUIT_STATES,
+  type CircuitState,
+  FAILURE_NAMES,
   FALLBACK_CAUSES,
-  type RequestSummary,
   SUPPRESSED_CAUSES,
   TRY_OUTCOMES,
   TUNNEL_OUTCOMES,
-} from '../summary.ts';
-import { VERSION } from '../version.ts';
+} from '../vocabulary.ts';
 import { CounterFamily, HistogramFamily, LabelCache } from './metric-series.ts';
 import { collectDefaultMetrics, Gauge, Registry } from './prom-client.ts';
 
 export { LabelCache } from './metric-series.ts';
-
-export type CircuitState = 'closed' | 'half-open' | 'open';
-const CIRCUIT_STATES: readonly CircuitState[] = ['closed', 'half-open', 'open'];
 
 /** The upstreams as one scrape sees them. */
 type UpstreamSnapshot = readonly {

@@ -4,11 +4,11 @@
  * it could start before the deadline, and which statuses' Retry-After is honoured.
  */
 import type { Backoff } from '../config/types.ts';
-import { FAILURE_NAMES } from '../config/types.ts';
 import { formatDuration, formatSize } from '../config/units.ts';
 import { delayRange } from '../retry/backoff.ts';
 import { decideRetry, type RetryDecision, type TryResult } from '../retry/decide.ts';
 import type { RequestPolicy } from '../retry/request-policy.ts';
+import { FAILURE_NAMES } from '../vocabulary.ts';
 
 /** The `retryable` line and what follows it, for a request under `policy`. */
 export function describeRetries(policy: RequestPolicy, method: string): string[] {

@@ -9,7 +9,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Backoff, Config, RetryPolicy, UpstreamSettings } from '../config/types.ts';
 import { formatDuration, formatSize } from '../config/units.ts';
-import { parseAbsoluteTarget } from '../proxy/inbound/target.ts';
 import { UpstreamRegistry } from '../resilience/upstream-registry.ts';
 import {
   type RequestPolicy,
@@ -18,6 +17,7 @@ import {
 } from '../retry/request-policy.ts';
 import { parseAuthority } from '../routing/authority.ts';
 import { matchRoute } from '../routing/route-table.ts';
+import { parseAbsoluteTarget } from '../routing/target.ts';
 import { delayLines, describeRetries, headerCase } from './explain-retry.ts';
 
 /** Per-upstream settings by authority; the upstream registry is one. */

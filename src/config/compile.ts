@@ -6,6 +6,7 @@
 import { BlockList } from 'node:net';
 import { isLoopbackHost } from '../routing/authority.ts';
 import { parseHostPattern } from '../routing/host-pattern.ts';
+import { type FailureName, RETRY_ON_FAILURES } from '../vocabulary.ts';
 import { type ConfigProblem, formatKeyPath, type KeyPath } from './config-error.ts';
 import {
   deepMerge,
@@ -23,14 +24,12 @@ import type {
   Backoff,
   BreakerSettings,
   Config,
-  FailureName,
   JitterKind,
   RetryPolicy,
   Route,
   RoutePolicy,
   UpstreamSettings,
 } from './types.ts';
-import { FAILURE_NAMES } from './types.ts';
 import { parseAddress, parseCidr, parseDuration, parseHttpOrigin, parseSize } from './units.ts';
 
 let defaults: Config | undefined;
@@ -241,7 +240,8 @@ function compileRetry(retry: MergedRetry): RetryPolicy {
   const onStatuses = new Set<number>();
   for (const item of retry.on) {
     const text = String(item);
-    if ((FAILURE_NAMES as readonly string[]).includes(text)) onFailures.add(text as FailureName);
+    if ((RETRY_ON_FAILURES as readonly string[]).includes(text))
+      onFailures.add(text as FailureName);
     else if (text.endsWith('xx')) {
       // a class such as 5xx: every status of that hundred
       const first = Number(text[0]) * 100;

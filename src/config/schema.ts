@@ -10,8 +10,8 @@ import { Compile } from 'typebox/compile';
 import type { TLocalizedValidationError } from 'typebox/error';
 import { Settings } from 'typebox/system';
 import { parseHostPattern } from '../routing/host-pattern.ts';
+import { RETRY_ON_FAILURES, STATUS_CLASSES } from '../vocabulary.ts';
 import { type ConfigProblem, toProblems } from './config-error.ts';
-import { FAILURE_NAMES, STATUS_CLASSES } from './types.ts';
 import {
   DURATION_PATTERN,
   formatSize,
@@ -135,7 +135,7 @@ const Attempts = Type.Integer({
 });
 const RetryOn = Type.Union(
   [
-    Type.Enum([...FAILURE_NAMES, ...STATUS_CLASSES]),
+    Type.Enum([...RETRY_ON_FAILURES, ...STATUS_CLASSES]),
     Type.String({ pattern: '^[1-5][0-9][0-9]$' }),
     Type.Integer({ minimum: 100, maximum: 599 }),
   ],

@@ -5,21 +5,7 @@
  */
 import type { BlockList } from 'node:net';
 import type { HostPattern } from '../routing/host-pattern.ts';
-
-/**
- * The ways a try can fail (SPEC §3): without an HTTP answer, or (`body-cut`) with a head whose
- * body broke or stalled before reprise had sent the client anything.
- */
-export type FailureName = 'connect-failure' | 'reset' | 'timeout' | 'body-cut';
-export const FAILURE_NAMES: readonly FailureName[] = [
-  'connect-failure',
-  'reset',
-  'timeout',
-  'body-cut',
-];
-
-/** The status classes a `retryOn` entry may name, and a try's outcome when it got an answer. */
-export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+import type { FailureName } from '../vocabulary.ts';
 
 export type JitterKind = 'full' | 'equal' | 'decorrelated' | 'none';
 

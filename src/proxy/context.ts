@@ -4,9 +4,10 @@
  */
 import type { Config } from '../config/types.ts';
 import type { UpstreamRegistry } from '../resilience/upstream-registry.ts';
-import type { RequestSummary, SuppressedCause } from '../summary.ts';
-import type { BufferPool } from './exchange/buffer-pool.ts';
-import type { OwnAuthorities } from './inbound/target.ts';
+import type { OwnAuthorities } from '../routing/target.ts';
+import type { RequestSummary } from '../summary.ts';
+import type { SuppressedCause } from '../vocabulary.ts';
+import type { BufferPool } from './buffer-pool.ts';
 import type { UpstreamClient } from './upstream/upstream-client.ts';
 
 export interface ProxyContext {

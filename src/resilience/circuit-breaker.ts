@@ -16,9 +16,9 @@
  * Closed-state calls allocate nothing; state objects are replaced only on transitions and probes.
  */
 import type { BreakerSettings } from '../config/types.ts';
+import type { CircuitState } from '../vocabulary.ts';
 import { RecentTries } from './recent-tries.ts';
 
-export type BreakerStateName = 'closed' | 'open' | 'half-open';
 /** What `tryAcquire` handed out: a normal try, or one of the half-open probes. */
 export type BreakerPermit = 'pass' | 'probe';
 
@@ -45,7 +45,7 @@ type HalfOpen = Extract<BreakerState, { state: 'half-open' }>;
 
 /** The breaker as /state shows it. */
 export interface BreakerView {
-  readonly state: BreakerStateName;
+  readonly state: CircuitState;
   /** The recent tries the trip rule looks at, and how many of them failed. */
   readonly recentTries: number;
   readonly recentFailures: number;
@@ -77,7 +77,7 @@ export function isFailing(
 
 export class CircuitBreaker {
   readonly settings: BreakerSettings;
-  readonly #onTransition: ((to: BreakerStateName, from: BreakerStateName) => void) | undefined;
+  readonly #onTransition: ((to: CircuitState, from: CircuitState) => void) | undefined;
   readonly #recent: RecentTries;
   #state: BreakerState = CLOSED;
   #consecutiveFailures = 0;
@@ -89,7 +89,7 @@ export class CircuitBreaker {
   /** `onTransition` is called after every change of `state` (not on probe bookkeeping). */
   constructor(
     settings: BreakerSettings,
-    onTransition?: (to: BreakerStateName, from: BreakerStateName) => void,
+    onTransition?: (to: CircuitState, from: CircuitState) => void,
   ) {
     this.settings = settings;
     this.#onTransition = onTransition;

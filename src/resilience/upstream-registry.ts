@@ -11,12 +11,8 @@
 import type { UpstreamRule, UpstreamSettings } from '../config/types.ts';
 import { splitAuthority } from '../routing/authority.ts';
 import { matchesHost } from '../routing/host-pattern.ts';
-import {
-  type BreakerPermit,
-  type BreakerStateName,
-  type BreakerView,
-  CircuitBreaker,
-} from './circuit-breaker.ts';
+import type { CircuitState } from '../vocabulary.ts';
+import { type BreakerPermit, type BreakerView, CircuitBreaker } from './circuit-breaker.ts';
 import { RetryBudget } from './retry-budget.ts';
 
 /**
@@ -30,12 +26,12 @@ type FirstTryGate = Exclude<Gate, 'budget'>;
 type RetryGate = Exclude<Gate, 'overflow'>;
 
 export interface RegistryHooks {
-  onTransition(authority: string, to: BreakerStateName, from: BreakerStateName): void;
+  onTransition(authority: string, to: CircuitState, from: CircuitState): void;
 }
 
 export interface UpstreamSnapshot {
   readonly authority: string;
-  readonly state: BreakerStateName;
+  readonly state: CircuitState;
   readonly circuit: BreakerView;
   readonly budgetAvailable: number;
   readonly inFlight: number;

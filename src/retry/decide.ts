@@ -2,8 +2,7 @@
  * Whether the try that just ended is retried, and after how long: pure, no clock, no budget.
  * The budget, the circuit and a departed client are the attempt loop's gates, checked after.
  */
-import type { FailureName } from '../config/types.ts';
-import type { SuppressedCause } from '../summary.ts';
+import type { FailureName, SuppressedCause } from '../vocabulary.ts';
 import { backoffDelay } from './backoff.ts';
 import type { RequestPolicy } from './request-policy.ts';
 import { parseRetryAfterMs } from './retry-after.ts';

@@ -2,8 +2,7 @@
  * How a try that got no HTTP answer failed, classified by what was sent (SPEC §3):
  * `connect-failure` means no byte reached the upstream, so every method may retry it.
  */
-import type { FailureName } from '../config/types.ts';
-import type { TryOutcome } from '../summary.ts';
+import type { FailureName, TryOutcome } from '../vocabulary.ts';
 
 /** A reset on an upstream connection, renamed so undici does not read it as a body's end. */
 export const UPSTREAM_RESET_CODE = 'ERR_UPSTREAM_RESET';

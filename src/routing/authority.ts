@@ -124,3 +124,9 @@ const NUMERIC_LAST_LABEL = /(^|\.)(0x[0-9a-f]*|\d+)$/;
 const LOOPBACK = new BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
 LOOPBACK.addAddress('::1', 'ipv6');
+
+/** `ip:port`, `[ip]:port` for IPv6; '' when the socket is already gone. */
+export function socketAddress(address: string | undefined, port: number | undefined): string {
+  if (address === undefined) return '';
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}

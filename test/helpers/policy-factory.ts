@@ -5,7 +5,6 @@
 import type {
   Backoff,
   Config,
-  FailureName,
   Fallback,
   RetryPolicy,
   Route,
@@ -16,6 +15,7 @@ import type {
 } from '../../src/config/types.ts';
 import { type HostPattern, parseHostPattern } from '../../src/routing/host-pattern.ts';
 import type { RequestSummary } from '../../src/summary.ts';
+import type { FailureName } from '../../src/vocabulary.ts';
 
 export function hostPattern(source: string): HostPattern {
   const pattern = parseHostPattern(source);

@@ -12,12 +12,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type App, startApp } from '../../src/app.ts';
 import { loadConfigText } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
-import { ownAuthorities } from '../../src/proxy/inbound/target.ts';
-import {
-  DeniedAddressError,
-  guardedLookup,
-  isDenied,
-} from '../../src/proxy/upstream/address-guard.ts';
+import { DeniedAddressError, guardedLookup } from '../../src/proxy/upstream/address-guard.ts';
+import { isDenied } from '../../src/routing/address-list.ts';
+import { ownAuthorities } from '../../src/routing/target.ts';
 import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 import { deadPort, reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
 

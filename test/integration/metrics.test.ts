@@ -7,8 +7,12 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { parser as promql } from '@prometheus-io/lezer-promql';
 import { describe, expect, it } from 'vitest';
-import { FAILURE_NAMES } from '../../src/config/types.ts';
-import { SUPPRESSED_CAUSES, TRY_OUTCOMES, TUNNEL_OUTCOMES } from '../../src/summary.ts';
+import {
+  RETRY_ON_FAILURES,
+  SUPPRESSED_CAUSES,
+  TRY_OUTCOMES,
+  TUNNEL_OUTCOMES,
+} from '../../src/vocabulary.ts';
 import { countedOf, parsePrometheus, type Sample, samplesOf } from '../helpers/cli.ts';
 import { closeAfterEach } from '../helpers/close-after-each.ts';
 import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
@@ -129,7 +133,7 @@ describe('series that start at 0 (so the first burst shows in rate() and increas
         .map((s) => `${s.labels[label]}=${s.value}`)
         .sort();
     // the default retry.on: connect-failure, reset, timeout, 429, 502, 503, 504
-    const reasons = [...FAILURE_NAMES, '429', '502', '504'];
+    const reasons = [...RETRY_ON_FAILURES, '429', '502', '504'];
     expect(of('reprise_retries_total', 'reason')).toEqual([...zeros(reasons), '503=1'].sort());
     expect(of('reprise_retries_suppressed_total', 'cause')).toEqual(
       zeros(SUPPRESSED_CAUSES).sort(),

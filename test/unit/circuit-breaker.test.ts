@@ -1,11 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { embeddedDefaults } from '../../src/config/compile.ts';
 import type { BreakerSettings } from '../../src/config/types.ts';
-import {
-  type BreakerStateName,
-  CircuitBreaker,
-  isFailing,
-} from '../../src/resilience/circuit-breaker.ts';
+import { CircuitBreaker, isFailing } from '../../src/resilience/circuit-breaker.ts';
+import type { CircuitState } from '../../src/vocabulary.ts';
 
 /** The classic breaker (Hystrix's 20 tries at 50%, time-only open periods), for the mechanics. */
 const defaults: BreakerSettings = {
@@ -32,7 +29,7 @@ function failTimes(breaker: CircuitBreaker, nowMs: number, n: number): void {
   for (let i = 0; i < n; i++) run(breaker, nowMs, true);
 }
 
-function tripped(settings: BreakerSettings = defaults, transitions: BreakerStateName[] = []) {
+function tripped(settings: BreakerSettings = defaults, transitions: CircuitState[] = []) {
   const breaker = new CircuitBreaker(settings, (to) => transitions.push(to));
   failTimes(breaker, 0, settings.minRequests);
   expect(breaker.state(0).state).toBe('open');
@@ -122,7 +119,7 @@ describe('CircuitBreaker open', () => {
   });
 
   it('turns half-open at tryAcquire once openFor has passed', () => {
-    const transitions: BreakerStateName[] = [];
+    const transitions: CircuitState[] = [];
     const breaker = tripped(defaults, transitions);
     expect(breaker.tryAcquire(4_999)).toBe('open');
     expect(breaker.tryAcquire(5_000)).toBe('probe');
@@ -166,7 +163,7 @@ describe('CircuitBreaker half-open', () => {
   });
 
   it('closes after halfOpenRequests successful probes, not before', () => {
-    const transitions: BreakerStateName[] = [];
+    const transitions: CircuitState[] = [];
     const breaker = tripped(three, transitions);
     for (let i = 0; i < 3; i++) expect(breaker.tryAcquire(5_000)).toBe('probe');
     breaker.record(5_001, false, 'probe');
@@ -192,7 +189,7 @@ describe('CircuitBreaker half-open', () => {
   });
 
   it('reopens for twice openFor after a failed probe', () => {
-    const transitions: BreakerStateName[] = [];
+    const transitions: CircuitState[] = [];
     const breaker = tripped(defaults, transitions);
     breaker.record(5_100, true, breaker.tryAcquire(5_000) as 'probe');
     expect(breaker.state(5_100)).toEqual({
@@ -332,7 +329,7 @@ describe('CircuitBreaker with the embedded defaults', () => {
   });
 
   it('ends an open period after openForRequests refused requests, before openFor', () => {
-    const transitions: BreakerStateName[] = [];
+    const transitions: CircuitState[] = [];
     const breaker = new CircuitBreaker(settings, (to) => transitions.push(to));
     trip(breaker);
     const openedAt = failingForMs;

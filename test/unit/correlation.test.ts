@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { socketAddress, traceIdOf } from '../../src/proxy/inbound/correlation.ts';
+import { traceIdOf } from '../../src/proxy/correlation.ts';
+import { socketAddress } from '../../src/routing/authority.ts';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { FailureName } from '../../src/config/types.ts';
 import { classifyError, FAILURE_BY_CODE, statusOutcome } from '../../src/retry/failure.ts';
+import type { FailureName } from '../../src/vocabulary.ts';
 
 function codeError(code: string, message = code): Error {
   return Object.assign(new Error(message), { code });

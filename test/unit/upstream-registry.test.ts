@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { UpstreamRule, UpstreamSettings } from '../../src/config/types.ts';
-import type { BreakerStateName } from '../../src/resilience/circuit-breaker.ts';
 import { type RegistryHooks, UpstreamRegistry } from '../../src/resilience/upstream-registry.ts';
 import { parseHostPattern } from '../../src/routing/host-pattern.ts';
+import type { CircuitState } from '../../src/vocabulary.ts';
 
 const base: UpstreamSettings = {
   budget: { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 },
@@ -172,7 +172,7 @@ describe('Upstream gate', () => {
   });
 
   it('reports breaker transitions with the authority', () => {
-    const seen: [string, BreakerStateName][] = [];
+    const seen: [string, CircuitState][] = [];
     const registry = new UpstreamRegistry(base, [], {
       onTransition: (authority, to) => seen.push([authority, to]),
     });

@@ -7,7 +7,6 @@
  * retry. Every exit records why in the summary, which the log line and the metrics share.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FailureName } from '../../config/types.ts';
 import type { BreakerPermit } from '../../resilience/circuit-breaker.ts';
 import type { Upstream } from '../../resilience/upstream-registry.ts';
 import { decideRetry } from '../../retry/decide.ts';
@@ -18,22 +17,14 @@ import {
   resolveRequestPolicy,
 } from '../../retry/request-policy.ts';
 import { matchRoute } from '../../routing/route-table.ts';
-import {
-  type RequestSummary,
-  type SuppressedCause,
-  summarize,
-  type TryOutcome,
-} from '../../summary.ts';
+import type { Target } from '../../routing/target.ts';
+import { type RequestSummary, summarize } from '../../summary.ts';
+import type { ErrorName, FailureName, SuppressedCause, TryOutcome } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
-import {
-  type ArrivingRequest,
-  requestOrigin,
-  takeConnectionBytes,
-} from '../inbound/correlation.ts';
-import { answer, type ErrorName, toRetryAfterSeconds } from '../inbound/respond.ts';
-import type { Target } from '../inbound/target.ts';
+import { type ArrivingRequest, requestOrigin, takeConnectionBytes } from '../correlation.ts';
+import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from '../headers.ts';
+import { answer, toRetryAfterSeconds } from '../respond.ts';
 import type { DeniedTry, PendingTry, TryResult } from '../upstream/upstream-client.ts';
-import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from './headers.ts';
 import { relayResponse } from './relay-response.ts';
 import { ReplayableBody } from './replayable-body.ts';
 

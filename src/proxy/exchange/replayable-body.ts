@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { BodyState } from '../../retry/decide.ts';
-import type { BufferPool } from './buffer-pool.ts';
+import type { BufferPool } from '../buffer-pool.ts';
 
 const HIGH_WATER_BYTES = 16 * 1024;
 

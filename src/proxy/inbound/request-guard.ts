@@ -16,7 +16,7 @@
  * else read from that stream can be trusted (RFC 9112 §6.1, §6.3).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { ErrorName } from './respond.ts';
+import type { ErrorName } from '../../vocabulary.ts';
 
 /** The parts of a request the checks read; `IncomingMessage` has this shape. */
 export interface RequestShape {

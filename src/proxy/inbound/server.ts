@@ -6,15 +6,18 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Listener } from '../../config/types.ts';
+import { isListed } from '../../routing/address-list.ts';
+import { listenerTarget, parseAbsoluteTarget, type Target } from '../../routing/target.ts';
 import { summarize } from '../../summary.ts';
+import type { ErrorName } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
+import { requestOrigin, takeConnectionBytes } from '../correlation.ts';
 import { forward } from '../exchange/forward.ts';
-import { hasVia } from '../exchange/headers.ts';
+import { hasVia } from '../headers.ts';
 import { socketResponse } from '../passthrough/detached-socket.ts';
 import { openTunnel, refuseTunnel } from '../passthrough/tunnel.ts';
 import { relayUpgrade } from '../passthrough/websocket.ts';
-import { isListed } from '../upstream/address-guard.ts';
-import { requestOrigin, takeConnectionBytes } from './correlation.ts';
+import { answer, rawAnswer } from '../respond.ts';
 import {
   declaresBody,
   guardRequest,
@@ -23,8 +26,6 @@ import {
   type ParserError,
   parserErrorAnswer,
 } from './request-guard.ts';
-import { answer, type ErrorName, rawAnswer } from './respond.ts';
-import { listenerTarget, parseAbsoluteTarget, type Target } from './target.ts';
 
 export interface ProxyServerOptions {
   /** The context for each new request (swapped on reload). */
@@ -152,6 +153,9 @@ function handleUpgrade(
       options.onError(err);
       socket.destroy();
     });
+  } else if (declaresBody(req.headers)) {
+    const message = 'an Upgrade request cannot carry a body';
+    reject(ctx, req, socketResponse(req, socket), 'bad-request', message);
   } else {
     relayUpgrade(ctx, req, socket, head, checked.target);
   }

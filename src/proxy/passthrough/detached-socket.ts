@@ -5,7 +5,8 @@
  */
 import { type IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { type AnswerDetails, answer, type ErrorName } from '../inbound/respond.ts';
+import type { ErrorName } from '../../vocabulary.ts';
+import { type AnswerDetails, answer } from '../respond.ts';
 
 /** Bytes a client may send before its other side is ready; past this reprise stops reading. */
 const MAX_EARLY_BYTES = 64 * 1024;

@@ -12,20 +12,14 @@ import { connect, type Socket } from 'node:net';
 import type { BreakerPermit } from '../../resilience/circuit-breaker.ts';
 import type { Upstream } from '../../resilience/upstream-registry.ts';
 import { backoffDelay } from '../../retry/backoff.ts';
-import { type Authority, parseAuthority } from '../../routing/authority.ts';
-import {
-  type RequestEnd,
-  type RequestOrigin,
-  summarize,
-  type TunnelOutcome,
-} from '../../summary.ts';
+import { isDenied } from '../../routing/address-list.ts';
+import { type Authority, parseAuthority, socketAddress } from '../../routing/authority.ts';
+import { type RequestEnd, type RequestOrigin, summarize } from '../../summary.ts';
+import type { ErrorName, TunnelOutcome } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
-import { requestOrigin, socketAddress, takeConnectionBytes } from '../inbound/correlation.ts';
-import { type ErrorName, toRetryAfterSeconds } from '../inbound/respond.ts';
-import { isDenied } from '../upstream/address-guard.ts';
+import { requestOrigin, takeConnectionBytes } from '../correlation.ts';
+import { toRetryAfterSeconds } from '../respond.ts';
 import { answerOnSocket, ClientHold, splice } from './detached-socket.ts';
-
-export type { TunnelOutcome } from '../../summary.ts';
 
 type TunnelRefusal = Exclude<TunnelOutcome, 'established' | 'client-gone'>;
 

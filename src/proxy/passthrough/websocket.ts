@@ -15,21 +15,16 @@
  */
 import { type IncomingMessage, request } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FailureName } from '../../config/types.ts';
 import { classifyError, statusOutcome } from '../../retry/failure.ts';
+import { socketAddress } from '../../routing/authority.ts';
 import { matchRoute } from '../../routing/route-table.ts';
-import { summarize, type TryOutcome } from '../../summary.ts';
+import type { Target } from '../../routing/target.ts';
+import { summarize } from '../../summary.ts';
+import type { ErrorName, FailureName, TryOutcome } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
-import { buildClientHeaders, buildUpstreamHeaders } from '../exchange/headers.ts';
-import {
-  type ArrivingRequest,
-  requestOrigin,
-  socketAddress,
-  takeConnectionBytes,
-} from '../inbound/correlation.ts';
-import { declaresBody } from '../inbound/request-guard.ts';
-import { type ErrorName, toRetryAfterSeconds } from '../inbound/respond.ts';
-import type { Target } from '../inbound/target.ts';
+import { type ArrivingRequest, requestOrigin, takeConnectionBytes } from '../correlation.ts';
+import { buildClientHeaders, buildUpstreamHeaders } from '../headers.ts';
+import { toRetryAfterSeconds } from '../respond.ts';
 import { answerOnSocket, ClientHold, socketResponse, splice } from './detached-socket.ts';
 
 /** Relays one Upgrade request whose client passed the access, target and loop checks. */
@@ -86,10 +81,6 @@ export function relayUpgrade(
     );
   };
 
-  if (declaresBody(req.headers)) {
-    refuse('bad-request', 0, 'an Upgrade request cannot carry a body');
-    return;
-  }
   const upstream = ctx.upstreams.get(target.authority, startMs);
   const permit = upstream.gate(startMs, 1);
   if (permit === 'circuit-open' || permit === 'overflow') {

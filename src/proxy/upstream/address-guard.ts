@@ -11,8 +11,8 @@
  * dropped before the check.
  */
 import { lookup as dnsLookup } from 'node:dns';
-import { type BlockList, isIP, type TcpNetConnectOpts } from 'node:net';
-import { unbracket } from '../../routing/authority.ts';
+import type { BlockList, TcpNetConnectOpts } from 'node:net';
+import { isDenied } from '../../routing/address-list.ts';
 
 /** What `net.connect` takes as `lookup`. */
 type LookupFunction = NonNullable<TcpNetConnectOpts['lookup']>;
@@ -27,22 +27,6 @@ export class DeniedAddressError extends Error {
     super(`${address} is in access.deniedUpstreams`);
     this.address = address;
   }
-}
-
-/**
- * Whether `address` (an IP address as a socket or resolver reports it, IPv6 with or without
- * brackets) is denied. No list: nothing is denied. Not an IP address: denied (fail closed).
- */
-export function isDenied(list: BlockList | undefined, address: string): boolean {
-  if (list === undefined) return false;
-  return isIP(unbracket(address)) === 0 || isListed(list, address);
-}
-
-/** Whether the IP address `address` (IPv6 with or without brackets) is in `list`; false for a non-IP. */
-export function isListed(list: BlockList, address: string): boolean {
-  const ip = unbracket(address);
-  const family = isIP(ip);
-  return family !== 0 && list.check(ip, family === 4 ? 'ipv4' : 'ipv6');
 }
 
 /**

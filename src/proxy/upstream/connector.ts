@@ -7,7 +7,8 @@
 import { type BlockList, connect, isIP } from 'node:net';
 import type { buildConnector } from 'undici';
 import { UPSTREAM_RESET_CODE } from '../../retry/failure.ts';
-import { DeniedAddressError, guardedLookup, isDenied } from './address-guard.ts';
+import { isDenied } from '../../routing/address-list.ts';
+import { DeniedAddressError, guardedLookup } from './address-guard.ts';
 
 class ConnectTimeout extends Error {
   // undici's code for it: classified as connect-failure (nothing was sent)

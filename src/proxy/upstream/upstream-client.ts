@@ -6,8 +6,8 @@
  */
 import type { BlockList } from 'node:net';
 import type { buildConnector, Dispatcher, Client as UndiciClient } from 'undici';
-import type { BufferPool } from '../exchange/buffer-pool.ts';
-import { socketAddress } from '../inbound/correlation.ts';
+import { socketAddress } from '../../routing/authority.ts';
+import type { BufferPool } from '../buffer-pool.ts';
 import { guardedConnector } from './connector.ts';
 import { Agent, Client, Pool } from './undici-agent.ts';
 import { type DeniedTry, type TryResult, UpstreamTry } from './upstream-try.ts';

@@ -10,9 +10,9 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { FailureName } from '../../config/types.ts';
 import { classifyError } from '../../retry/failure.ts';
-import type { BufferPool } from '../exchange/buffer-pool.ts';
+import type { FailureName } from '../../vocabulary.ts';
+import type { BufferPool } from '../buffer-pool.ts';
 import { DeniedAddressError } from './address-guard.ts';
 
 export type TryResult =

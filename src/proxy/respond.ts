@@ -3,23 +3,7 @@
  * from an upstream is written here, with the same JSON body shape.
  */
 import type { ServerResponse } from 'node:http';
-
-export type ErrorName =
-  | 'connect-failure'
-  | 'reset'
-  | 'timeout'
-  | 'body-cut'
-  | 'deadline'
-  | 'circuit-open'
-  | 'overflow'
-  | 'bad-request'
-  | 'headers-too-large'
-  | 'uri-too-long'
-  | 'request-timeout'
-  | 'version-not-supported'
-  | 'forbidden'
-  | 'loop'
-  | 'internal';
+import type { ErrorName } from '../vocabulary.ts';
 
 const ANSWERS: Readonly<Record<ErrorName, { status: number; message: string }>> = {
   'connect-failure': { status: 502, message: 'could not connect to the upstream' },
@@ -28,6 +12,10 @@ const ANSWERS: Readonly<Record<ErrorName, { status: number; message: string }>> 
   'body-cut': {
     status: 502,
     message: 'the upstream response body broke off or stalled before it was complete',
+  },
+  'upstream-certificate': {
+    status: 502,
+    message: 'the upstream TLS certificate failed verification',
   },
   deadline: { status: 504, message: 'the request timeout passed' },
   'circuit-open': { status: 503, message: 'the upstream circuit is open' },

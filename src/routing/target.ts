@@ -4,7 +4,8 @@
  */
 import { BlockList, isIP } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
-import type { Address, Listener } from '../../config/types.ts';
+import type { Address, Listener } from '../config/types.ts';
+import { isListed } from './address-list.ts';
 import {
   type Authority,
   canonicalHost,
@@ -12,8 +13,7 @@ import {
   parseAuthority,
   splitAuthority,
   unbracket,
-} from '../../routing/authority.ts';
-import { isListed } from '../upstream/address-guard.ts';
+} from './authority.ts';
 
 /** Where a request goes, parsed once from its absolute-form URI (or a listener's upstream). */
 export interface Target extends Authority {

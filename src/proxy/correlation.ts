@@ -6,7 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
-import type { RequestOrigin } from '../../summary.ts';
+import { socketAddress } from '../routing/authority.ts';
+import type { RequestOrigin } from '../summary.ts';
 
 /** Longer client ids are logged cut to this (the header itself goes upstream whole). */
 const MAX_LOGGED_ID_CHARS = 128;
@@ -47,12 +48,6 @@ export function traceIdOf(traceparent: string | string[] | undefined): string | 
   const traceId = match[2] as string;
   if (traceId === ZERO_TRACE_ID || match[3] === '0000000000000000') return undefined;
   return traceId;
-}
-
-/** `ip:port`, `[ip]:port` for IPv6; '' when the socket is already gone. */
-export function socketAddress(address: string | undefined, port: number | undefined): string {
-  if (address === undefined) return '';
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 const countedIn = Symbol('countedIn');
