@@ -1,11 +1,12 @@
 /**
  * From a schema-valid document to the frozen Config (merged as defaults.ts says; units
- * converted, matchers and BlockLists built), after `checkRelations` found nothing wrong
- * between keys that the schema checks one by one.
+ * converted, matchers and BlockLists built, the PEM texts tls-files.ts read put in place),
+ * after `checkRelations` found nothing wrong between keys that the schema checks one by one.
  */
 import { BlockList } from 'node:net';
-import { isLoopbackHost } from '../routing/authority.ts';
+import { isLoopbackHost, splitAuthority } from '../routing/authority.ts';
 import { parseHostPattern } from '../routing/host-pattern.ts';
+import { tlsDestination, upstreamTls } from '../routing/upstream-rule.ts';
 import { type FailureName, RETRY_ON_FAILURES } from '../vocabulary.ts';
 import { type ConfigProblem, formatKeyPath, type KeyPath } from './config-error.ts';
 import {
@@ -20,6 +21,7 @@ import {
   mergeUpstream,
 } from './defaults.ts';
 import type { RawDocument } from './schema.ts';
+import { compileTls, type TlsPem, type WrittenTls } from './tls-files.ts';
 import type {
   Backoff,
   BreakerSettings,
@@ -28,9 +30,10 @@ import type {
   RetryPolicy,
   Route,
   RoutePolicy,
+  UpstreamRule,
   UpstreamSettings,
 } from './types.ts';
-import { parseAddress, parseCidr, parseDuration, parseHttpOrigin, parseSize } from './units.ts';
+import { parseAddress, parseCidr, parseDuration, parseOrigin, parseSize } from './units.ts';
 
 let defaults: Config | undefined;
 
@@ -41,10 +44,19 @@ export function embeddedDefaults(): Config {
 }
 
 /** Builds the frozen Config from a document that passed the schema and `checkRelations`. */
-export function compileConfig(raw: RawDocument, source: string | undefined): Config {
+export function compileConfig(
+  raw: RawDocument,
+  source: string | undefined,
+  pem: TlsPem = new Map(),
+): Config {
   const doc = mergeDocument(raw);
   const routes = doc.routes.map((route) => mergeRoute(doc.defaults.route, route));
   const upstreams = doc.upstreams.map((entry) => mergeUpstream(doc.defaults.upstream, entry));
+  const upstreamRules: UpstreamRule[] = upstreams.map((entry, i) => ({
+    match: valid(parseHostPattern(entry.match)),
+    settings: compileUpstream(entry),
+    tls: compileTls((doc.upstreams[i] as { tls?: WrittenTls }).tls, pem.get(i)),
+  }));
   const defaultRoute: RoutePolicy = {
     name: 'default',
     timeoutMs: ms(doc.defaults.route.timeout),
@@ -56,15 +68,12 @@ export function compileConfig(raw: RawDocument, source: string | undefined): Con
     listen: valid(parseAddress(doc.listen)),
     admin: valid(parseAddress(doc.admin)),
     defaultRoute,
-    routes: routes.map(compileRoute),
+    routes: routes.map((route) => compileRoute(route, upstreamRules)),
     defaultUpstream: compileUpstream(doc.defaults.upstream),
-    upstreams: upstreams.map((entry) => ({
-      match: valid(parseHostPattern(entry.match)),
-      settings: compileUpstream(entry),
-    })),
+    upstreams: upstreamRules,
     listeners: doc.listeners.map((listener) => ({
       listen: valid(parseAddress(listener.listen)),
-      ...valid(parseHttpOrigin(listener.upstream)),
+      ...compileOrigin(listener.upstream, upstreamRules),
     })),
     connect: {
       allowedPorts: new Set(doc.connect.allowedPorts),
@@ -216,14 +225,26 @@ function checkPorts(sockets: readonly Socket[]): ConfigProblem[] {
   });
 }
 
-function compileRoute(route: MergedRoute): Route {
+/**
+ * A listener's or fallback's upstream: its authority (the key and label, as the URL names it),
+ * and what is connected to, with the TLS that applies (routing/upstream-rule.ts).
+ */
+function compileOrigin(text: string, rules: readonly UpstreamRule[]) {
+  const { origin, authority, hostHeader, secure } = valid(parseOrigin(text));
+  const { host, port } = splitAuthority(authority);
+  const tls = upstreamTls(rules, host, port, secure);
+  if (tls === undefined) return { origin, authority, hostHeader, tls };
+  return { ...tlsDestination(hostHeader, port, tls, secure), authority, tls };
+}
+
+function compileRoute(route: MergedRoute, rules: readonly UpstreamRule[]): Route {
   const { match } = route;
   return {
     name: route.name,
     timeoutMs: ms(route.timeout),
     retry: compileRetry(route.retry),
     fallback: route.fallback && {
-      ...valid(parseHttpOrigin(route.fallback.upstream)),
+      ...compileOrigin(route.fallback.upstream, rules),
       retry: compileRetry(route.fallback.retry),
     },
     match: {

@@ -42,6 +42,17 @@ export function formatIssue(issue: ConfigIssue): string {
     : `${where}: ${issue.path}: ${issue.message}`;
 }
 
+const READ_ERRORS: Readonly<Record<string, string>> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EISDIR: 'is a directory',
+};
+
+/** Why a file could not be read, in a few words (the config file, a PEM file). */
+export function readFailureReason(error: unknown): string {
+  return READ_ERRORS[(error as NodeJS.ErrnoException).code ?? ''] ?? (error as Error).message;
+}
+
 /** Thrown for a config that cannot be used; carries every problem found, in file order. */
 export class ConfigError extends Error {
   readonly errors: readonly ConfigIssue[];

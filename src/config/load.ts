@@ -12,8 +12,10 @@ import {
   type ConfigProblem,
   formatIssue,
   formatKeyPath,
+  readFailureReason,
 } from './config-error.ts';
 import { type RawDocument, validateDocument } from './schema.ts';
+import { readTlsFiles } from './tls-files.ts';
 import type { Config } from './types.ts';
 
 /** Reads and compiles `path`. Throws ConfigError (every problem) when it cannot be used. */
@@ -22,20 +24,13 @@ export function loadConfigFile(path: string): Config {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    const reason =
-      READ_ERRORS[(error as NodeJS.ErrnoException).code ?? ''] ?? (error as Error).message;
+    const reason = readFailureReason(error);
     throw new ConfigError([
       { file: path, line: 0, col: 0, path: '', message: `cannot read: ${reason}` },
     ]);
   }
   return loadConfigText(text, path);
 }
-
-const READ_ERRORS: Readonly<Record<string, string>> = {
-  ENOENT: 'no such file',
-  EACCES: 'permission denied',
-  EISDIR: 'is a directory',
-};
 
 /** Compiles YAML `text`; `fileName` names it in messages and becomes `Config.source`. */
 export function loadConfigText(text: string, fileName: string): Config {
@@ -52,14 +47,19 @@ export function loadConfigText(text: string, fileName: string): Config {
     throw new ConfigError([...unique.values()]);
   }
   const value: unknown = doc.contents === null ? {} : doc.toJS();
-  const problems = uniqueProblems([...validateDocument(value), ...checkRelations(value)]);
+  const tls = readTlsFiles(value, fileName);
+  const problems = uniqueProblems([
+    ...validateDocument(value),
+    ...checkRelations(value),
+    ...tls.problems,
+  ]);
   if (problems.length > 0) {
     const issues = problems.map((problem) =>
       issueAt(locate(doc, problem), formatKeyPath(problem.path), problem.message),
     );
     throw new ConfigError(issues.sort((a, b) => a.line - b.line || a.col - b.col));
   }
-  return compileConfig(value as RawDocument, fileName);
+  return compileConfig(value as RawDocument, fileName, tls.pem);
 }
 
 /** For `reprise check`: ok, or every problem as a `FILE:LINE:COL: key.path: message` line. */

@@ -18,7 +18,7 @@ import {
   parseAddress,
   parseCidr,
   parseDuration,
-  parseHttpOrigin,
+  parseOrigin,
   parseSize,
   SIZE_PATTERN,
 } from './units.ts';
@@ -90,8 +90,12 @@ const Address = refineText(
   (v) => asMessage(parseAddress(v)),
 );
 const Origin = refineText(
-  Type.String({ pattern: '^http://', errorMessage: 'must be http://host[:port] with no path' }),
-  (v) => asMessage(parseHttpOrigin(v)),
+  Type.String({
+    pattern: '^https?://',
+    description: 'http://host[:port] or https://host[:port] (TLS, verified), no path',
+    errorMessage: 'must be http:// or https://host[:port] with no path',
+  }),
+  (v) => asMessage(parseOrigin(v)),
 );
 const HostPattern = refineText(
   Type.String({
@@ -202,6 +206,36 @@ const Route = map({
   fallback: opt(map({ upstream: Origin, retry: opt(Retry) }, 'a second origin')),
 });
 
+const PemFile = (description: string) =>
+  Type.String({
+    minLength: 1,
+    description: `${description} (a PEM file; relative to the config file)`,
+  });
+
+const UpstreamTls = map(
+  {
+    port: opt(
+      Type.Integer({
+        minimum: 1,
+        maximum: 65535,
+        description:
+          'the port TLS is spoken on for http:// calls; default: the port called, 80 -> 443',
+      }),
+    ),
+    servername: opt(
+      Type.String({
+        pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9.])?$',
+        description: 'SNI and the name the certificate must carry; default: the host called',
+        errorMessage: 'must be a DNS name such as api.example.com',
+      }),
+    ),
+    ca: opt(PemFile('roots trusted instead of the public ones')),
+    cert: opt(PemFile('client certificate for mutual TLS, with key')),
+    key: opt(PemFile('private key of cert')),
+  },
+  'TLS origination: the app calls http://, reprise speaks verified TLS to this upstream',
+);
+
 const UpstreamSettings = {
   budget: opt(
     map({
@@ -247,7 +281,9 @@ export const DocumentSchema = Type.Object(
     admin: opt(Address),
     defaults: opt(map({ route: opt(map(RouteSettings)), upstream: opt(map(UpstreamSettings)) })),
     routes: opt(Type.Array(Route, { description: 'first match wins, in file order' })),
-    upstreams: opt(Type.Array(map({ match: HostPattern, ...UpstreamSettings }))),
+    upstreams: opt(
+      Type.Array(map({ match: HostPattern, ...UpstreamSettings, tls: opt(UpstreamTls) })),
+    ),
     listeners: opt(Type.Array(map({ listen: Address, upstream: Origin }))),
     connect: opt(
       map({

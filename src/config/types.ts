@@ -40,11 +40,13 @@ export interface RetryPolicy {
 }
 
 export interface Fallback {
-  /** `http://host:port`, no path: what is connected to. */
+  /** `http://host:port` or `https://host:port`, no path: what is connected to. */
   readonly origin: string;
+  /** The TLS it is spoken to with (routing/upstream-rule.ts); undefined: plain HTTP. */
+  readonly tls: UpstreamTls | undefined;
   /** `host:port`, canonical (routing/authority.ts): the fallback's upstream key and label. */
   readonly authority: string;
-  /** `host:port` as written: the fallback's Host header. */
+  /** `host:port` as written (the port connected to): the fallback's Host header. */
   readonly hostHeader: string;
   /** The fallback's `retry` merged over the route's. */
   readonly retry: RetryPolicy;
@@ -124,6 +126,8 @@ export interface UpstreamRule {
   readonly match: HostPattern;
   /** `defaults.upstream` deep-merged with this entry. */
   readonly settings: UpstreamSettings;
+  /** TLS origination to the upstreams it matches; undefined: plain HTTP for http:// calls. */
+  readonly tls: UpstreamTls | undefined;
 }
 
 export interface Address {
@@ -133,11 +137,13 @@ export interface Address {
 
 export interface Listener {
   readonly listen: Address;
-  /** `http://host:port`: what is connected to. */
+  /** `http://host:port` or `https://host:port`: what is connected to. */
   readonly origin: string;
-  /** `host:port`, canonical (routing/authority.ts). */
+  /** The TLS it is spoken to with (routing/upstream-rule.ts); undefined: plain HTTP. */
+  readonly tls: UpstreamTls | undefined;
+  /** `host:port`, canonical (routing/authority.ts): the upstream's key and label. */
   readonly authority: string;
-  /** `host:port` as written: the Host header. */
+  /** `host:port` as written (the port connected to): the Host header. */
   readonly hostHeader: string;
 }
 

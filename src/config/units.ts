@@ -1,7 +1,7 @@
 /**
  * The value syntaxes of the config file: durations (`250ms`, `2s`, `1.5m`, `1h`), sizes
  * (`512B`, `16KiB`, `1MiB`, `2GiB`, or a plain count of bytes), `host:port` addresses,
- * `http://host[:port]` origins and CIDRs. Pure; no I/O. The schema checks values with these
+ * `http(s)://host[:port]` origins and CIDRs. Pure; no I/O. The schema checks values with these
  * and compile converts with them, so both accept exactly the same texts.
  */
 import { isIP } from 'node:net';
@@ -80,18 +80,21 @@ export function parseAddress(text: string): Address | string {
 }
 
 export interface Origin {
-  /** `http://host:port`, the host as written (lower-case): what is connected to. */
+  /** `http://host:port` or `https://host:port`, the host as written (lower-case). */
   readonly origin: string;
   /** `host:port`, canonical (routing/authority.ts): the upstream's key and label. */
   readonly authority: string;
   /** `host:port` as written (lower-case): the Host header. */
   readonly hostHeader: string;
+  /** `https://`: spoken to with TLS. */
+  readonly secure: boolean;
 }
 
-/** `http://host[:port]` with no path (port 80 when left out). Or a message. */
-export function parseHttpOrigin(text: string): Origin | string {
-  const message = 'must be http://host[:port] with no path';
-  if (!/^http:\/\/[^/?#@\s]+\/?$/i.test(text)) return message;
+/** `http://host[:port]` (port 80 when left out) or `https://host[:port]` (443), no path. Or a message. */
+export function parseOrigin(text: string): Origin | string {
+  const message = 'must be http:// or https://host[:port] with no path';
+  const scheme = /^(https?):\/\/[^/?#@\s]+\/?$/i.exec(text);
+  if (scheme === null) return message;
   let url: URL;
   try {
     url = new URL(text);
@@ -99,10 +102,11 @@ export function parseHttpOrigin(text: string): Origin | string {
     return message;
   }
   if (url.port === '0') return 'port must be 1-65535';
-  const parsed = parseAuthority(url.host, 80);
+  const secure = (scheme[1] as string).toLowerCase() === 'https';
+  const parsed = parseAuthority(url.host, secure ? 443 : 80);
   if (parsed === undefined) return message;
   const { authority, hostHeader } = parsed;
-  return { origin: `http://${hostHeader}`, authority, hostHeader };
+  return { origin: `${secure ? 'https' : 'http'}://${hostHeader}`, authority, hostHeader, secure };
 }
 
 export interface Cidr {

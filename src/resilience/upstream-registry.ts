@@ -10,7 +10,7 @@
  */
 import type { UpstreamRule, UpstreamSettings } from '../config/types.ts';
 import { splitAuthority } from '../routing/authority.ts';
-import { matchesHost } from '../routing/host-pattern.ts';
+import { findUpstreamRule } from '../routing/upstream-rule.ts';
 import type { CircuitState } from '../vocabulary.ts';
 import { type BreakerPermit, type BreakerView, CircuitBreaker } from './circuit-breaker.ts';
 import { RetryBudget } from './retry-budget.ts';
@@ -178,10 +178,7 @@ export class UpstreamRegistry {
   /** The settings `authority` gets (first matching rule, else the default); creates nothing. */
   settingsFor(authority: string): UpstreamSettings {
     const { host, port } = splitAuthority(authority);
-    for (const rule of this.#rules) {
-      if (matchesHost(rule.match, host, port)) return rule.settings;
-    }
-    return this.#defaultSettings;
+    return findUpstreamRule(this.#rules, host, port)?.settings ?? this.#defaultSettings;
   }
 
   /** Applies new settings: upstreams whose effective settings are unchanged keep their state. */

@@ -72,6 +72,7 @@ export function makeRoutePolicy(overrides: RouteOverrides = {}): RoutePolicy {
       origin: overrides.fallback,
       authority: origin.host,
       hostHeader: origin.host,
+      tls: undefined,
       retry: makeRetryPolicy({ ...overrides.retry, ...overrides.fallbackRetry }),
     };
   }
@@ -129,6 +130,7 @@ export function makeConfig(overrides: ConfigOverrides = {}): Config {
   const upstreams: UpstreamRule[] = (overrides.upstreams ?? []).map((u) => ({
     match: hostPattern(u.match),
     settings: u.settings,
+    tls: undefined,
   }));
   return {
     source: undefined,

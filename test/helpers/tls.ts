@@ -89,3 +89,66 @@ export function makeCertificates(): TestCertificates {
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
+
+export interface TlsFixture {
+  readonly dir: string;
+  /** The path of a file in `dir`. */
+  file(name: string): string;
+  /** Runs `openssl` in `dir`. */
+  openssl(...args: string[]): void;
+  remove(): void;
+}
+
+/** An empty directory for certificates made with the `openssl` CLI. */
+export function tlsFixture(): TlsFixture {
+  const dir = mkdtempSync(join(tmpdir(), 'reprise-tls-'));
+  return {
+    dir,
+    file: (name) => join(dir, name),
+    openssl: (...args) => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' }),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+/** A self-signed CA written to `NAME.pem` and `NAME.key` in the fixture's directory. */
+export function makeCa(fixture: TlsFixture, name: string): { certFile: string; keyFile: string } {
+  const [certFile, keyFile] = [fixture.file(`${name}.pem`), fixture.file(`${name}.key`)];
+  fixture.openssl(
+    ...['req', '-x509', ...EC_KEY, '-keyout', keyFile, '-out', certFile, '-days', '2'],
+    ...['-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE'],
+    ...['-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
+  );
+  return { certFile, keyFile };
+}
+
+export interface LeafOptions {
+  /** subjectAltName entries; default `DNS:localhost,IP:127.0.0.1`. */
+  readonly names?: string;
+  /** `serverAuth` (default) or `clientAuth`. */
+  readonly usage?: 'serverAuth' | 'clientAuth';
+}
+
+/** A certificate signed by `ca`, written to `NAME.pem` and `NAME.key`. */
+export function makeLeaf(
+  fixture: TlsFixture,
+  ca: { certFile: string; keyFile: string },
+  name: string,
+  options: LeafOptions = {},
+): { certFile: string; keyFile: string } {
+  const [certFile, keyFile] = [fixture.file(`${name}.pem`), fixture.file(`${name}.key`)];
+  const csr = fixture.file(`${name}.csr`);
+  fixture.openssl('req', ...EC_KEY, '-keyout', keyFile, '-out', csr, '-subj', `/CN=${name}`);
+  const ext = fixture.file(`${name}.ext`);
+  writeFileSync(
+    ext,
+    `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${options.usage ?? 'serverAuth'}\n` +
+      `subjectAltName=${options.names ?? 'DNS:localhost,IP:127.0.0.1'}\n`,
+  );
+  fixture.openssl(
+    ...['x509', '-req', '-in', csr, '-CA', ca.certFile, '-CAkey', ca.keyFile],
+    ...['-CAcreateserial', '-out', certFile, '-days', '2', '-extfile', ext],
+  );
+  return { certFile, keyFile };
+}

@@ -276,7 +276,7 @@ describe('relations', () => {
         '    fallback: { upstream: "http://b.com/v1" }',
       ),
     ).toEqual([
-      'c.yaml:5:27: routes[0].fallback.upstream: must be http://host[:port] with no path',
+      'c.yaml:5:27: routes[0].fallback.upstream: must be http:// or https://host[:port] with no path',
     ]);
   });
 

@@ -5,7 +5,7 @@ import {
   parseAddress,
   parseCidr,
   parseDuration,
-  parseHttpOrigin,
+  parseOrigin,
   parseSize,
 } from '../../src/config/units.ts';
 
@@ -96,41 +96,55 @@ describe('parseAddress', () => {
   });
 });
 
-describe('parseHttpOrigin', () => {
+describe('parseOrigin', () => {
   it('uses port 80 when none is given', () => {
-    expect(parseHttpOrigin('http://cache.local')).toEqual({
+    expect(parseOrigin('http://cache.local')).toEqual({
       origin: 'http://cache.local:80',
       authority: 'cache.local:80',
       hostHeader: 'cache.local:80',
+      secure: false,
     });
   });
 
   it('keeps an explicit port and accepts a trailing slash', () => {
-    expect(parseHttpOrigin('http://Cache.Local:8080/')).toEqual({
+    expect(parseOrigin('http://Cache.Local:8080/')).toEqual({
       origin: 'http://cache.local:8080',
       authority: 'cache.local:8080',
       hostHeader: 'cache.local:8080',
+      secure: false,
     });
   });
 
   it('keys a trailing-dot name without the dot, and connects as written', () => {
-    expect(parseHttpOrigin('http://cache.local.:8080')).toEqual({
+    expect(parseOrigin('http://cache.local.:8080')).toEqual({
       origin: 'http://cache.local.:8080',
       authority: 'cache.local:8080',
       hostHeader: 'cache.local.:8080',
+      secure: false,
     });
   });
 
   it('keeps IPv6 hosts in brackets', () => {
-    expect(parseHttpOrigin('http://[::1]:8080')).toEqual({
+    expect(parseOrigin('http://[::1]:8080')).toEqual({
       origin: 'http://[::1]:8080',
       authority: '[::1]:8080',
       hostHeader: '[::1]:8080',
+      secure: false,
+    });
+  });
+
+  it('accepts https://, port 443 when none is given', () => {
+    expect(parseOrigin('HTTPS://Cache.Local')).toEqual({
+      origin: 'https://cache.local:443',
+      authority: 'cache.local:443',
+      hostHeader: 'cache.local:443',
+      secure: true,
     });
   });
 
   it.each([
-    'https://cache.local',
+    'ftp://cache.local',
+    'https://cache.local/v1',
     'http://cache.local/v1',
     'http://cache.local?x=1',
     'http://cache.local#x',
@@ -139,11 +153,11 @@ describe('parseHttpOrigin', () => {
     'http://under_score.local',
     'cache.local:80',
   ])('rejects %j', (text) => {
-    expect(parseHttpOrigin(text)).toBe('must be http://host[:port] with no path');
+    expect(parseOrigin(text)).toBe('must be http:// or https://host[:port] with no path');
   });
 
   it('rejects port 0', () => {
-    expect(parseHttpOrigin('http://cache.local:0')).toBe('port must be 1-65535');
+    expect(parseOrigin('http://cache.local:0')).toBe('port must be 1-65535');
   });
 });
 

@@ -25,7 +25,7 @@ const IDLE_MS = 20_000;
 function rule(pattern: string, settings: UpstreamSettings): UpstreamRule {
   const match = parseHostPattern(pattern);
   if (typeof match === 'string') throw new Error(match);
-  return { match, settings };
+  return { match, settings, tls: undefined };
 }
 
 const noHooks: RegistryHooks = { onTransition() {} };
