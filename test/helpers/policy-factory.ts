@@ -145,6 +145,7 @@ export function makeConfig(overrides: ConfigOverrides = {}): Config {
       allowedPorts: new Set([443]),
       idleTimeoutMs: 600_000,
       retry: { attempts: 3, connectTimeoutMs: 2000, backoff: makeBackoff() },
+      intercept: undefined,
     },
     limits: {
       maxBufferedBytes: 64 * 1024 * 1024,
