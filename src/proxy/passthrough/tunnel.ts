@@ -21,7 +21,10 @@ import { requestOrigin, takeConnectionBytes } from '../correlation.ts';
 import { toRetryAfterSeconds } from '../respond.ts';
 import { answerOnSocket, ClientHold, splice } from './detached-socket.ts';
 
-type TunnelRefusal = Exclude<TunnelOutcome, 'established' | 'client-gone'>;
+type TunnelRefusal = Exclude<
+  TunnelOutcome,
+  'established' | 'client-gone' | 'intercepted' | 'plain-http'
+>;
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
 
