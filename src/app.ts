@@ -14,6 +14,7 @@ import { createLogger, type Logger, logRequestDone, logRetry, logSuppressed } fr
 import { BufferPool } from './proxy/buffer-pool.ts';
 import type { ProxyContext } from './proxy/context.ts';
 import { createProxyServer } from './proxy/inbound/server.ts';
+import { Dialer } from './proxy/upstream/dialer.ts';
 import { UpstreamClient } from './proxy/upstream/upstream-client.ts';
 import { QuietCollector } from './quiet-collector.ts';
 import { UpstreamRegistry } from './resilience/upstream-registry.ts';
@@ -76,9 +77,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const viaId = `reprise-${randomBytes(4).toString('hex')}`;
   const pool = new BufferPool(config.limits.maxBufferedBytes);
   let context: ProxyContext;
-  const client = new UpstreamClient({
+  const dialer = new Dialer({
     deniedUpstreams: () => context.config.access.deniedUpstreamList,
   });
+  const client = new UpstreamClient({ dialer });
   let metrics: Metrics | undefined;
   const upstreams = new UpstreamRegistry(config.defaultUpstream, config.upstreams, {
     onTransition: (authority, to, from) => {
@@ -114,6 +116,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     ownAuthorities: own,
     upstreams,
     client,
+    dialer,
     pool,
     viaId,
     viaToken: `1.1 ${viaId}`,
@@ -128,7 +131,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       ? (route, upstream, attempt, cause) =>
           logSuppressed(logger, { route, upstream, attempt, cause })
       : undefined,
-    onTunnelDone: (upstream, outcome) => metrics?.tunnelDone(upstream, outcome),
+    onTunnelDone: (upstream, outcome, retryReasons) =>
+      metrics?.tunnelDone(upstream, outcome, retryReasons),
     onTunnelEnd: (s) => logRequestDone(logger, s),
   });
   context = build(config);

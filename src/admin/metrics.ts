@@ -209,13 +209,15 @@ export class Metrics {
     if (s.fallback !== undefined) this.#fallbacks.inc(s.route, upstream, s.fallback);
   }
 
-  tunnelDone(upstream: string, outcome: string): void {
+  /** A CONNECT's opening ended; its retried connects count as retries of route `''`. */
+  tunnelDone(upstream: string, outcome: string, retryReasons: readonly string[] = []): void {
     const label = this.upstreamLabel(upstream);
     if (label !== '' && !this.#tunnelUpstreams.has(label)) {
       this.#tunnelUpstreams.add(label);
       for (const each of TUNNEL_OUTCOMES) this.#tunnels.zero(label, each);
     }
     this.#tunnels.inc(label, outcome);
+    for (const reason of retryReasons) this.#retries.inc('', label, reason);
   }
 
   circuitTransition(upstream: string, to: CircuitState): void {

@@ -8,12 +8,15 @@ import type { OwnAuthorities } from '../routing/target.ts';
 import type { RequestSummary } from '../summary.ts';
 import type { SuppressedCause } from '../vocabulary.ts';
 import type { BufferPool } from './buffer-pool.ts';
+import type { Dialer } from './upstream/dialer.ts';
 import type { UpstreamClient } from './upstream/upstream-client.ts';
 
 export interface ProxyContext {
   readonly config: Config;
   readonly upstreams: UpstreamRegistry;
   readonly client: UpstreamClient;
+  /** Every connection to an upstream: the client's pools, tunnels and Upgrades. */
+  readonly dialer: Dialer;
   readonly pool: BufferPool;
   /** `reprise-<id>`: names this running instance in Via (loop detection). */
   readonly viaId: string;
@@ -37,8 +40,15 @@ export interface ProxyContext {
     attempt: number,
     cause: SuppressedCause,
   ) => void;
-  /** A CONNECT ended its opening: `established`, or why not (tunnel.ts lists the outcomes). */
-  readonly onTunnelDone?: (upstream: string, outcome: string) => void;
+  /**
+   * A CONNECT ended its opening: `established`, or why not (tunnel.ts lists the outcomes); `retryReasons`:
+   * one per connect retried.
+   */
+  readonly onTunnelDone?: (
+    upstream: string,
+    outcome: string,
+    retryReasons: readonly string[],
+  ) => void;
   /** A CONNECT is over (refused, or its tunnel closed): its access line. */
   readonly onTunnelEnd?: (summary: RequestSummary) => void;
 }

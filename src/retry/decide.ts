@@ -55,6 +55,8 @@ function carriesRetryAfter(status: number): boolean {
 export function decideRetry(input: DecideInput): RetryDecision {
   const { policy, result } = input;
   const retry = policy.retry;
+  // a certificate that failed verification fails the same way next time (SPEC §3)
+  if (result.kind === 'failure' && result.failure === 'upstream-certificate') return FINAL;
   const wanted =
     result.kind === 'response'
       ? retry.onStatuses.has(result.status)

@@ -20,14 +20,29 @@ export const FAILURE_BY_CODE: Readonly<Record<string, FailureName>> = Object.fre
   EHOSTUNREACH: 'connect-failure',
   ENETUNREACH: 'connect-failure',
   EADDRNOTAVAIL: 'connect-failure',
-  // the request went out; no response headers within perTryTimeout
-  UND_ERR_HEADERS_TIMEOUT: 'timeout',
   // the connection ended before response headers
   ECONNRESET: 'reset',
   [UPSTREAM_RESET_CODE]: 'reset',
   EPIPE: 'reset',
   UND_ERR_SOCKET: 'reset',
   UND_ERR_CLOSED: 'reset',
+  // the upstream's certificate failed verification (Node's names for OpenSSL's X509 errors):
+  // not transient, so never retried (SPEC §3)
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'upstream-certificate',
+  UNABLE_TO_GET_ISSUER_CERT: 'upstream-certificate',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'upstream-certificate',
+  SELF_SIGNED_CERT_IN_CHAIN: 'upstream-certificate',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'upstream-certificate',
+  CERT_HAS_EXPIRED: 'upstream-certificate',
+  CERT_NOT_YET_VALID: 'upstream-certificate',
+  CERT_REVOKED: 'upstream-certificate',
+  CERT_UNTRUSTED: 'upstream-certificate',
+  CERT_REJECTED: 'upstream-certificate',
+  CERT_SIGNATURE_FAILURE: 'upstream-certificate',
+  INVALID_CA: 'upstream-certificate',
+  INVALID_PURPOSE: 'upstream-certificate',
+  PATH_LENGTH_EXCEEDED: 'upstream-certificate',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'upstream-certificate',
 });
 
 /** Bounds the walk down `cause`, so a cyclic chain cannot loop. */
@@ -47,6 +62,15 @@ export function classifyError(err: unknown): FailureName {
     current = current.cause;
   }
   return 'reset';
+}
+
+/**
+ * How a dial failed (proxy/upstream/dialer.ts): a certificate that failed verification is
+ * `upstream-certificate`; anything else, a handshake reset or stall included, is a
+ * `connect-failure`, since no byte of the request was sent.
+ */
+export function classifyDialError(err: unknown): 'connect-failure' | 'upstream-certificate' {
+  return classifyError(err) === 'upstream-certificate' ? 'upstream-certificate' : 'connect-failure';
 }
 
 /** The outcome label of a try that got an HTTP answer (`reprise_attempts_total`). */

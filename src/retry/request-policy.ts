@@ -84,6 +84,15 @@ export function resolveFallbackPolicy(
   return left >= fallback.attempts ? fallback : { ...fallback, attempts: left };
 }
 
+/**
+ * How long the try starting at `nowMs` may take until its answer's head (and a held body):
+ * `perTryTimeout`, cut to the time left before the deadline; at least 1 ms. The one clamp of
+ * per-try time, for the forward path and the Upgrade path alike.
+ */
+export function tryTimeoutMs(policy: RequestPolicy, nowMs: number): number {
+  return Math.max(1, Math.min(policy.retry.perTryTimeoutMs, policy.deadlineMs - nowMs));
+}
+
 function policyFor(
   route: RoutePolicy,
   retry: RetryPolicy,

@@ -53,6 +53,15 @@ describe('decideRetry', () => {
     expect(decideRetry(input(failure('reset')))).toMatchObject({ retry: true, reason: 'reset' });
   });
 
+  it('never retries upstream-certificate, even when `on` names it', () => {
+    const result: TryResult = { kind: 'failure', failure: 'upstream-certificate' };
+    const onFailures = ['connect-failure', 'upstream-certificate'] as const;
+    expect(decideRetry(input(result, { retry: { onFailures: [...onFailures] } }))).toEqual({
+      retry: false,
+      cause: undefined,
+    });
+  });
+
   it('is final without a cause for a status not in `on`', () => {
     expect(decideRetry(input(status(500)))).toEqual({ retry: false, cause: undefined });
   });

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { classifyError, FAILURE_BY_CODE, statusOutcome } from '../../src/retry/failure.ts';
+import {
+  classifyDialError,
+  classifyError,
+  FAILURE_BY_CODE,
+  statusOutcome,
+} from '../../src/retry/failure.ts';
 import type { FailureName } from '../../src/vocabulary.ts';
 
 function codeError(code: string, message = code): Error {
@@ -16,12 +21,26 @@ describe('classifyError', () => {
     ['EHOSTUNREACH', 'connect-failure'],
     ['ENETUNREACH', 'connect-failure'],
     ['EADDRNOTAVAIL', 'connect-failure'],
-    ['UND_ERR_HEADERS_TIMEOUT', 'timeout'],
     ['ECONNRESET', 'reset'],
     ['ERR_UPSTREAM_RESET', 'reset'],
     ['EPIPE', 'reset'],
     ['UND_ERR_SOCKET', 'reset'],
     ['UND_ERR_CLOSED', 'reset'],
+    ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'upstream-certificate'],
+    ['UNABLE_TO_GET_ISSUER_CERT', 'upstream-certificate'],
+    ['UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'upstream-certificate'],
+    ['SELF_SIGNED_CERT_IN_CHAIN', 'upstream-certificate'],
+    ['DEPTH_ZERO_SELF_SIGNED_CERT', 'upstream-certificate'],
+    ['CERT_HAS_EXPIRED', 'upstream-certificate'],
+    ['CERT_NOT_YET_VALID', 'upstream-certificate'],
+    ['CERT_REVOKED', 'upstream-certificate'],
+    ['CERT_UNTRUSTED', 'upstream-certificate'],
+    ['CERT_REJECTED', 'upstream-certificate'],
+    ['CERT_SIGNATURE_FAILURE', 'upstream-certificate'],
+    ['INVALID_CA', 'upstream-certificate'],
+    ['INVALID_PURPOSE', 'upstream-certificate'],
+    ['PATH_LENGTH_EXCEEDED', 'upstream-certificate'],
+    ['ERR_TLS_CERT_ALTNAME_INVALID', 'upstream-certificate'],
   ];
 
   it.each(rows)('classifies %s as %s', (code, expected) => {
@@ -61,9 +80,9 @@ describe('classifyError', () => {
 
   it('follows a nested cause chain', () => {
     const err = new Error('a', {
-      cause: new Error('b', { cause: codeError('UND_ERR_HEADERS_TIMEOUT') }),
+      cause: new Error('b', { cause: codeError('CERT_HAS_EXPIRED') }),
     });
-    expect(classifyError(err)).toBe('timeout');
+    expect(classifyError(err)).toBe('upstream-certificate');
   });
 
   it('takes the outermost known code', () => {
@@ -85,6 +104,20 @@ describe('classifyError', () => {
 
   it('does not take an inherited property for a table row', () => {
     expect(classifyError(codeError('toString'))).toBe('reset');
+  });
+});
+
+describe('classifyDialError', () => {
+  // nothing was sent on a dial, so only a bad certificate is not a connect-failure
+  it.each([
+    ['ECONNRESET', 'connect-failure'],
+    ['ECONNREFUSED', 'connect-failure'],
+    ['EPIPE', 'connect-failure'],
+    ['ERR_SSL_WRONG_VERSION_NUMBER', 'connect-failure'],
+    ['CERT_HAS_EXPIRED', 'upstream-certificate'],
+    ['ERR_TLS_CERT_ALTNAME_INVALID', 'upstream-certificate'],
+  ])('classifies %s met while dialling as %s', (code, expected) => {
+    expect(classifyDialError(codeError(code))).toBe(expected);
   });
 });
 

@@ -15,6 +15,7 @@ import {
   type RequestPolicy,
   resolveFallbackPolicy,
   resolveRequestPolicy,
+  tryTimeoutMs,
 } from '../../retry/request-policy.ts';
 import { matchRoute } from '../../routing/route-table.ts';
 import type { Target } from '../../routing/target.ts';
@@ -214,8 +215,7 @@ class Exchange {
    * `hold`, once the body is whole (content-aware retry), or when it failed.
    */
   #send(origin: string, policy: RequestPolicy, hold: boolean): Promise<TryResult | DeniedTry> {
-    const { retry, deadlineMs } = policy;
-    const leftMs = deadlineMs - this.#ctx.now();
+    const { retry } = policy;
     setAttempt(this.#headers, this.#attempts + 1);
     this.#current = this.#ctx.client.send({
       origin,
@@ -224,7 +224,7 @@ class Exchange {
       headers: this.#headers,
       body: this.#body?.source() ?? null,
       connectTimeoutMs: retry.connectTimeoutMs,
-      tryTimeoutMs: Math.max(1, Math.min(retry.perTryTimeoutMs, leftMs)),
+      tryTimeoutMs: tryTimeoutMs(policy, this.#ctx.now()),
       holdBytes: hold ? retry.responseBufferBytes : 0,
       bodyTimeoutMs: retry.bodyTimeoutMs,
       streamIdleTimeoutMs: retry.streamIdleTimeoutMs,

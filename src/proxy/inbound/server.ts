@@ -157,7 +157,10 @@ function handleUpgrade(
     const message = 'an Upgrade request cannot carry a body';
     reject(ctx, req, socketResponse(req, socket), 'bad-request', message);
   } else {
-    relayUpgrade(ctx, req, socket, head, checked.target);
+    relayUpgrade(ctx, req, socket, head, checked.target).catch((err: unknown) => {
+      options.onError(err);
+      socket.destroy();
+    });
   }
 }
 

@@ -8,17 +8,17 @@
  * forbidden (client, port or denied upstream), loop, bad-request, client-gone.
  */
 import type { IncomingMessage } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { BreakerPermit } from '../../resilience/circuit-breaker.ts';
 import type { Upstream } from '../../resilience/upstream-registry.ts';
 import { backoffDelay } from '../../retry/backoff.ts';
-import { isDenied } from '../../routing/address-list.ts';
 import { type Authority, parseAuthority, socketAddress } from '../../routing/authority.ts';
 import { type RequestEnd, type RequestOrigin, summarize } from '../../summary.ts';
-import type { ErrorName, TunnelOutcome } from '../../vocabulary.ts';
+import type { ErrorName, FailureName, TunnelOutcome } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
 import { requestOrigin, takeConnectionBytes } from '../correlation.ts';
 import { toRetryAfterSeconds } from '../respond.ts';
+import type { Dialed } from '../upstream/dialer.ts';
 import { answerOnSocket, ClientHold, splice } from './detached-socket.ts';
 
 type TunnelRefusal = Exclude<
@@ -28,12 +28,22 @@ type TunnelRefusal = Exclude<
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
 
+const DENIED = 'the upstream address is in access.deniedUpstreams';
+const NONE: readonly never[] = Object.freeze([]);
+
 type Opening =
-  | { readonly kind: 'connected'; readonly socket: Socket; readonly attempts: number }
+  | {
+      readonly kind: 'connected';
+      readonly socket: Socket;
+      readonly attempts: number;
+      readonly retryReasons: readonly FailureName[];
+    }
   | {
       readonly kind: 'refused';
       readonly error: TunnelRefusal;
+      readonly message?: string;
       readonly attempts: number;
+      readonly retryReasons: readonly FailureName[];
       readonly retryAfterMs?: number;
     }
   | { readonly kind: 'client-gone' };
@@ -65,20 +75,13 @@ export async function openTunnel(
   const upstream = ctx.upstreams.get(authority, ctx.now());
   const opened = await connectWithRetries(ctx, upstream, target, hold);
   if (opened.kind === 'client-gone') {
-    ctx.onTunnelDone?.(authority, 'client-gone');
+    ctx.onTunnelDone?.(authority, 'client-gone', NONE);
     tunnelEnded(ctx, origin, client, { upstream: authority, status: 0 });
     return;
   }
   if (opened.kind === 'refused') return refuse(authority, opened);
   const socket = opened.socket;
   const upstreamAddress = socketAddress(socket.remoteAddress, socket.remotePort);
-  // checked on the address actually connected to, so no DNS name or IP spelling gets past it
-  if (isDenied(ctx.config.access.deniedUpstreamList, socket.remoteAddress ?? '')) {
-    socket.destroy();
-    const message = 'the upstream address is in access.deniedUpstreams';
-    const { attempts } = opened;
-    return refuse(authority, { error: 'forbidden', message, attempts, upstreamAddress });
-  }
   client.write(ESTABLISHED);
   const early = hold.release();
   if (early.length > 0) socket.write(early);
@@ -86,13 +89,26 @@ export async function openTunnel(
   const ended = {
     upstream: authority,
     status: 200,
-    attempts: opened.attempts,
+    ...triesOf(opened.attempts, opened.retryReasons, authority),
     upstreamAddress,
   };
   splice(client, socket, ctx.config.connect.idleTimeoutMs, () =>
     tunnelEnded(ctx, origin, client, ended),
   );
-  ctx.onTunnelDone?.(authority, 'established');
+  ctx.onTunnelDone?.(authority, 'established', opened.retryReasons);
+}
+
+/** The access line's tries of a tunnel: one connect per attempt, all failed but the last. */
+function triesOf(
+  attempts: number,
+  retryReasons: readonly FailureName[],
+  upstream: string,
+): Pick<RequestEnd, 'attempts' | 'retryReasons' | 'retryUpstreams'> {
+  return {
+    attempts,
+    retryReasons,
+    retryUpstreams: retryReasons.length === 0 ? NONE : retryReasons.map(() => upstream),
+  };
 }
 
 /** The access line of a CONNECT: the request summary's fields, method CONNECT, no route. */
@@ -123,8 +139,8 @@ interface Refusal {
   readonly error: ErrorName;
   readonly message?: string;
   readonly attempts?: number;
+  readonly retryReasons?: readonly FailureName[];
   readonly retryAfterMs?: number;
-  readonly upstreamAddress?: string;
 }
 
 /** The answer, the tunnel count and the access line of a CONNECT that is not tunnelled. */
@@ -136,7 +152,7 @@ function refuseWith(
   upstream: string,
   refusal: Refusal,
 ): void {
-  const { error, message, attempts = 0, upstreamAddress } = refusal;
+  const { error, message, attempts = 0, retryReasons = NONE } = refusal;
   const status = answerOnSocket(req, client, error, {
     attempts,
     upstream,
@@ -144,13 +160,15 @@ function refuseWith(
     viaToken: ctx.viaToken,
     retryAfterSeconds: toRetryAfterSeconds(refusal.retryAfterMs),
   });
-  ctx.onTunnelDone?.(upstream, error);
-  tunnelEnded(ctx, origin, client, { upstream, status, attempts, error, upstreamAddress });
+  ctx.onTunnelDone?.(upstream, error, retryReasons);
+  const tries = triesOf(attempts, retryReasons, upstream);
+  tunnelEnded(ctx, origin, client, { upstream, status, ...tries, error });
 }
 
 /**
  * Connect tries, each asked of the upstream's gate like a try of the attempt loop (SPEC §4):
  * a refused first try is answered with its refusal, a refused retry with the connect failure.
+ * A denied address is answered at once: it was never dialled, so there is nothing to retry.
  */
 async function connectWithRetries(
   ctx: ProxyContext,
@@ -163,31 +181,47 @@ async function connectWithRetries(
   if (first === 'circuit-open' || first === 'overflow') {
     const retryAfterMs =
       first === 'circuit-open' ? upstream.breaker.retryAfterMs(ctx.now()) : undefined;
-    return { kind: 'refused', error: first, attempts: 0, retryAfterMs };
+    return { kind: 'refused', error: first, attempts: 0, retryReasons: NONE, retryAfterMs };
   }
   let permit: BreakerPermit = first;
   let previousMs = retry.backoff.baseMs;
+  const retryReasons: FailureName[] = [];
   try {
     for (let attempt = 1; ; attempt++) {
-      const socket = await dial(target, retry.connectTimeoutMs, hold);
+      const dialed = await dial(ctx, target, retry.connectTimeoutMs, hold);
+      if (dialed.kind === 'failed' && dialed.error.failure === 'denied') {
+        upstream.record(ctx.now(), permit, undefined);
+        return { kind: 'refused', error: 'forbidden', message: DENIED, attempts: 0, retryReasons };
+      }
+      const socket = dialed.kind === 'connected' ? dialed.socket : undefined;
       upstream.record(ctx.now(), permit, hold.gone ? undefined : socket === undefined);
       if (hold.gone) {
         socket?.destroy();
         return { kind: 'client-gone' };
       }
-      if (socket !== undefined) return { kind: 'connected', socket, attempts: attempt };
-      const refused = { kind: 'refused', error: 'connect-failure', attempts: attempt } as const;
+      if (socket !== undefined) {
+        return { kind: 'connected', socket, attempts: attempt, retryReasons };
+      }
+      const refused = {
+        kind: 'refused',
+        error: 'connect-failure',
+        attempts: attempt,
+        retryReasons,
+      } as const;
       if (attempt >= retry.attempts) return refused;
       const next = upstream.gate(ctx.now(), attempt + 1);
       if (next === 'circuit-open' || next === 'budget') return refused;
       permit = next;
       previousMs = backoffDelay(retry.backoff, attempt, previousMs, ctx.random);
+      ctx.onRetry?.('', upstream.authority, attempt, 'connect-failure', previousMs);
       await hold.sleep(previousMs);
       if (hold.gone) {
         upstream.record(ctx.now(), permit, undefined);
         return { kind: 'client-gone' };
       }
       if (!upstream.confirm(ctx.now(), permit)) return refused;
+      // counted once it is made, as the attempt loop counts its retries
+      retryReasons.push('connect-failure');
     }
   } finally {
     // a tunnel is not counted against maxConcurrent once it is open (it may live for hours)
@@ -195,28 +229,21 @@ async function connectWithRetries(
   }
 }
 
-/** One TCP connect; the socket, or undefined on any failure, timeout, or the client leaving. */
-function dial(target: Authority, timeoutMs: number, hold: ClientHold): Promise<Socket | undefined> {
-  return new Promise((resolve) => {
-    const socket = connect({
-      host: target.dialHost,
-      port: target.port,
-      allowHalfOpen: true,
-      noDelay: true,
-    });
-    let settled = false;
-    const settle = (connected: boolean): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      hold.onGone(undefined);
-      if (!connected) socket.destroy();
-      resolve(connected ? socket : undefined);
-    };
-    const timer = setTimeout(() => settle(false), timeoutMs);
-    socket.once('connect', () => settle(true));
-    // stays attached: an error before `splice` takes over must not crash the process
-    socket.on('error', () => settle(false));
-    hold.onGone(() => settle(false));
+/** One dial through the dialer, cancelled if the client leaves first. */
+async function dial(
+  ctx: ProxyContext,
+  target: Authority,
+  connectTimeoutMs: number,
+  hold: ClientHold,
+): Promise<Dialed> {
+  const pending = ctx.dialer.dial({
+    host: target.dialHost,
+    port: target.port,
+    connectTimeoutMs,
+    allowHalfOpen: true,
   });
+  hold.onGone(() => pending.cancel());
+  const dialed = await pending.result;
+  hold.onGone(undefined);
+  return dialed;
 }

@@ -13,9 +13,10 @@
  * a module-wide socket counter. Bending it to this proxy meant mutating `req` and hooking its
  * events; node:http's own client 'upgrade' event does the whole job in fewer lines.
  */
-import { type IncomingMessage, request } from 'node:http';
+import { type ClientRequest, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { classifyError, statusOutcome } from '../../retry/failure.ts';
+import { resolveRequestPolicy, tryTimeoutMs } from '../../retry/request-policy.ts';
 import { socketAddress } from '../../routing/authority.ts';
 import { matchRoute } from '../../routing/route-table.ts';
 import type { Target } from '../../routing/target.ts';
@@ -27,19 +28,24 @@ import { buildClientHeaders, buildUpstreamHeaders } from '../headers.ts';
 import { toRetryAfterSeconds } from '../respond.ts';
 import { answerOnSocket, ClientHold, socketResponse, splice } from './detached-socket.ts';
 
-/** Relays one Upgrade request whose client passed the access, target and loop checks. */
-export function relayUpgrade(
+/**
+ * Relays one Upgrade request whose client passed the access, target and loop checks: the
+ * connection is made by the dialer first, then node:http speaks the handshake on it.
+ */
+export async function relayUpgrade(
   ctx: ProxyContext,
   req: IncomingMessage,
   client: Socket,
   head: Buffer,
   target: Target,
-): void {
+): Promise<void> {
   const startMs = ctx.now();
   const method = req.method ?? 'GET';
   const origin = requestOrigin(method, req.headers, client, startMs);
   const hold = new ClientHold(client, head);
   const route = matchRoute(ctx.config, target.host, target.port, target.pathname, method);
+  // resolved as the forward path resolves it, so x-reprise-timeout-ms narrows this try too
+  const policy = resolveRequestPolicy(route, method, req.headers, startMs);
   let upstreamAddress: string | undefined;
   const done = (
     status: number,
@@ -89,16 +95,8 @@ export function relayUpgrade(
     refuse(permit, 0, undefined, retryAfterMs);
     return;
   }
-  const outgoing = request({
-    host: target.dialHost,
-    port: target.port,
-    method,
-    path: target.path,
-    headers: upgradeHeaders(req, target.hostHeader, ctx.viaToken, origin),
-    agent: false,
-  });
   let settled = false;
-  let connected = false;
+  let outgoing: ClientRequest | undefined;
   /** Ends the try once: records it in the breaker (undefined: abandoned) and stops the clock. */
   const settle = (failed: boolean | undefined): boolean => {
     if (settled) return false;
@@ -111,38 +109,63 @@ export function relayUpgrade(
   };
   const fail = (failure: FailureName): void => {
     if (!settle(true)) return;
-    outgoing.destroy();
+    outgoing?.destroy();
     refuse(failure, 1);
   };
-  let timer = setTimeout(() => fail('connect-failure'), route.retry.connectTimeoutMs);
-  outgoing.once('socket', (socket: Socket) =>
-    socket.once('connect', () => {
-      connected = true;
-      upstreamAddress = socketAddress(socket.remoteAddress, socket.remotePort);
-      clearTimeout(timer);
-      timer = setTimeout(
-        () => fail('timeout'),
-        Math.min(route.retry.perTryTimeoutMs, route.timeoutMs),
-      );
-    }),
+  const dialing = ctx.dialer.dial({
+    host: target.dialHost,
+    port: target.port,
+    connectTimeoutMs: policy.retry.connectTimeoutMs,
+    allowHalfOpen: true,
+  });
+  // one clock for the whole try, as on the forward path: the connect, then the answer's head
+  const timer = setTimeout(
+    () => {
+      // a connect still under way when the try's time ran out: nothing was sent
+      if (outgoing === undefined) dialing.cancel();
+      else fail('timeout');
+    },
+    tryTimeoutMs(policy, startMs),
   );
-  outgoing.on('error', (err) => fail(connected ? classifyError(err) : 'connect-failure'));
   hold.onGone(() => {
+    dialing.cancel();
     if (!settle(undefined)) return;
-    outgoing.destroy();
+    outgoing?.destroy();
     done(0, undefined, undefined);
   });
-  outgoing.on('upgrade', (res: IncomingMessage, socket: Socket, upstreamHead: Buffer) => {
-    if (!settle(false)) return void socket.destroy();
+  const dialed = await dialing.result;
+  if (settled) {
+    if (dialed.kind === 'connected') dialed.socket.destroy();
+    return;
+  }
+  if (dialed.kind === 'failed') {
+    const { failure } = dialed.error;
+    if (failure !== 'denied') return fail(failure);
+    // never dialled: nothing to learn about the upstream
+    if (settle(undefined)) refuse('forbidden', 0, DENIED);
+    return;
+  }
+  const socket = dialed.socket;
+  upstreamAddress = socketAddress(socket.remoteAddress, socket.remotePort);
+  const request = httpRequest({
+    method,
+    path: target.path,
+    headers: upgradeHeaders(req, target.hostHeader, ctx.viaToken, origin),
+    createConnection: () => socket,
+  });
+  outgoing = request;
+  request.on('error', (err) => fail(classifyError(err)));
+  request.on('upgrade', (res: IncomingMessage, upgraded: Socket, upstreamHead: Buffer) => {
+    if (!settle(false)) return void upgraded.destroy();
     client.write(switchingHead(res, ctx.viaToken));
     if (upstreamHead.length > 0) client.write(upstreamHead);
     const early = hold.release();
-    if (early.length > 0) socket.write(early);
+    if (early.length > 0) upgraded.write(early);
     // logged and counted once the connection ends, so its bytes and duration are whole
-    splice(client, socket, ctx.config.connect.idleTimeoutMs, () => done(101, '1xx', undefined));
+    splice(client, upgraded, ctx.config.connect.idleTimeoutMs, () => done(101, '1xx', undefined));
   });
   // the upstream declined the switch: relay its answer, then close (the client asked to leave HTTP)
-  outgoing.on('response', (res: IncomingMessage) => {
+  request.on('response', (res: IncomingMessage) => {
     const status = res.statusCode ?? 502;
     if (!settle(status >= 500)) return void res.destroy();
     // read and drop what the client still sends, so closing cannot reset the answer away
@@ -157,8 +180,10 @@ export function relayUpgrade(
     // the connection closes after this answer: its line then has the answer's bytes
     client.once('close', () => done(status, statusOutcome(status), undefined));
   });
-  outgoing.end();
+  request.end();
 }
+
+const DENIED = 'the upstream address is in access.deniedUpstreams';
 
 function upgradeHeaders(
   req: IncomingMessage,

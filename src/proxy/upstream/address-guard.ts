@@ -1,14 +1,9 @@
 /**
- * The upstream deny list (`access.deniedUpstreams`), shared by the HTTP client
- * (upstream-client.ts) and CONNECT tunnels (tunnel.ts). It is checked on addresses, never on
- * names: on what a name resolved to (before connecting) and on the address the socket actually
- * connected to (after). So a DNS name that resolves to a denied address, or an alternate
+ * The deny list (`access.deniedUpstreams`) on names, for the dialer (dialer.ts): what a name
+ * resolves to is filtered before any connection is attempted. The list is checked on
+ * addresses, never on names, so a DNS name that resolves to a denied address, or an alternate
  * spelling of one (0x7f.1, 2130706433, [::ffff:169.254.169.254]), cannot reach it: by the time
- * an address is checked, the resolver or the URL parser has already turned it into an address.
- *
- * `net.BlockList` compares an IPv4-mapped IPv6 address (::ffff:a9fe:a9fe) as the IPv4
- * address it reaches, whichever way the rule was written; an IPv6 zone (fe80::1%eth0) is
- * dropped before the check.
+ * an address is checked, the resolver or the URL parser has already turned it into one.
  */
 import { lookup as dnsLookup } from 'node:dns';
 import type { BlockList, TcpNetConnectOpts } from 'node:net';

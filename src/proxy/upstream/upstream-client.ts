@@ -2,13 +2,14 @@
  * The only undici user. Sends one try (upstream-try.ts) and returns it: its `result` is the
  * response head (its body held until the caller relays or discards it), a named failure, or
  * `denied`. Keep-alive pools per origin live in one undici Agent per distinct connect timeout.
- * Every connection is made by `connector.ts`.
+ * Every connection is made by the dialer (dialer.ts, through connector.ts).
  */
 import type { BlockList } from 'node:net';
 import type { buildConnector, Dispatcher, Client as UndiciClient } from 'undici';
 import { socketAddress } from '../../routing/authority.ts';
 import type { BufferPool } from '../buffer-pool.ts';
-import { guardedConnector } from './connector.ts';
+import { dialerConnector } from './connector.ts';
+import type { Dialer } from './dialer.ts';
 import { Agent, Client, Pool } from './undici-agent.ts';
 import { type DeniedTry, type TryResult, UpstreamTry } from './upstream-try.ts';
 
@@ -42,18 +43,18 @@ export interface PendingTry {
 }
 
 export interface UpstreamClientOptions {
-  /** The deny list in force (read per try; when it changes, new pools replace the old). */
-  readonly deniedUpstreams?: () => BlockList | undefined;
+  /** Makes every connection; when its deny list changes, new pools replace the old. */
+  readonly dialer: Dialer;
 }
 
 export class UpstreamClient {
-  readonly #denied: () => BlockList | undefined;
+  readonly #dialer: Dialer;
   #agentsDenied: BlockList | undefined;
   readonly #agents = new Map<number, Agent>();
   readonly #retiring = new Set<Promise<void>>();
 
-  constructor(options: UpstreamClientOptions = {}) {
-    this.#denied = options.deniedUpstreams ?? (() => undefined);
+  constructor(options: UpstreamClientOptions) {
+    this.#dialer = options.dialer;
   }
 
   send(request: TryRequest): PendingTry {
@@ -82,7 +83,7 @@ export class UpstreamClient {
   }
 
   #agentFor(connectTimeoutMs: number): Agent {
-    const denied = this.#denied();
+    const denied = this.#dialer.deniedUpstreams;
     // pooled connections were checked against the list of their day: start afresh
     if (denied !== this.#agentsDenied) {
       this.#retire();
@@ -91,7 +92,7 @@ export class UpstreamClient {
     let agent = this.#agents.get(connectTimeoutMs);
     if (agent === undefined) {
       agent = new Agent({
-        connect: guardedConnector(connectTimeoutMs, denied),
+        connect: dialerConnector(this.#dialer, connectTimeoutMs),
         keepAliveTimeout: 4_000,
         factory: (origin, options) =>
           new Pool(origin, {

@@ -13,7 +13,7 @@ import type { Dispatcher } from 'undici';
 import { classifyError } from '../../retry/failure.ts';
 import type { FailureName } from '../../vocabulary.ts';
 import type { BufferPool } from '../buffer-pool.ts';
-import { DeniedAddressError } from './address-guard.ts';
+import { DialError } from './dialer.ts';
 
 export type TryResult =
   | {
@@ -200,8 +200,8 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
     switch (this.#phase) {
       case 'waiting':
         this.#finish(
-          error instanceof DeniedAddressError
-            ? { kind: 'denied', address: error.address }
+          error instanceof DialError && error.failure === 'denied'
+            ? { kind: 'denied', address: error.address ?? '' }
             : {
                 kind: 'failure',
                 failure: failureBeforeHead(error, this.#controller !== undefined),
@@ -386,5 +386,7 @@ function isWorthHolding(headers: IncomingHttpHeaders, holdBytes: number): boolea
 function failureBeforeHead(error: Error, sent: boolean): FailureName {
   // perTryTimeout cut a connect short: nothing was sent, so every method may retry it
   if (error instanceof TryTimeout) return sent ? 'timeout' : 'connect-failure';
+  // the dialer named it: nothing was sent
+  if (error instanceof DialError && error.failure !== 'denied') return error.failure;
   return classifyError(error);
 }
