@@ -19,6 +19,7 @@ import { UpstreamClient } from './proxy/upstream/upstream-client.ts';
 import { QuietCollector } from './quiet-collector.ts';
 import { UpstreamRegistry } from './resilience/upstream-registry.ts';
 import { type OwnAuthorities, ownAuthorities } from './routing/target.ts';
+import { viewRuleTls } from './routing/upstream-rule.ts';
 import type { RequestSummary } from './summary.ts';
 
 /** The quiet collector (quiet-collector.ts) looks every 5 s and collects after 15 s quiet. */
@@ -187,7 +188,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       isReady: () => !draining,
       effectiveConfig: () => context.config.effective,
       state: () => ({
-        upstreams: upstreams.snapshot(now()),
+        upstreams: upstreams.snapshot(now()).map((snapshot) => {
+          const tls = viewRuleTls(context.config.upstreams, snapshot.authority);
+          return tls === undefined ? snapshot : { ...snapshot, tls };
+        }),
         bufferedBytes: pool.usedBytes,
         inFlight,
       }),

@@ -95,6 +95,8 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
     route: s.route,
     upstream: s.upstream,
     upstreamAddress: s.upstreamAddress,
+    // only where it is so: most lines are plain HTTP, and they stay as they were
+    tls: s.tls || undefined,
     method: s.method,
     path: stripQuery(s.path),
     status: s.status,

@@ -42,6 +42,8 @@ export interface RequestSummary extends RequestOrigin {
   readonly error: string | undefined;
   /** `ip:port` the last try connected to; undefined when no try reached a connection. */
   readonly upstreamAddress: string | undefined;
+  /** The last try was sent over TLS (TLS origination); false for plain HTTP and tunnels. */
+  readonly tls: boolean;
   /** Bytes read from the client connection for this request, its head included. */
   readonly bytesIn: number;
   /** Bytes written to the client connection for this request, its head included. */
@@ -66,6 +68,7 @@ export interface RequestEnd {
   readonly fallback?: string | undefined;
   readonly error?: string | undefined;
   readonly upstreamAddress?: string | undefined;
+  readonly tls?: boolean;
 }
 
 const NONE: readonly never[] = Object.freeze([]);
@@ -91,6 +94,7 @@ export function summarize(origin: RequestOrigin, end: RequestEnd, nowMs: number)
     fallback: end.fallback,
     error: end.error,
     upstreamAddress: end.upstreamAddress,
+    tls: end.tls ?? false,
     bytesIn: end.bytesIn,
     bytesOut: end.bytesOut,
     durationMs: nowMs - origin.startMs,

@@ -7,7 +7,13 @@
  * says which budget and breaker settings apply.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Backoff, Config, RetryPolicy, UpstreamSettings } from '../config/types.ts';
+import type {
+  Backoff,
+  Config,
+  RetryPolicy,
+  UpstreamSettings,
+  UpstreamTls,
+} from '../config/types.ts';
 import { formatDuration, formatSize } from '../config/units.ts';
 import { UpstreamRegistry } from '../resilience/upstream-registry.ts';
 import {
@@ -15,9 +21,10 @@ import {
   resolveFallbackPolicy,
   resolveRequestPolicy,
 } from '../retry/request-policy.ts';
-import { parseAuthority } from '../routing/authority.ts';
+import { splitAuthority } from '../routing/authority.ts';
 import { matchRoute } from '../routing/route-table.ts';
 import { parseAbsoluteTarget } from '../routing/target.ts';
+import { viewTls } from '../routing/upstream-rule.ts';
 import { delayLines, describeRetries, headerCase } from './explain-retry.ts';
 
 /** Per-upstream settings by authority; the upstream registry is one. */
@@ -65,18 +72,19 @@ export function explainRequest(
   for (const [k, v] of Object.entries(headers)) lower[k.toLowerCase()] = v;
   const upstream = (authority: string) => (upstreams ? describeUpstream(upstreams, authority) : []);
   const lines = [`request: ${verb} ${parsed.href}`];
-  if (parsed.protocol === 'https:') {
-    const tunnel = parseAuthority(parsed.host, 443);
-    if (tunnel === undefined) throw notForwarded(url);
-    lines.push(...explainTunnel(config, tunnel.port), ...upstream(tunnel.authority));
-    return `${lines.join('\n')}\n`;
-  }
-  const target = parseAbsoluteTarget(parsed.href);
+  const target = parseAbsoluteTarget(parsed.href, config.upstreams);
   if (target === undefined) throw notForwarded(url);
+  if (parsed.protocol === 'https:') {
+    lines.push(...explainTunnel(config, target.port), ...upstream(target.authority));
+    lines.push(
+      'in absolute form instead (a client told not to tunnel, such as undici ProxyAgent with proxyTunnel: false):',
+    );
+  }
   const route = matchRoute(config, target.host, target.port, target.pathname, verb);
   const policy = resolveRequestPolicy(route, verb, lower, 0);
   lines.push(
     `route: ${route === config.defaultRoute ? 'default (no route matched)' : route.name}`,
+    describeConnection(target),
     'policy:',
     `  timeout: ${formatDuration(route.timeoutMs)}`,
     ...describeRetry(route.retry, '  '),
@@ -89,15 +97,29 @@ export function explainRequest(
     const when = policy.methodRetryable
       ? 'used when every try on the primary ended in connect-failure or timeout, or its circuit is open'
       : `not used: ${verb} is not retryable on the primary`;
+    const { authority, tls, origin } = route.fallback;
     lines.push(
       `fallback: ${route.fallback.origin} (same deadline)`,
       `  ${when}`,
+      `  ${describeConnection({ host: splitAuthority(authority).host, origin, tls })}`,
       ...describeRetry(fallback.retry, '  '),
       ...describeRequest(fallback, verb, '  '),
-      ...upstream(route.fallback.authority),
+      ...upstream(authority),
     );
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The connection a request is sent on: plain HTTP, or the TLS that applies and with what. */
+function describeConnection(target: {
+  host: string;
+  origin: string;
+  tls: UpstreamTls | undefined;
+}): string {
+  if (target.tls === undefined) return 'connection: plain HTTP';
+  const port = Number(target.origin.slice(target.origin.lastIndexOf(':') + 1));
+  const view = viewTls(target.tls, target.host, port);
+  return `connection: TLS on port ${view.port}, servername ${view.servername}, ca ${view.ca}, client certificate ${view.cert}`;
 }
 
 function parseUrl(url: string): URL {

@@ -24,8 +24,9 @@ import { parseArgs } from 'node:util';
 import { type App, startApp } from '../app.ts';
 import { embeddedDefaults } from '../config/compile.ts';
 import { ConfigError } from '../config/config-error.ts';
+import { tlsFilePaths } from '../config/tls-files.ts';
 import type { Config } from '../config/types.ts';
-import { watchConfigFile } from '../config/watch.ts';
+import { watchConfigFiles } from '../config/watch.ts';
 import { createLogger, flushLogs, type Logger, logConfigError, logConfigLoaded } from '../log.ts';
 import { VERSION } from '../version.ts';
 
@@ -151,7 +152,11 @@ async function run(file: string | undefined): Promise<number> {
     logConfigLoaded(logger, file);
   };
   const reloadNow = (): void => void reload();
-  const watcher = file === undefined ? undefined : watchConfigFile(file, reloadNow);
+  // a rotated certificate (a Secret update) is a reload too: the PEM files are read afresh
+  const watcher =
+    file === undefined
+      ? undefined
+      : watchConfigFiles(() => [file, ...tlsFilePaths(app.config())], reloadNow);
   process.on('SIGHUP', reloadNow);
 
   return new Promise((resolve) => {

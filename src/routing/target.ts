@@ -1,10 +1,12 @@
 /**
- * Where a request goes: parsed from an absolute-form URI on the proxy port, or fixed by a
- * listener for origin-form requests. Also the loop check against reprise's own addresses.
+ * Where a request goes: parsed from an absolute-form URI on the proxy port (`http://`, or
+ * `https://` from clients told not to tunnel), or fixed by a listener for origin-form requests;
+ * over TLS where an `upstreams[]` rule or the URL says so. Also the loop check against
+ * reprise's own addresses.
  */
 import { BlockList, isIP } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
-import type { Address, Listener } from '../config/types.ts';
+import type { Address, Listener, UpstreamRule, UpstreamTls } from '../config/types.ts';
 import { isListed } from './address-list.ts';
 import {
   type Authority,
@@ -14,55 +16,96 @@ import {
   splitAuthority,
   unbracket,
 } from './authority.ts';
+import { tlsDestination, upstreamTls } from './upstream-rule.ts';
 
 /** Where a request goes, parsed once from its absolute-form URI (or a listener's upstream). */
 export interface Target extends Authority {
-  /** `http://` + `hostHeader`: the origin connected to. */
+  /** `http://` or `https://` + the host and port connected to. */
   readonly origin: string;
+  /** The TLS the request is sent with (routing/upstream-rule.ts); undefined: plain HTTP. */
+  readonly tls: UpstreamTls | undefined;
   /** Path and query, as sent upstream. */
   readonly path: string;
   /** Path without the query: routing and logs. */
   readonly pathname: string;
 }
 
-/** `http://host[:port]/path?query` → Target; undefined when it is not that shape. */
-export function parseAbsoluteTarget(url: string): Target | undefined {
-  if (url.length < 8 || url.slice(0, 7).toLowerCase() !== 'http://') return undefined;
-  let end = 7;
+/**
+ * `http://host[:port]/path?query` or `https://…` → Target; undefined when it is not that
+ * shape. `rules` (the config's `upstreams[]`) say which TLS applies (SPEC §6).
+ */
+export function parseAbsoluteTarget(
+  url: string,
+  rules: readonly UpstreamRule[],
+): Target | undefined {
+  const secure = url.length > 8 && url.slice(0, 8).toLowerCase() === 'https://';
+  if (!secure && (url.length < 8 || url.slice(0, 7).toLowerCase() !== 'http://')) return undefined;
+  const start = secure ? 8 : 7;
+  let end = start;
   while (end < url.length) {
     const c = url.charCodeAt(end);
     if (c === 47 /* / */ || c === 63 /* ? */ || c === 35 /* # */) break;
     end++;
   }
-  const authority = authorityOf(url.slice(7, end));
+  const text = url.slice(start, end);
+  const authority = secure ? httpsAuthorityOf(text) : authorityOf(text);
   if (authority === undefined) return undefined;
   const rest = url.slice(end);
   const path = rest === '' ? '/' : rest.startsWith('?') ? `/${rest}` : rest;
   if (path.includes('#')) return undefined;
-  return targetAt(authority, path);
+  const tls = upstreamTls(rules, authority.host, authority.port, secure);
+  if (tls === undefined) return targetAt(authority, path, undefined);
+  const destination = tlsDestination(authority.hostHeader, authority.port, tls, secure);
+  return targetAt({ ...authority, ...destination }, path, tls);
 }
 
 /** An origin-form request on a fixed-upstream listener. */
 export function listenerTarget(listener: Listener, url: string): Target | undefined {
   if (!url.startsWith('/')) return undefined;
-  const authority = authorityOf(listener.hostHeader);
-  return authority === undefined ? undefined : targetAt(authority, url);
+  let authority = listenerAuthorities.get(listener);
+  if (authority === undefined) {
+    authority = listenerAuthority(listener);
+    if (authority !== undefined) listenerAuthorities.set(listener, authority);
+  }
+  return authority === undefined ? undefined : targetAt(authority, url, listener.tls);
+}
+
+/** The listener's upstream as the key and label name it, connected to as compiled. */
+function listenerAuthority(listener: Listener): ParsedAuthority | undefined {
+  const parsed = parseAuthority(listener.authority);
+  const spelled = parseAuthority(listener.hostHeader);
+  if (parsed === undefined || spelled === undefined) return undefined;
+  const { origin, hostHeader } = listener;
+  return { ...parsed, dialHost: spelled.dialHost, origin, hostHeader };
 }
 
 interface ParsedAuthority extends Authority {
   readonly origin: string;
 }
 
-function targetAt(a: ParsedAuthority, path: string): Target {
+function targetAt(a: ParsedAuthority, path: string, tls: UpstreamTls | undefined): Target {
   const { origin, authority, host, port, dialHost, hostHeader } = a;
-  return { origin, authority, host, port, dialHost, hostHeader, path, pathname: pathnameOf(path) };
+  const pathname = pathnameOf(path);
+  return { origin, tls, authority, host, port, dialHost, hostHeader, path, pathname };
 }
 
 /** A sidecar talks to a handful of hosts: each valid spelling is parsed once. */
 const authorities = new Map<string, ParsedAuthority>();
+const httpsAuthorities = new Map<string, ParsedAuthority>();
+/** Per compiled listener: a reload compiles new ones, with the origin and TLS of its day. */
+const listenerAuthorities = new WeakMap<Listener, ParsedAuthority>();
 
 function authorityOf(text: string): ParsedAuthority | undefined {
   return remembered(authorities, text, parseHttpAuthority);
+}
+
+function httpsAuthorityOf(text: string): ParsedAuthority | undefined {
+  return remembered(httpsAuthorities, text, parseHttpsAuthority);
+}
+
+function parseHttpsAuthority(text: string): ParsedAuthority | undefined {
+  const parsed = parseAuthority(text, 443);
+  return parsed && { ...parsed, origin: `https://${parsed.hostHeader}` };
 }
 
 function parseHttpAuthority(text: string): ParsedAuthority | undefined {

@@ -5,6 +5,7 @@
  * Pure.
  */
 import type { UpstreamRule, UpstreamTls } from '../config/types.ts';
+import { splitAuthority, unbracket } from './authority.ts';
 import { matchesHost } from './host-pattern.ts';
 
 /** Verified against Node's public roots, SNI the host called: an `https://` URL with no rule. */
@@ -66,4 +67,35 @@ export function tlsDestination(
   const host = hostHeader.slice(0, hostHeader.lastIndexOf(':'));
   const spelled = `${host}:${tlsPort(tls, port, secure)}`;
   return { origin: `https://${spelled}`, hostHeader: spelled };
+}
+
+/** The TLS that applies, as `explain` prints it and `/state` shows it: files, not PEM. */
+export interface TlsView {
+  /** The port TLS is spoken on. */
+  readonly port: number;
+  readonly servername: string;
+  /** The CA file, or `public roots`. */
+  readonly ca: string;
+  /** The client certificate file, or `none`. */
+  readonly cert: string;
+}
+
+/** `host` the host called, `port` the port TLS is spoken on (as in the origin). */
+export function viewTls(tls: UpstreamTls, host: string, port: number): TlsView {
+  return {
+    port,
+    servername: tls.servername ?? unbracket(host),
+    ca: tls.files.ca ?? 'public roots',
+    cert: tls.files.cert ?? 'none',
+  };
+}
+
+/** The TLS an `http://` call to `authority` (`host:port`) is sent with; undefined: plain. */
+export function viewRuleTls(
+  rules: readonly UpstreamRule[],
+  authority: string,
+): TlsView | undefined {
+  const { host, port } = splitAuthority(authority);
+  const tls = findUpstreamRule(rules, host, port)?.tls;
+  return tls && viewTls(tls, host, tlsPort(tls, port, false));
 }

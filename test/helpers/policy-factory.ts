@@ -187,6 +187,7 @@ export function makeSummary(overrides: Partial<RequestSummary> = {}): RequestSum
     traceId: undefined,
     client: '127.0.0.1:50000',
     upstreamAddress: '127.0.0.1:80',
+    tls: false,
     bytesIn: 100,
     bytesOut: 200,
     durationMs: 12,

@@ -224,16 +224,6 @@ describe('answers reprise makes itself (SPEC §5)', () => {
     expect(res.headers['content-type']).toBe('application/json');
   });
 
-  it('answers 400 to an https:// URI, pointing at CONNECT (HTTPS_PROXY)', async () => {
-    const proxy = await startProxy(FAST);
-    const res = await viaProxy(proxy.port, 'GET', 'https://example.com/');
-    expect(res.status).toBe(400);
-    expect(res.headers['x-reprise-error']).toBe('bad-request');
-    const { message } = JSON.parse(res.body.toString());
-    expect(message).toContain('CONNECT');
-    expect(message).toContain('HTTPS_PROXY');
-  });
-
   it('answers 508 to a request that already passed this instance', async () => {
     const { up, px } = await setup([reply(200)]);
     const first = await viaProxy(px.port, 'GET', `${up.origin}/`);

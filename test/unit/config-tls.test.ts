@@ -10,13 +10,12 @@ import { hasOpenssl, makeCa, makeLeaf, type TlsFixture, tlsFixture } from '../he
 let fixture: TlsFixture;
 let ca: { certFile: string; keyFile: string };
 let client: { certFile: string; keyFile: string };
-let other: { certFile: string; keyFile: string };
 
 beforeAll(() => {
   fixture = tlsFixture();
   ca = makeCa(fixture, 'ca');
   client = makeLeaf(fixture, ca, 'client', { usage: 'clientAuth' });
-  other = makeLeaf(fixture, ca, 'other', { usage: 'clientAuth' });
+  makeLeaf(fixture, ca, 'other', { usage: 'clientAuth' });
   writeFileSync(fixture.file('junk.pem'), 'not a certificate\n');
   writeFileSync(
     fixture.file('broken.pem'),

@@ -39,6 +39,9 @@ type LoopEnd =
     }
   | { readonly kind: 'client-gone' };
 
+/** Where the tries go: the target's origin, or the fallback's, with the TLS that applies. */
+type Destination = Pick<Target, 'origin' | 'tls'>;
+
 type ResponseResult = Extract<TryResult, { kind: 'response' }>;
 
 export function forward(
@@ -70,6 +73,8 @@ class Exchange {
   /** Where the last try that reached a connection connected to. */
   #upstreamAddress: string | undefined;
   #clientGone = false;
+  /** The last try was sent over TLS. */
+  #tls = false;
   #current: PendingTry | undefined;
   /** The upstream whose concurrency slot the answer being relayed still holds (maxConcurrent). */
   #slot: Upstream | undefined;
@@ -103,13 +108,13 @@ class Exchange {
     let status = 0;
     try {
       const primary = ctx.upstreams.get(this.#target.authority, this.#startMs);
-      let end = await this.#tryOrigin(primary, this.#target.origin, policy);
+      let end = await this.#tryOrigin(primary, this.#target, policy);
       const fallbackPolicy = this.#fallbackFor(end, policy);
       if (fallbackPolicy !== undefined && route.fallback !== undefined) {
         this.#releaseSlot();
         setHost(this.#headers, route.fallback.hostHeader);
         const secondary = ctx.upstreams.get(route.fallback.authority, ctx.now());
-        end = await this.#tryOrigin(secondary, route.fallback.origin, fallbackPolicy);
+        end = await this.#tryOrigin(secondary, route.fallback, fallbackPolicy);
       }
       status = await this.#commit(end, policy);
     } finally {
@@ -120,7 +125,11 @@ class Exchange {
   }
 
   /** Tries one origin until an answer is final, a retry is refused, or the client leaves. */
-  async #tryOrigin(upstream: Upstream, origin: string, policy: RequestPolicy): Promise<LoopEnd> {
+  async #tryOrigin(
+    upstream: Upstream,
+    origin: Destination,
+    policy: RequestPolicy,
+  ): Promise<LoopEnd> {
     const ctx = this.#ctx;
     const first = upstream.gate(ctx.now(), 1);
     if (first === 'circuit-open' || first === 'overflow') {
@@ -214,11 +223,12 @@ class Exchange {
    * Sends the next try on this origin; settles when its response head arrived, or, with
    * `hold`, once the body is whole (content-aware retry), or when it failed.
    */
-  #send(origin: string, policy: RequestPolicy, hold: boolean): Promise<TryResult | DeniedTry> {
+  #send(origin: Destination, policy: RequestPolicy, hold: boolean): Promise<TryResult | DeniedTry> {
     const { retry } = policy;
     setAttempt(this.#headers, this.#attempts + 1);
+    this.#tls = origin.tls !== undefined;
     this.#current = this.#ctx.client.send({
-      origin,
+      origin: origin.origin,
       path: this.#target.path,
       method: this.#req.method as string,
       headers: this.#headers,
@@ -337,6 +347,7 @@ class Exchange {
       fallback: this.#fallback,
       error: this.#error,
       upstreamAddress: this.#upstreamAddress,
+      tls: this.#tls,
       bytesIn: bytes.bytesIn,
       bytesOut: bytes.bytesOut,
     };

@@ -174,14 +174,14 @@ function check(
   if (refusal !== undefined) return refusal;
   const url = req.url ?? '';
   const target =
-    listener === undefined ? parseAbsoluteTarget(url) : listenerRequestTarget(listener, url);
+    listener === undefined
+      ? parseAbsoluteTarget(url, ctx.config.upstreams)
+      : listenerRequestTarget(ctx, listener, url);
   if (target === undefined) {
     const message =
       listener !== undefined
         ? `this port forwards to ${listener.authority} only: send origin-form (/path)`
-        : /^https:/i.test(url)
-          ? 'https:// goes through a CONNECT tunnel: point HTTPS_PROXY here, not HTTP_PROXY'
-          : 'expected an absolute-form URI (http://host/path): point HTTP_PROXY here';
+        : 'expected an absolute-form URI (http://host/path): point HTTP_PROXY here';
     return { error: 'bad-request', message };
   }
   if (ctx.ownAuthorities.has(target.authority)) {
@@ -194,9 +194,13 @@ function check(
  * Origin-form, or absolute-form naming the listener's own upstream (an origin must accept
  * absolute-form, RFC 9112 §3.2.2); any other host is not this port's to serve.
  */
-function listenerRequestTarget(listener: Listener, url: string): Target | undefined {
+function listenerRequestTarget(
+  ctx: ProxyContext,
+  listener: Listener,
+  url: string,
+): Target | undefined {
   if (url.startsWith('/')) return listenerTarget(listener, url);
-  const absolute = parseAbsoluteTarget(url);
+  const absolute = parseAbsoluteTarget(url, ctx.config.upstreams);
   if (absolute === undefined || absolute.authority !== listener.authority) return undefined;
   return listenerTarget(listener, absolute.path);
 }
