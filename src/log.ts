@@ -97,6 +97,7 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
     upstreamAddress: s.upstreamAddress,
     // only where it is so: most lines are plain HTTP, and they stay as they were
     tls: s.tls || undefined,
+    tunnel: s.tunnel,
     method: s.method,
     path: stripQuery(s.path),
     status: s.status,

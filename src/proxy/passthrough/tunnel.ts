@@ -14,12 +14,20 @@ import type { Upstream } from '../../resilience/upstream-registry.ts';
 import { backoffDelay } from '../../retry/backoff.ts';
 import { type Authority, parseAuthority, socketAddress } from '../../routing/authority.ts';
 import { type RequestEnd, type RequestOrigin, summarize } from '../../summary.ts';
+import type { InterceptCa } from '../../tls/intercept-ca.ts';
 import type { ErrorName, FailureName, TunnelOutcome } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
 import { requestOrigin, takeConnectionBytes } from '../correlation.ts';
 import { toRetryAfterSeconds } from '../respond.ts';
 import type { Dialed } from '../upstream/dialer.ts';
 import { answerOnSocket, ClientHold, splice } from './detached-socket.ts';
+import {
+  CLIENT_FIRST_WAIT_MS,
+  decideHello,
+  interceptTls,
+  peekClient,
+  servePlain,
+} from './tunnel-inside.ts';
 
 type TunnelRefusal = Exclude<
   TunnelOutcome,
@@ -73,6 +81,9 @@ export async function openTunnel(
     return refuse(authority, { error: 'loop', message: 'the tunnel targets this proxy' });
   }
   const upstream = ctx.upstreams.get(authority, ctx.now());
+  const opening: Opened = { ctx, client, origin, target, upstream };
+  const ca = ctx.intercept;
+  if (ca?.covers(target.host, target.port)) return openIntercepted(opening, ca, hold);
   const opened = await connectWithRetries(ctx, upstream, target, hold);
   if (opened.kind === 'client-gone') {
     ctx.onTunnelDone?.(authority, 'client-gone', NONE);
@@ -81,21 +92,114 @@ export async function openTunnel(
   }
   if (opened.kind === 'refused') return refuse(authority, opened);
   const socket = opened.socket;
-  const upstreamAddress = socketAddress(socket.remoteAddress, socket.remotePort);
   client.write(ESTABLISHED);
   const early = hold.release();
-  if (early.length > 0) socket.write(early);
+  // plain HTTP is served only where the upstream has not spoken first (an HTTP server never does)
+  const peeked = await peekClient(client, early, ctx.config.connect.idleTimeoutMs, socket);
+  if (peeked.start.kind === 'http' && peeked.upstreamFirst === undefined) {
+    socket.destroy();
+    return servePlainTunnel(opening, peeked.bytes, opened.retryReasons);
+  }
+  if (peeked.upstreamFirst !== undefined) client.write(peeked.upstreamFirst);
+  passThrough(opening, opened, peeked.bytes);
+}
+
+/** A CONNECT that got its 200: what every path inside a tunnel needs. */
+interface Opened {
+  readonly ctx: ProxyContext;
+  readonly client: Socket;
+  readonly origin: RequestOrigin;
+  readonly target: Authority;
+  readonly upstream: Upstream;
+}
+
+/**
+ * A tunnel to an intercepted host: 200 at once, then the client's first bytes decide. Nothing
+ * is dialled for an intercepted or plain-HTTP tunnel (each request inside makes its own tries);
+ * a tunnel passed through is dialled only then, and if that fails the client is disconnected.
+ */
+async function openIntercepted(o: Opened, ca: InterceptCa, hold: ClientHold): Promise<void> {
+  const { ctx, client, origin, target } = o;
+  const authority = target.authority;
+  client.write(ESTABLISHED);
+  const peeked = await peekClient(client, hold.release(), CLIENT_FIRST_WAIT_MS);
+  const start = peeked.start;
+  if (client.destroyed) {
+    ctx.onTunnelDone?.(authority, 'client-gone', NONE);
+    tunnelEnded(ctx, origin, client, { upstream: authority, status: 200 });
+    return;
+  }
+  if (start.kind === 'http') return servePlainTunnel(o, peeked.bytes, NONE);
+  if (start.kind === 'tls') {
+    const decision = decideHello(start, target.host);
+    if (decision === 'sni-mismatch') {
+      // no certificate is made for a name the operator did not list
+      ctx.onClientHandshake?.(authority, 'sni-mismatch', start.serverName);
+      ctx.onTunnelDone?.(authority, 'forbidden', NONE);
+      client.destroy();
+      tunnelEnded(ctx, origin, client, { upstream: authority, status: 200, error: 'forbidden' });
+      return;
+    }
+    if (decision === 'intercept') {
+      ctx.onTunnelDone?.(authority, 'intercepted', NONE);
+      client.once('close', () =>
+        tunnelEnded(ctx, origin, client, { upstream: authority, status: 200 }),
+      );
+      const result = await interceptTls(ctx, ca, client, target, peeked.bytes);
+      ctx.onClientHandshake?.(authority, result, start.serverName);
+      return;
+    }
+    ctx.onClientHandshake?.(authority, 'h2-only', start.serverName);
+  }
+  const held = new ClientHold(client, peeked.bytes);
+  const opened = await connectWithRetries(ctx, o.upstream, target, held);
+  if (opened.kind !== 'connected') {
+    // the 200 is sent: all that is left to say is a disconnect
+    const error = opened.kind === 'refused' ? opened.error : undefined;
+    ctx.onTunnelDone?.(authority, error ?? 'client-gone', NONE);
+    client.destroy();
+    tunnelEnded(ctx, origin, client, { upstream: authority, status: 200, error });
+    return;
+  }
+  passThrough(o, opened, held.release());
+}
+
+/** Plain HTTP inside a tunnel: its requests are served like the proxy port's (SPEC §6). */
+function servePlainTunnel(o: Opened, bytes: Buffer, retryReasons: readonly FailureName[]): void {
+  const { ctx, client, origin, target } = o;
+  ctx.onTunnelDone?.(target.authority, 'plain-http', retryReasons);
+  client.once('close', () =>
+    tunnelEnded(ctx, origin, client, { upstream: target.authority, status: 200 }),
+  );
+  servePlain(ctx, client, target, bytes);
+}
+
+/** Splices the client to the upstream, `early` (the client's bytes read so far) sent first. */
+function passThrough(
+  o: Opened,
+  opened: Extract<Opening, { kind: 'connected' }>,
+  early: Buffer,
+): void {
+  const { ctx, client, origin, target } = o;
+  const { socket } = opened;
+  const authority = target.authority;
   // the access line waits for the tunnel to close, so its bytes and duration are whole
   const ended = {
     upstream: authority,
     status: 200,
     ...triesOf(opened.attempts, opened.retryReasons, authority),
-    upstreamAddress,
+    upstreamAddress: socketAddress(socket.remoteAddress, socket.remotePort),
   };
+  ctx.onTunnelDone?.(authority, 'established', opened.retryReasons);
+  if (client.destroyed) {
+    socket.destroy();
+    tunnelEnded(ctx, origin, client, ended);
+    return;
+  }
+  if (early.length > 0) socket.write(early);
   splice(client, socket, ctx.config.connect.idleTimeoutMs, () =>
     tunnelEnded(ctx, origin, client, ended),
   );
-  ctx.onTunnelDone?.(authority, 'established', opened.retryReasons);
 }
 
 /** The access line's tries of a tunnel: one connect per attempt, all failed but the last. */
