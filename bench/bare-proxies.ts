@@ -8,9 +8,15 @@
  *   chunk written to the client as undici hands them over, no stream, no promise. What any
  *   proxy on this runtime pays at the least; reprise sends its tries the same way.
  *
+ * With `BARE_TLS_CA` (a PEM file) and `BARE_TLS_SERVERNAME`, either originates TLS: an
+ * `http://host:port` target is sent to `https://host:port`, verified against that CA with that
+ * SNI, on kept-alive connections with undici's session cache (what reprise's TLS origination
+ * is measured against).
+ *
  * Run as a child process: `BARE_PROXY=floor node bare-proxies.ts [PORT]`; it reports its port
  * over IPC. One self-contained script: processes.ts strips its types and runs it with `-e`.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
@@ -28,7 +34,16 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
-const agent = new Agent({ keepAliveTimeout: 60_000 });
+const tlsCa = process.env.BARE_TLS_CA;
+const agent = new Agent({
+  keepAliveTimeout: 60_000,
+  ...(tlsCa !== undefined && {
+    connect: { ca: readFileSync(tlsCa, 'utf8'), servername: process.env.BARE_TLS_SERVERNAME },
+  }),
+});
+
+/** Where a target is sent: its own origin, or the same host and port over TLS. */
+const originOf = (url: URL) => (tlsCa === undefined ? url.origin : `https://${url.host}`);
 
 /** The absolute-form target, or undefined once a 400 has answered it. */
 function targetOf(req: http.IncomingMessage, res: http.ServerResponse): URL | undefined {
@@ -66,7 +81,7 @@ async function referenceForward(
 ): Promise<void> {
   try {
     const upstream = await agent.request({
-      origin: url.origin,
+      origin: originOf(url),
       path: url.pathname + url.search,
       method: req.method as 'GET',
       headers: endToEndObject(req.headers),
@@ -101,7 +116,7 @@ function floor(req: http.IncomingMessage, res: http.ServerResponse): void {
   });
   agent.dispatch(
     {
-      origin: url.origin,
+      origin: originOf(url),
       path: url.pathname + url.search,
       method: req.method as Dispatcher.HttpMethod,
       headers: endToEndRaw(req.rawHeaders),

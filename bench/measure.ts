@@ -68,6 +68,8 @@ export interface RequestShape {
 export interface Measured {
   readonly load: LoadResult;
   readonly upstreamTries: number;
+  /** TLS handshakes the upstream completed (an HTTPS upstream only). */
+  readonly upstreamHandshakes: number;
   readonly proxyCpuMs: number;
   readonly upstreamCpuMs: number;
   readonly loadgenCpuMs: number;
@@ -132,6 +134,7 @@ export async function measure(o: MeasureOptions): Promise<Measured> {
     return {
       load,
       upstreamTries: stats.requests,
+      upstreamHandshakes: stats.handshakes,
       proxyCpuMs: proxyPid === undefined ? Number.NaN : proxyCpuMs,
       upstreamCpuMs,
       loadgenCpuMs,

@@ -118,8 +118,10 @@ function ready(child: ChildProcess, name: string): Promise<number> {
   });
 }
 
-export async function startUpstream(): Promise<Upstream> {
-  const child = launch(process.execPath, [`${BENCH_DIR}upstream.ts`], ['ignore', 1, 2, 'ipc']);
+/** `env`: BENCH_UPSTREAM_CERT and _KEY make it an HTTPS origin (bench/upstream.ts). */
+export async function startUpstream(env: Record<string, string> = {}): Promise<Upstream> {
+  const args = [`${BENCH_DIR}upstream.ts`];
+  const child = launch(process.execPath, args, ['ignore', 1, 2, 'ipc'], REPO_DIR, 'loadgen', env);
   const port = await ready(child, 'upstream');
   const proc = track('upstream', child, port, () => '');
   let nextId = 1;
@@ -159,6 +161,7 @@ export async function startUpstream(): Promise<Upstream> {
 async function startBareProxy(
   name: 'reference' | 'floor',
   node: NodeSettings = { env: {}, flags: [] },
+  env: Record<string, string> = {},
 ): Promise<Proc> {
   const strip =
     'process.stdout.write(require("node:module").stripTypeScriptTypes(require("node:fs").readFileSync(0, "utf8")))';
@@ -169,8 +172,15 @@ async function startBareProxy(
   });
   if (stripped.status !== 0) throw new Error(`${name} proxy: ${stripped.stderr.trim()}`);
   const args = [...node.flags, '--input-type=module', '-e', stripped.stdout];
-  const env = { ...node.env, BARE_PROXY: name };
-  const child = launch(process.execPath, args, ['ignore', 1, 2, 'ipc'], REPO_DIR, 'proxy', env);
+  const childEnv = { ...node.env, ...env, BARE_PROXY: name };
+  const child = launch(
+    process.execPath,
+    args,
+    ['ignore', 1, 2, 'ipc'],
+    REPO_DIR,
+    'proxy',
+    childEnv,
+  );
   const port = await ready(child, `${name} proxy`);
   return track(name, child, port, () => '');
 }
@@ -180,6 +190,17 @@ export const startReference = (): Promise<Proc> => startBareProxy('reference');
 
 /** undici's `dispatch` straight into the response, no features; `node`: as for reprise. */
 export const startFloor = (node?: NodeSettings): Promise<Proc> => startBareProxy('floor', node);
+
+/**
+ * A bare proxy that originates TLS (bare-proxies.ts, BARE_TLS_CA): `http://` targets are sent
+ * as `https://` to the same host and port, verified against `caFile` with SNI `servername`.
+ */
+export const startBareTls = (
+  name: 'reference' | 'floor',
+  caFile: string,
+  servername: string,
+): Promise<Proc> =>
+  startBareProxy(name, undefined, { BARE_TLS_CA: caFile, BARE_TLS_SERVERNAME: servername });
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -15,7 +15,8 @@
  * BENCH_REST (scenario 7's load and rest, default 60 and 30 s), BENCH_LOADGEN (wrk or
  * autocannon; default wrk when installed), BENCH_PIN=0 (no pinning), BENCH_GE, BENCH_SEED.
  * Section 8 is the resilience matrix (bench/resilience.ts), about 5 minutes on its own; 9 is
- * the packet-loss run (bench/packet-loss.ts: root and network namespaces), only when asked.
+ * the packet-loss run (bench/packet-loss.ts: root and network namespaces), only when asked;
+ * 10 is TLS origination against bare TLS-originating proxies (bench/tls-origination.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -51,11 +52,12 @@ import {
 } from './report.ts';
 import { type MatrixLine, matrixTable, resilienceMatrix } from './resilience.ts';
 import { type BenchContext, getThroughput, healedFailures, putReplayBuffer } from './scenarios.ts';
+import { tlsOrigination } from './tls-origination.ts';
 
 const durationS = Number(process.env.BENCH_DURATION ?? 6);
 const warmupS = Number(process.env.BENCH_WARMUP ?? 1);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
-const only = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5,6,7,8').split(',').map(Number));
+const only = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5,6,7,8,10').split(',').map(Number));
 const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 // cpus(), not availableParallelism(): the bench pins itself to one CPU (processes.ts)
@@ -134,6 +136,7 @@ async function main(): Promise<void> {
     if (only.has(6)) rows.push(...(await memory(ctx)));
     if (only.has(7)) rows.push(...(await footprint(ctx)));
     if (only.has(8)) matrix = await resilienceMatrix(tmpDir, progress);
+    if (only.has(10)) rows.push(...(await tlsOrigination(ctx)));
     // not in the default set: it needs root and network namespaces, and takes minutes
     if (only.has(9)) lossLines = await packetLoss(progress);
   } finally {

@@ -7,7 +7,9 @@
  * sink) is read to the end and answered `200 ok`, or `400` when fewer bytes arrived than
  * announced. A fault mode, set over IPC, decides before routing whether to answer 503.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { seededRandom } from '../test/helpers/seeded-random.ts';
 
@@ -24,6 +26,8 @@ export interface UpstreamStats {
   firstTries: number;
   retries: number;
   failed: number;
+  /** TLS handshakes completed (an HTTPS upstream only). */
+  handshakes: number;
 }
 
 export type ControlRequest = { type: 'mode'; mode: FaultMode } | { type: 'stats'; reset: boolean };
@@ -32,7 +36,14 @@ export type ControlMessage = ControlRequest & { id: number };
 const seed = Number(process.env.BENCH_SEED ?? 7);
 const random = seededRandom(seed);
 let mode: FaultMode = { kind: 'ok' };
-let stats: UpstreamStats = { requests: 0, firstTries: 0, retries: 0, failed: 0 };
+const NO_STATS: UpstreamStats = {
+  requests: 0,
+  firstTries: 0,
+  retries: 0,
+  failed: 0,
+  handshakes: 0,
+};
+let stats: UpstreamStats = { ...NO_STATS };
 
 /**
  * The Gilbert–Elliott chain as a schedule of good and bad spells (geometric lengths in ms) drawn
@@ -141,10 +152,23 @@ function onControl(message: ControlMessage): void {
     return;
   }
   process.send?.({ id: message.id, stats });
-  if (message.reset) stats = { requests: 0, firstTries: 0, retries: 0, failed: 0 };
+  if (message.reset) stats = { ...NO_STATS };
 }
 
-const server = http.createServer({ keepAliveTimeout: 120_000, requestTimeout: 0 }, handle);
+// BENCH_UPSTREAM_CERT and _KEY (PEM files): an HTTPS origin, for TLS origination
+const certFile = process.env.BENCH_UPSTREAM_CERT;
+const keyFile = process.env.BENCH_UPSTREAM_KEY;
+const options = { keepAliveTimeout: 120_000, requestTimeout: 0 };
+const server =
+  certFile !== undefined && keyFile !== undefined
+    ? https.createServer(
+        { ...options, cert: readFileSync(certFile), key: readFileSync(keyFile) },
+        handle,
+      )
+    : http.createServer(options, handle);
+server.on('secureConnection', () => {
+  stats.handshakes++;
+});
 server.headersTimeout = 0;
 server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
   const { port } = server.address() as AddressInfo;
