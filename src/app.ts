@@ -10,7 +10,14 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Metrics } from './admin/metrics.ts';
 import { type AdminServer, startAdmin } from './admin/server.ts';
 import type { Address, Config } from './config/types.ts';
-import { createLogger, type Logger, logRequestDone, logRetry, logSuppressed } from './log.ts';
+import {
+  createLogger,
+  type Logger,
+  logHandshakeFailed,
+  logRequestDone,
+  logRetry,
+  logSuppressed,
+} from './log.ts';
 import { BufferPool } from './proxy/buffer-pool.ts';
 import type { ProxyContext } from './proxy/context.ts';
 import { createProxyServer } from './proxy/inbound/server.ts';
@@ -78,11 +85,22 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const viaId = `reprise-${randomBytes(4).toString('hex')}`;
   const pool = new BufferPool(config.limits.maxBufferedBytes);
   let context: ProxyContext;
+  let metrics: Metrics | undefined;
   const dialer = new Dialer({
     deniedUpstreams: () => context.config.access.deniedUpstreamList,
+    onHandshake: (result, target, error) => {
+      metrics?.tlsHandshake('upstream', result);
+      if (error === undefined) return;
+      logHandshakeFailed(logger, {
+        upstream: `${target.host}:${target.port}`,
+        servername: target.tls?.servername ?? target.host,
+        failure: result,
+        reason: error.reason,
+        message: error.message,
+      });
+    },
   });
   const client = new UpstreamClient({ dialer });
-  let metrics: Metrics | undefined;
   const upstreams = new UpstreamRegistry(config.defaultUpstream, config.upstreams, {
     onTransition: (authority, to, from) => {
       metrics?.circuitTransition(authority, to);

@@ -143,6 +143,22 @@ export function logSuppressed(logger: Logger, line: SuppressedLine): void {
   logger.debug(line, 'retry suppressed');
 }
 
+export interface HandshakeFailedLine {
+  /** `host:port` dialled. */
+  readonly upstream: string;
+  /** The name the certificate was checked against. */
+  readonly servername: string;
+  readonly failure: string;
+  /** The TLS error code (CERT_HAS_EXPIRED, ERR_TLS_CERT_ALTNAME_INVALID, …). */
+  readonly reason: string | undefined;
+  readonly message: string;
+}
+
+/** A TLS handshake to an upstream failed: why, since the access line has only the failure name. */
+export function logHandshakeFailed(logger: Logger, line: HandshakeFailedLine): void {
+  logger.warn(line, 'upstream tls handshake failed');
+}
+
 /** `source` undefined: the embedded defaults. */
 export function logConfigLoaded(logger: Logger, source: string | undefined): void {
   logger.info({ source: source ?? 'embedded defaults' }, 'config loaded');

@@ -14,6 +14,9 @@ import {
   type CircuitState,
   FAILURE_NAMES,
   FALLBACK_CAUSES,
+  HANDSHAKE_RESULTS,
+  type HandshakeResult,
+  type HandshakeSide,
   SUPPRESSED_CAUSES,
   TRY_OUTCOMES,
   TUNNEL_OUTCOMES,
@@ -105,6 +108,7 @@ export class Metrics {
   readonly #transitions: CounterFamily;
   readonly #tunnels: CounterFamily;
   readonly #reloads: CounterFamily;
+  readonly #handshakes: CounterFamily;
 
   constructor(providers: MetricsProviders) {
     this.#providers = providers;
@@ -150,6 +154,11 @@ export class Metrics {
       'to',
     ]);
     this.#tunnels = counter('reprise_tunnels_total', 'CONNECT tunnels.', ['upstream', 'outcome']);
+    this.#handshakes = counter('reprise_tls_handshakes_total', 'TLS handshakes, by side.', [
+      'side',
+      'result',
+    ]);
+    for (const result of HANDSHAKE_RESULTS) this.#handshakes.zero('upstream', result);
     this.#reloads = counter('reprise_config_reloads_total', 'Config reloads.', ['result']);
     this.#reloads.zero('ok');
     this.#reloads.zero('error');
@@ -218,6 +227,10 @@ export class Metrics {
     }
     this.#tunnels.inc(label, outcome);
     for (const reason of retryReasons) this.#retries.inc('', label, reason);
+  }
+
+  tlsHandshake(side: HandshakeSide, result: HandshakeResult): void {
+    this.#handshakes.inc(side, result);
   }
 
   circuitTransition(upstream: string, to: CircuitState): void {

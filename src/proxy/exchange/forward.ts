@@ -223,17 +223,18 @@ class Exchange {
    * Sends the next try on this origin; settles when its response head arrived, or, with
    * `hold`, once the body is whole (content-aware retry), or when it failed.
    */
-  #send(origin: Destination, policy: RequestPolicy, hold: boolean): Promise<TryResult | DeniedTry> {
+  #send(to: Destination, policy: RequestPolicy, hold: boolean): Promise<TryResult | DeniedTry> {
     const { retry } = policy;
     setAttempt(this.#headers, this.#attempts + 1);
-    this.#tls = origin.tls !== undefined;
+    this.#tls = to.tls !== undefined;
     this.#current = this.#ctx.client.send({
-      origin: origin.origin,
+      origin: to.origin,
       path: this.#target.path,
       method: this.#req.method as string,
       headers: this.#headers,
       body: this.#body?.source() ?? null,
       connectTimeoutMs: retry.connectTimeoutMs,
+      tls: to.tls,
       tryTimeoutMs: tryTimeoutMs(policy, this.#ctx.now()),
       holdBytes: hold ? retry.responseBufferBytes : 0,
       bodyTimeoutMs: retry.bodyTimeoutMs,

@@ -117,6 +117,7 @@ export async function relayUpgrade(
     port: target.port,
     connectTimeoutMs: policy.retry.connectTimeoutMs,
     allowHalfOpen: true,
+    tls: target.tls,
   });
   // one clock for the whole try, as on the forward path: the connect, then the answer's head
   const timer = setTimeout(

@@ -3,17 +3,22 @@
  * undici would take it for the clean end of a close-delimited body.
  */
 import type { buildConnector } from 'undici';
+import type { UpstreamTls } from '../../config/types.ts';
 import { UPSTREAM_RESET_CODE } from '../../retry/failure.ts';
 import type { Dialer } from './dialer.ts';
 
-/** The connector of one undici Agent: every pooled connection is dialled by `dialer`. */
+/**
+ * The connector of one undici Agent: every pooled connection is dialled by `dialer`, with TLS
+ * when `tls` is given (undici then dispatches `https:` origins here, never to its own TLS).
+ */
 export function dialerConnector(
   dialer: Dialer,
   connectTimeoutMs: number,
+  tls: UpstreamTls | undefined,
 ): buildConnector.connector {
   return (options, callback) => {
     const port = Number(options.port) || (options.protocol === 'https:' ? 443 : 80);
-    dialer.dial({ host: options.hostname, port, connectTimeoutMs }).result.then((dialed) => {
+    dialer.dial({ host: options.hostname, port, connectTimeoutMs, tls }).result.then((dialed) => {
       if (dialed.kind === 'failed') {
         callback(dialed.error, null);
         return;

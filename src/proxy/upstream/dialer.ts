@@ -7,13 +7,22 @@
  * One dial: resolve (through the guarded lookup, which drops denied addresses before any
  * packet is sent; an IP literal is checked directly), connect within `connectTimeoutMs` (an
  * exact timer: undici's own ticks in steps of about a second), check the address actually
- * connected to (the last word), and hand back a socket or a named failure. Expected outcomes
- * are values (`denied`, `connect-failure`), never exceptions.
+ * connected to (the last word), speak TLS where the upstream has it, and hand back a socket
+ * or a named failure. Expected outcomes are values (`denied`, `connect-failure`,
+ * `upstream-certificate`), never exceptions.
+ *
+ * TLS: verification always on (the configured roots, else Node's public ones), SNI with the
+ * servername (none for an IP address, as RFC 6066 §3 requires), ALPN `http/1.1`, a client
+ * certificate where configured, and sessions kept per TLS settings and servername so a new
+ * connection resumes rather than repeats the full handshake. The connect timeout covers the
+ * TCP connect and the handshake together.
  */
 import { type BlockList, connect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { UpstreamTls } from '../../config/types.ts';
 import { classifyDialError } from '../../retry/failure.ts';
 import { isDenied } from '../../routing/address-list.ts';
-import type { DialFailure } from '../../vocabulary.ts';
+import type { DialFailure, HandshakeResult } from '../../vocabulary.ts';
 import { DeniedAddressError, guardedLookup } from './address-guard.ts';
 
 export interface DialTarget {
@@ -24,6 +33,8 @@ export interface DialTarget {
   readonly connectTimeoutMs: number;
   /** Keep each side's end apart (tunnels pass a half-close through). */
   readonly allowHalfOpen?: boolean;
+  /** Speak TLS on the connection, with these settings; undefined: plain TCP. */
+  readonly tls?: UpstreamTls | undefined;
 }
 
 /** A dial that did not give a socket: `failure` says how; nothing was sent to the upstream. */
@@ -31,11 +42,15 @@ export class DialError extends Error {
   readonly failure: DialFailure;
   /** `denied`: the address in `access.deniedUpstreams` that was not dialled. */
   readonly address: string | undefined;
+  /** The code of the error behind it (ECONNREFUSED, CERT_HAS_EXPIRED, …), for the log. */
+  readonly reason: string | undefined;
 
   constructor(failure: DialFailure, message: string, cause?: unknown, address?: string) {
     super(message, cause === undefined ? undefined : { cause });
     this.failure = failure;
     this.address = address;
+    const code = (cause as { code?: unknown } | undefined)?.code;
+    this.reason = typeof code === 'string' ? code : undefined;
   }
 }
 
@@ -52,15 +67,27 @@ export interface PendingDial {
 export interface DialerOptions {
   /** The deny list in force, read per dial (a reload may change it). */
   readonly deniedUpstreams?: () => BlockList | undefined;
+  /**
+   * A TLS handshake ended (`reprise_tls_handshakes_total{side="upstream"}`); `error` says why
+   * it failed (the certificate's error code and message, for the log).
+   */
+  readonly onHandshake?: (result: HandshakeResult, target: DialTarget, error?: DialError) => void;
 }
+
+/** TLS sessions kept for resumption; past this the oldest is forgotten. */
+const MAX_SESSIONS = 1_000;
 
 export class Dialer {
   readonly #denied: () => BlockList | undefined;
+  readonly #onHandshake: DialerOptions['onHandshake'];
+  /** By TLS settings id and servername: what a new connection offers to resume. */
+  readonly #sessions = new Map<string, Buffer>();
   #lookupList: BlockList | undefined;
   #lookup: ReturnType<typeof guardedLookup> | undefined;
 
   constructor(options: DialerOptions = {}) {
     this.#denied = options.deniedUpstreams ?? (() => undefined);
+    this.#onHandshake = options.onHandshake;
   }
 
   /** The deny list dials are checked against now. */
@@ -90,12 +117,24 @@ export class Dialer {
       finish = resolve;
     });
     let done = false;
+    /** The socket handed back: the TCP one, or the TLS one over it. */
+    let current: Socket = socket;
+    let handshaking = false;
     const fail = (error: DialError): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      current.destroy();
       socket.destroy();
+      if (handshaking && error.failure !== 'denied') {
+        this.#onHandshake?.(error.failure, target, error);
+      }
       finish({ kind: 'failed', error });
+    };
+    const succeed = (connected: Socket): void => {
+      done = true;
+      clearTimeout(timer);
+      finish({ kind: 'connected', socket: connected });
     };
     const timer = setTimeout(
       () => fail(new DialError('connect-failure', timeoutMessage(connectTimeoutMs))),
@@ -116,14 +155,62 @@ export class Dialer {
         fail(deniedError(address));
         return;
       }
-      done = true;
-      clearTimeout(timer);
-      finish({ kind: 'connected', socket });
+      const tls = target.tls;
+      if (tls === undefined) {
+        succeed(socket);
+        return;
+      }
+      handshaking = true;
+      current = this.#handshake(socket, host, tls, fail, () => {
+        handshaking = false;
+        this.#onHandshake?.('ok', target);
+        succeed(current);
+      });
     });
     return {
       result,
       cancel: () => fail(new DialError('connect-failure', 'the dial was cancelled')),
     };
+  }
+
+  /** Starts TLS on the connected `socket`; calls `secured` or `fail` once it is settled. */
+  #handshake(
+    socket: Socket,
+    host: string,
+    tls: UpstreamTls,
+    fail: (error: DialError) => void,
+    secured: () => void,
+  ): Socket {
+    const name = tls.servername ?? host;
+    const sessionKey = `${tls.id}\n${name}`;
+    const secure = tlsConnect({
+      socket,
+      // the name the certificate must carry; SNI only for a name, never for an IP address
+      host: name,
+      servername: isIP(name) === 0 ? name : '',
+      ca: tls.ca,
+      cert: tls.cert,
+      key: tls.key,
+      rejectUnauthorized: true,
+      ALPNProtocols: ['http/1.1'],
+      session: this.#sessions.get(sessionKey),
+    });
+    secure.on('error', ignore);
+    secure.on('session', (session: Buffer) => this.#keepSession(sessionKey, session));
+    secure.once('error', (err: Error) => {
+      fail(new DialError(classifyDialError(err), err.message, err));
+    });
+    secure.once('secureConnect', secured);
+    return secure;
+  }
+
+  #keepSession(key: string, session: Buffer): void {
+    this.#sessions.delete(key);
+    if (this.#sessions.size >= MAX_SESSIONS) {
+      const oldest = this.#sessions.keys().next().value;
+      if (oldest !== undefined) this.#sessions.delete(oldest);
+    }
+    this.#sessions.set(key, session);
   }
 
   #lookupFor(list: BlockList): ReturnType<typeof guardedLookup> {

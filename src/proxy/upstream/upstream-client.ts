@@ -1,11 +1,13 @@
 /**
  * The only undici user. Sends one try (upstream-try.ts) and returns it: its `result` is the
  * response head (its body held until the caller relays or discards it), a named failure, or
- * `denied`. Keep-alive pools per origin live in one undici Agent per distinct connect timeout.
+ * `denied`. Keep-alive pools per origin live in one undici Agent per distinct connect timeout
+ * and TLS settings: everything that changes how a connection is made.
  * Every connection is made by the dialer (dialer.ts, through connector.ts).
  */
 import type { BlockList } from 'node:net';
 import type { buildConnector, Dispatcher, Client as UndiciClient } from 'undici';
+import type { UpstreamTls } from '../../config/types.ts';
 import { socketAddress } from '../../routing/authority.ts';
 import type { BufferPool } from '../buffer-pool.ts';
 import { dialerConnector } from './connector.ts';
@@ -22,6 +24,8 @@ export interface TryRequest {
   readonly headers: string[];
   readonly body: Buffer | AsyncIterable<Buffer> | null;
   readonly connectTimeoutMs: number;
+  /** Speak TLS to the upstream with these settings (`origin` is then `https://host:port`). */
+  readonly tls?: UpstreamTls | undefined;
   /** Until the response head, and until a held body is whole: min(perTryTimeout, time left). */
   readonly tryTimeoutMs: number;
   /** Response body bytes held until the body is whole (content-aware retry); 0 = none. */
@@ -50,7 +54,7 @@ export interface UpstreamClientOptions {
 export class UpstreamClient {
   readonly #dialer: Dialer;
   #agentsDenied: BlockList | undefined;
-  readonly #agents = new Map<number, Agent>();
+  readonly #agents = new Map<string, Agent>();
   readonly #retiring = new Set<Promise<void>>();
 
   constructor(options: UpstreamClientOptions) {
@@ -59,7 +63,7 @@ export class UpstreamClient {
 
   send(request: TryRequest): PendingTry {
     const handler = new UpstreamTry(request);
-    this.#agentFor(request.connectTimeoutMs).dispatch(
+    this.#agentFor(request.connectTimeoutMs, request.tls).dispatch(
       {
         origin: request.origin,
         path: request.path,
@@ -82,17 +86,18 @@ export class UpstreamClient {
     await Promise.all(this.#retiring);
   }
 
-  #agentFor(connectTimeoutMs: number): Agent {
+  #agentFor(connectTimeoutMs: number, tls: UpstreamTls | undefined): Agent {
     const denied = this.#dialer.deniedUpstreams;
     // pooled connections were checked against the list of their day: start afresh
     if (denied !== this.#agentsDenied) {
       this.#retire();
       this.#agentsDenied = denied;
     }
-    let agent = this.#agents.get(connectTimeoutMs);
+    const key = tls === undefined ? String(connectTimeoutMs) : `${connectTimeoutMs} ${tls.id}`;
+    let agent = this.#agents.get(key);
     if (agent === undefined) {
       agent = new Agent({
-        connect: dialerConnector(this.#dialer, connectTimeoutMs),
+        connect: dialerConnector(this.#dialer, connectTimeoutMs, tls),
         keepAliveTimeout: 4_000,
         factory: (origin, options) =>
           new Pool(origin, {
@@ -100,7 +105,7 @@ export class UpstreamClient {
             factory: (o, clientOptions) => new AddressedClient(o, clientOptions),
           }),
       });
-      this.#agents.set(connectTimeoutMs, agent);
+      this.#agents.set(key, agent);
     }
     return agent;
   }
