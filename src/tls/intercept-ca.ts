@@ -124,9 +124,10 @@ export class InterceptCa {
   /** The certificate first, then the bundle; each replaced whole, never seen half-written. */
   async #writeFiles(): Promise<void> {
     const { writeCa, writeBundle } = this.settings;
-    if (writeCa !== undefined) await writeAtomically(writeCa, `${this.ca.certPem}\n`);
+    if (writeCa !== undefined) await writeAtomically('writeCa', writeCa, `${this.ca.certPem}\n`);
     if (writeBundle !== undefined) {
-      await writeAtomically(writeBundle, `${rootCertificates.join('\n')}\n${this.ca.certPem}\n`);
+      const bundle = `${rootCertificates.join('\n')}\n${this.ca.certPem}\n`;
+      await writeAtomically('writeBundle', writeBundle, bundle);
     }
   }
 }
@@ -139,8 +140,16 @@ export function dnsSubtrees(settings: InterceptSettings): string[] {
   return [...new Set(settings.hosts.map((pattern) => pattern.host))];
 }
 
-async function writeAtomically(path: string, text: string): Promise<void> {
+/** Thrown when a file cannot be written: a user error, its message names the key and path. */
+export const INTERCEPT_FILE_ERROR = 'ERR_REPRISE_INTERCEPT_FILE';
+
+async function writeAtomically(key: string, path: string, text: string): Promise<void> {
   const temporary = `${path}.${process.pid}.tmp`;
-  await writeFile(temporary, text, { mode: 0o644 });
-  await rename(temporary, path);
+  try {
+    await writeFile(temporary, text, { mode: 0o644 });
+    await rename(temporary, path);
+  } catch (error) {
+    const message = `connect.intercept.${key}: cannot write ${path}: ${(error as Error).message}`;
+    throw Object.assign(new Error(message), { code: INTERCEPT_FILE_ERROR });
+  }
 }
