@@ -4,15 +4,19 @@
  * inside, and speaks verified TLS to a real HTTPS upstream (its own CA, made in the test).
  */
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeAfterEach } from '../helpers/close-after-each.ts';
+import { closeAfterEach, closeLater } from '../helpers/close-after-each.ts';
 import { startHttpsUpstream } from '../helpers/https-upstream.ts';
 import { FAST, startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { hasOpenssl, makeCa, makeLeaf, type TlsFixture, tlsFixture } from '../helpers/tls.ts';
+import { openTunnel, requestOn, tlsInTunnel } from '../helpers/tunnel-client.ts';
 import { echo, reply } from '../helpers/upstream.ts';
 
 closeAfterEach();
@@ -156,5 +160,229 @@ describe.skipIf(!hasOpenssl())('interception', () => {
   });
 });
 
-export type { TestProxy };
-export { createHash, echo, randomBytes, stranger };
+const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+/** The value of one series in the proxy's /metrics text (0 when it is absent). */
+async function metric(proxy: TestProxy, series: string): Promise<number> {
+  const text = (await proxy.app.metrics?.text()) ?? '';
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+/** Trusts reprise's CA, as an app given writeCa does. */
+const trusting = () => ({ ca: readFileSync(caFile(), 'utf8'), servername: 'localhost' });
+
+describe.skipIf(!hasOpenssl())('inside an intercepted tunnel', () => {
+  async function setup(script = [reply(200, 'ok')], upstreamPem = server) {
+    const up = await startHttpsUpstream(script, upstreamPem);
+    const proxy = await startProxy(interceptConfig(up.port));
+    return { up, proxy, authority: `localhost:${up.port}` };
+  }
+
+  it('replays a PUT body byte for byte on each retry', async () => {
+    const { up, proxy, authority } = await setup([reply(503), reply(503), echo()]);
+    const tls = await tlsInTunnel(proxy.port, authority, trusting());
+    const body = randomBytes(256 * 1024);
+    const res = await requestOn(tls, authority, { method: 'PUT', path: '/blob', body });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-reprise-attempts']).toBe('3');
+    expect(up.seen.map((s) => sha(s.body))).toEqual([sha(body), sha(body), sha(body)]);
+    expect(sha(res.body)).toBe(sha(body));
+  });
+
+  it('does not retry a POST', async () => {
+    const { up, proxy, authority } = await setup([reply(503), reply(200, 'ok')]);
+    const tls = await tlsInTunnel(proxy.port, authority, trusting());
+    const res = await requestOn(tls, authority, { method: 'POST', body: 'x' });
+    expect(res.status).toBe(503);
+    expect(res.headers['x-reprise-attempts']).toBe('1');
+    expect(up.seen).toHaveLength(1);
+  });
+
+  it('serves several requests on one keep-alive tunnel, counted once as intercepted', async () => {
+    const { up, proxy, authority } = await setup();
+    const tls = await tlsInTunnel(proxy.port, authority, trusting());
+    for (let i = 0; i < 3; i++) {
+      const res = await requestOn(tls, authority, {
+        path: `/n${i}`,
+        headers: { connection: 'keep-alive' },
+      });
+      expect(res.status).toBe(200);
+    }
+    expect(up.seen.map((s) => s.url)).toEqual(['/n0', '/n1', '/n2']);
+    expect(
+      await metric(proxy, `reprise_tunnels_total{upstream="${authority}",outcome="intercepted"}`),
+    ).toBe(1);
+    expect(await metric(proxy, 'reprise_tls_certificates_total{result="minted"}')).toBe(1);
+    expect(await metric(proxy, 'reprise_tls_handshakes_total{side="client",result="ok"}')).toBe(1);
+  });
+
+  it("answers a client that sends no SNI with the CONNECT host's certificate", async () => {
+    const { proxy, authority } = await setup();
+    // an IP literal as servername: node:tls then sends no SNI, and checks the name itself
+    const tls = await tlsInTunnel(proxy.port, authority, {
+      ca: readFileSync(caFile(), 'utf8'),
+      servername: '',
+      checkServerIdentity: () => undefined,
+    });
+    expect(tls.getPeerX509Certificate()?.subjectAltName).toBe('DNS:localhost');
+    const res = await requestOn(tls, authority);
+    expect(res.status).toBe(200);
+  });
+
+  it('refuses a handshake whose SNI names another host, and mints nothing', async () => {
+    const { proxy, authority } = await setup();
+    await expect(
+      tlsInTunnel(proxy.port, authority, { ...trusting(), servername: 'bank.example' }),
+    ).rejects.toThrow();
+    expect(
+      await metric(proxy, 'reprise_tls_handshakes_total{side="client",result="sni-mismatch"}'),
+    ).toBe(1);
+    expect(await metric(proxy, 'reprise_tls_certificates_total{result="minted"}')).toBe(0);
+    expect(proxy.logs.find((l) => l.result === 'sni-mismatch')).toMatchObject({
+      level: 'warn',
+      upstream: authority,
+      sni: 'bank.example',
+    });
+  });
+
+  it('warns, naming the host, when the client rejects the certificate (pinning)', async () => {
+    const { up, proxy, authority } = await setup();
+    // curl trusting only the upstream's own CA: what a client pinning the real certificate
+    // does; it answers reprise's certificate with an unknown_ca alert
+    const url = `https://${authority}/`;
+    const args = [
+      '-s',
+      '--proxy',
+      `http://127.0.0.1:${proxy.port}`,
+      '--cacert',
+      upstreamCaFile,
+      url,
+    ];
+    await expect(run('curl', args)).rejects.toThrow(/exit code 60|Command failed/);
+    await expect
+      .poll(() => metric(proxy, 'reprise_tls_handshakes_total{side="client",result="rejected"}'))
+      .toBe(1);
+    expect(proxy.logs.find((l) => l.result === 'rejected')).toMatchObject({
+      level: 'warn',
+      upstream: authority,
+      sni: 'localhost',
+    });
+    expect(up.seen).toHaveLength(0);
+  });
+
+  it('counts a client that aborts its handshake', async () => {
+    const { proxy, authority } = await setup();
+    const hello = await captureClientHello('localhost');
+    const socket = await openTunnel(proxy.port, authority);
+    socket.write(hello);
+    // reprise answered the ClientHello: leave before finishing
+    await once(socket, 'data');
+    socket.destroy();
+    await expect
+      .poll(() => metric(proxy, 'reprise_tls_handshakes_total{side="client",result="aborted"}'))
+      .toBe(1);
+    expect(await metric(proxy, 'reprise_tls_handshakes_total{side="client",result="ok"}')).toBe(0);
+  });
+
+  it('answers 502 upstream-certificate inside the tunnel for an upstream with a bad certificate', async () => {
+    const { up, proxy, authority } = await setup([reply(200, 'ok')], stranger);
+    const tls = await tlsInTunnel(proxy.port, authority, trusting());
+    const res = await requestOn(tls, authority);
+    expect(res.status).toBe(502);
+    expect(res.headers['x-reprise-error']).toBe('upstream-certificate');
+    expect(res.headers['x-reprise-attempts']).toBe('1');
+    expect(up.seen).toHaveLength(0);
+  });
+
+  it('passes on a client that offers only h2, untouched', async () => {
+    // a TLS upstream that speaks h2 only (ALPN), as many HTTPS origins do
+    const h2 = createTlsServer({ ...server, ALPNProtocols: ['h2'] }, (socket) => socket.end('h2!'));
+    h2.listen(0, '127.0.0.1');
+    await once(h2, 'listening');
+    closeLater(() => new Promise<void>((resolve) => h2.close(() => resolve())));
+    const port = (h2.address() as AddressInfo).port;
+    const proxy = await startProxy(interceptConfig(port));
+    const tls = await tlsInTunnel(proxy.port, `localhost:${port}`, {
+      ca: readFileSync(upstreamCaFile, 'utf8'),
+      servername: 'localhost',
+      ALPNProtocols: ['h2'],
+    });
+    // the upstream's own certificate and protocol: nothing in between
+    expect(tls.getPeerX509Certificate()?.fingerprint256).toBe(
+      new X509Certificate(server.cert).fingerprint256,
+    );
+    expect(tls.alpnProtocol).toBe('h2');
+    const [said] = (await once(tls, 'data')) as [Buffer];
+    expect(said.toString()).toBe('h2!');
+    expect(
+      await metric(proxy, 'reprise_tls_handshakes_total{side="client",result="h2-only"}'),
+    ).toBe(1);
+    expect(await metric(proxy, 'reprise_tls_certificates_total{result="minted"}')).toBe(0);
+  });
+
+  it('passes garbage after the 200 through, byte for byte', async () => {
+    const echoServer = await startEcho();
+    const proxy = await startProxy(interceptConfig(echoServer.port));
+    const socket = await openTunnel(proxy.port, `localhost:${echoServer.port}`);
+    const garbage = Buffer.concat([Buffer.from([0, 1, 2, 0xff]), randomBytes(4096)]);
+    socket.write(garbage);
+    let got = Buffer.alloc(0);
+    while (got.length < garbage.length) {
+      const [chunk] = (await once(socket, 'data')) as [Buffer];
+      got = Buffer.concat([got, chunk]);
+    }
+    expect(sha(got)).toBe(sha(garbage));
+    socket.destroy();
+    expect(
+      await metric(
+        proxy,
+        `reprise_tunnels_total{upstream="localhost:${echoServer.port}",outcome="established"}`,
+      ),
+    ).toBe(1);
+  });
+});
+
+describe.skipIf(!hasOpenssl())('a tunnel to a host that is not intercepted', () => {
+  it("passes through byte for byte: the client sees the origin's own certificate", async () => {
+    const up = await startHttpsUpstream([reply(200, 'ok')], server);
+    const proxy = await startProxy(interceptConfig(up.port));
+    const authority = `127.0.0.1:${up.port}`;
+    const tls = await tlsInTunnel(proxy.port, authority, {
+      ca: readFileSync(upstreamCaFile, 'utf8'),
+      servername: 'localhost',
+    });
+    expect(tls.getPeerX509Certificate()?.fingerprint256).toBe(
+      new X509Certificate(server.cert).fingerprint256,
+    );
+    const res = await requestOn(tls, authority);
+    expect(res.status).toBe(200);
+    expect(res.headers['x-reprise-attempts']).toBeUndefined();
+    expect(await metric(proxy, 'reprise_tls_certificates_total{result="minted"}')).toBe(0);
+  });
+});
+
+/** The first bytes node:tls sends for `servername`: a real ClientHello. */
+async function captureClientHello(servername: string): Promise<Buffer> {
+  const catcher = createServer();
+  catcher.listen(0, '127.0.0.1');
+  await once(catcher, 'listening');
+  const port = (catcher.address() as AddressInfo).port;
+  const [[socket]] = await Promise.all([
+    once(catcher, 'connection') as Promise<[Socket]>,
+    Promise.resolve(tlsConnect({ host: '127.0.0.1', port, servername }).on('error', () => {})),
+  ]);
+  const [hello] = (await once(socket, 'data')) as [Buffer];
+  socket.destroy();
+  catcher.close();
+  return hello;
+}
+
+/** A TCP server that echoes every byte (a protocol reprise knows nothing of). */
+async function startEcho(): Promise<{ port: number }> {
+  const echoServer = createServer((socket) => socket.pipe(socket));
+  echoServer.listen(0, '127.0.0.1');
+  await once(echoServer, 'listening');
+  closeLater(() => new Promise<void>((resolve) => echoServer.close(() => resolve())));
+  return { port: (echoServer.address() as AddressInfo).port };
+}

@@ -140,6 +140,7 @@ function handshake(tls: TLSSocket): Promise<ClientHandshakeResult> {
       tls.off('secure', onSecure);
       tls.off('error', onError);
       tls.off('close', onClose);
+      tls.off('end', onClose);
       // later errors belong to the HTTP server that takes the socket; until then, none escapes
       if (result !== 'ok') tls.on('error', () => {});
       resolve(result);
@@ -151,6 +152,8 @@ function handshake(tls: TLSSocket): Promise<ClientHandshakeResult> {
     tls.once('secure', onSecure);
     tls.once('error', onError);
     tls.once('close', onClose);
+    // a client that ends its side before the handshake is done will not finish it
+    tls.once('end', onClose);
   });
 }
 
