@@ -13,10 +13,18 @@ export async function openTunnel(proxyPort: number, authority: string): Promise<
   const socket = netConnect(proxyPort, '127.0.0.1');
   await once(socket, 'connect');
   socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
-  let head = '';
-  while (!head.includes('\r\n\r\n')) {
+  let read = Buffer.alloc(0);
+  while (read.indexOf('\r\n\r\n') === -1) {
     const [chunk] = (await once(socket, 'data')) as [Buffer];
-    head += chunk.toString('latin1');
+    read = Buffer.concat([read, chunk]);
+  }
+  const end = read.indexOf('\r\n\r\n') + 4;
+  const head = read.subarray(0, end).toString('latin1');
+  // what came after the head is the tunnel's first bytes (a server that speaks first): kept
+  // for the caller, who resumes the socket to read them
+  if (end < read.length) {
+    socket.pause();
+    socket.unshift(read.subarray(end));
   }
   if (!head.startsWith('HTTP/1.1 200')) {
     socket.destroy();
