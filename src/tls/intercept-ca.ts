@@ -22,8 +22,12 @@ import {
 export const GENERATED_CA_VALIDITY_MS = 30 * 24 * 60 * 60 * 1000;
 /** Leaves are re-minted after this (and never outlive their CA). */
 export const LEAF_VALIDITY_MS = 7 * 24 * 60 * 60 * 1000;
-/** Distinct hosts whose certificate is kept; past it the least recently used is dropped. */
-export const LEAF_CACHE_SIZE = 1000;
+/**
+ * Distinct hosts whose certificate is kept; past it the least recently used is dropped. Each
+ * holds some 35 KiB (its TLS context; heap kept after 300 hosts: 9 MiB), and a sidecar talks to
+ * a handful of hosts: 256 bounds what a flood of names can hold to ~9 MiB.
+ */
+export const LEAF_CACHE_SIZE = 256;
 /** A leaf is re-minted this long before it expires, so no handshake gets one about to lapse. */
 const RENEW_BEFORE_MS = 60 * 60 * 1000;
 
@@ -114,6 +118,11 @@ export class InterceptCa {
     this.#leaves.set(host, { context, notAfterMs });
     this.#options.onCertificate?.('minted');
     return context;
+  }
+
+  /** Counts a certificate refused before it was asked for (an SNI naming another host). */
+  refuse(): void {
+    this.#options.onCertificate?.('refused');
   }
 
   /** Hosts whose certificate is kept now (at most LEAF_CACHE_SIZE). */

@@ -134,6 +134,7 @@ async function openIntercepted(o: Opened, ca: InterceptCa, hold: ClientHold): Pr
     const decision = decideHello(start, target.host);
     if (decision === 'sni-mismatch') {
       // no certificate is made for a name the operator did not list
+      ca.refuse();
       ctx.onClientHandshake?.(authority, 'sni-mismatch', start.serverName);
       ctx.onTunnelDone?.(authority, 'forbidden', NONE);
       client.destroy();
