@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfigText } from '../../src/config/load.ts';
 import { closeAfterEach, closeLater } from '../helpers/close-after-each.ts';
 import { startHttpsUpstream } from '../helpers/https-upstream.ts';
 import { FAST, startProxy, type TestProxy } from '../helpers/proxy.ts';
@@ -340,6 +341,33 @@ describe.skipIf(!hasOpenssl())('inside an intercepted tunnel', () => {
         `reprise_tunnels_total{upstream="localhost:${echoServer.port}",outcome="established"}`,
       ),
     ).toBe(1);
+  });
+});
+
+describe.skipIf(!hasOpenssl())('reload', () => {
+  it('makes a new CA and rewrites both files when hosts change; keeps it otherwise', async () => {
+    const up = await startHttpsUpstream([reply(200, 'ok')], server);
+    const proxy = await startProxy(interceptConfig(up.port));
+    const first = readFileSync(caFile(), 'utf8');
+    const text = (hosts: string) =>
+      `version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\n${interceptConfig(up.port).replace('hosts: [localhost]', hosts)}`;
+    await proxy.app.reload(loadConfigText(text('hosts: [localhost]'), 'same.yaml'));
+    expect(readFileSync(caFile(), 'utf8')).toBe(first);
+    await proxy.app.reload(loadConfigText(text('hosts: [localhost, api.example]'), 'more.yaml'));
+    const second = readFileSync(caFile(), 'utf8');
+    expect(second).not.toBe(first);
+    expect(readFileSync(bundleFile(), 'utf8').endsWith(second)).toBe(true);
+    expect(new X509Certificate(second).toLegacyObject().subject).toBeDefined();
+    // the new CA signs what the tunnel now answers with
+    const tls = await tlsInTunnel(proxy.port, `localhost:${up.port}`, {
+      ca: second,
+      servername: 'localhost',
+    });
+    expect((await requestOn(tls, `localhost:${up.port}`)).status).toBe(200);
+    expect(proxy.logs.find((l) => l.msg === 'interception CA renewed')).toMatchObject({
+      level: 'warn',
+      writeCa: caFile(),
+    });
   });
 });
 

@@ -1,11 +1,14 @@
 /**
  * CONNECT tunnels (SPEC §6): `CONNECT host:port` becomes a TCP connection spliced to the
  * client's socket. Only the connect is retried, per `connect.retry`: nothing has been sent,
- * so that is safe whatever the tunnel will carry. After `200 Connection Established` reprise
- * never looks inside (usually TLS), so nothing in it is ever retried.
+ * so that is safe whatever the tunnel will carry. After `200 Connection Established` the
+ * client's first bytes are peeked (tunnel-inside.ts): plain HTTP is served as proxied
+ * requests, TLS to a host in `connect.intercept.hosts` is opened and served the same way;
+ * anything else is passed through untouched and never retried.
  *
- * `reprise_tunnels_total{outcome}`: established, connect-failure, circuit-open, overflow,
- * forbidden (client, port or denied upstream), loop, bad-request, client-gone.
+ * `reprise_tunnels_total{outcome}`: established (passed through), intercepted, plain-http,
+ * connect-failure, circuit-open, overflow, forbidden (client, port, denied upstream, or an SNI
+ * naming another host), loop, bad-request, client-gone.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
