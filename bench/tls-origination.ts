@@ -3,13 +3,13 @@
  * `http://` and the proxy speaks verified TLS to a local HTTPS upstream, side by side in one
  * run with the bare proxies (bare-proxies.ts) originating TLS the same way (same CA, same SNI,
  * undici keep-alive pools). Figures: proxy CPU µs per request, req/s, and upstream TLS
- * handshakes per 1,000 requests; reprise's as ratios to the bare floor's.
+ * handshakes per 1,000 requests; reprise's as ratios to each bare proxy's.
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { Measured, Row } from './measure.ts';
 import { type Proc, startBareTls, startUpstream } from './processes.ts';
-import { startReprise } from './proxies.ts';
+import { startReprise, UNBOUNDED } from './proxies.ts';
 import { type BenchContext, compare, get, OK, type Target } from './scenarios.ts';
 
 /** The upstream's certificate names this; every proxy verifies it as SNI. */
@@ -62,6 +62,13 @@ export async function tlsOrigination(ctx: BenchContext): Promise<Row[]> {
     { via: 'reference', proc: once(() => startBareTls('reference', caFile, SERVERNAME)) },
     { via: 'floor', proc: once(() => startBareTls('floor', caFile, SERVERNAME)) },
     { via: 'reprise', proc: once(() => startReprise(config, ctx.tmpDir, 'reprise-tls')) },
+    // the bare proxies run on node's defaults: the same build without its V8 settings, too
+    {
+      via: 'reprise-unbounded',
+      proc: once(() =>
+        startReprise(config, ctx.tmpDir, 'reprise-tls-unbounded', { node: UNBOUNDED }),
+      ),
+    },
   ];
   const meta = {
     key: 'tls-get-1024-c50',
@@ -81,14 +88,16 @@ export async function tlsOrigination(ctx: BenchContext): Promise<Row[]> {
   }));
   try {
     const rows = await compare({ ...ctx, upstream }, arms);
-    const floor = rows.find((r) => r.via === 'floor');
-    const reprise = rows.find((r) => r.via === 'reprise');
-    if (floor?.proxyCpuUsPerReq && reprise?.proxyCpuUsPerReq && floor.reqPerS && reprise.reqPerS) {
-      const cpu = reprise.proxyCpuUsPerReq / floor.proxyCpuUsPerReq;
-      const rate = reprise.reqPerS / floor.reqPerS;
-      const line = `${cpu.toFixed(2)}× the bare TLS floor's CPU per request (target ≤ 1.1×), ${rate.toFixed(2)}× its req/s`;
-      reprise.note = [line, reprise.note].filter(Boolean).join('; ');
-      ctx.progress(`tls origination: ${line}`);
+    for (const bare of rows.filter((r) => r.via === 'reference' || r.via === 'floor')) {
+      for (const reprise of rows.filter((r) => r.via.startsWith('reprise'))) {
+        if (!bare.proxyCpuUsPerReq || !reprise.proxyCpuUsPerReq) continue;
+        if (!bare.reqPerS || !reprise.reqPerS) continue;
+        const cpu = reprise.proxyCpuUsPerReq / bare.proxyCpuUsPerReq;
+        const rate = reprise.reqPerS / bare.reqPerS;
+        const line = `${cpu.toFixed(2)}× the bare TLS ${bare.via}'s CPU per request (target ≤ 1.1×), ${rate.toFixed(2)}× its req/s`;
+        reprise.note = [reprise.note, line].filter(Boolean).join('; ');
+        ctx.progress(`tls origination, ${reprise.via}: ${line}`);
+      }
     }
     return rows;
   } finally {

@@ -4,27 +4,16 @@
  * The lists are also the label values the metrics start at 0.
  */
 
+/** The failures `retry.on` may name (a bad certificate, below, is not transient). */
+export const RETRY_ON_FAILURES = ['connect-failure', 'reset', 'timeout', 'body-cut'] as const;
+
 /**
  * How a try can fail (SPEC §3): without an HTTP answer, with a certificate that failed
  * verification, or (`body-cut`) with a head whose body broke or stalled before reprise had
  * sent the client anything.
  */
-export const FAILURE_NAMES = [
-  'connect-failure',
-  'reset',
-  'timeout',
-  'body-cut',
-  'upstream-certificate',
-] as const;
+export const FAILURE_NAMES = [...RETRY_ON_FAILURES, 'upstream-certificate'] as const;
 export type FailureName = (typeof FAILURE_NAMES)[number];
-
-/** The failures `retry.on` may name: a bad certificate is not transient, so it is not one. */
-export const RETRY_ON_FAILURES = [
-  'connect-failure',
-  'reset',
-  'timeout',
-  'body-cut',
-] as const satisfies readonly FailureName[];
 
 /** How opening a connection to an upstream can fail (upstream/dialer.ts). */
 export type DialFailure = 'denied' | 'connect-failure' | 'upstream-certificate';
@@ -57,11 +46,7 @@ export type FallbackCause = (typeof FALLBACK_CAUSES)[number];
 
 /** The `x-reprise-error` values of the answers reprise makes itself (SPEC §5). */
 export const ERROR_NAMES = [
-  'connect-failure',
-  'reset',
-  'timeout',
-  'body-cut',
-  'upstream-certificate',
+  ...FAILURE_NAMES,
   'deadline',
   'circuit-open',
   'overflow',
@@ -73,7 +58,7 @@ export const ERROR_NAMES = [
   'forbidden',
   'loop',
   'internal',
-] as const satisfies readonly (FailureName | string)[];
+] as const;
 export type ErrorName = (typeof ERROR_NAMES)[number];
 
 /** How a CONNECT's opening ended (`reprise_tunnels_total{outcome}`). */

@@ -76,9 +76,7 @@ export function explainRequest(
   if (target === undefined) throw notForwarded(url);
   if (parsed.protocol === 'https:') {
     lines.push(...explainTunnel(config, target.port), ...upstream(target.authority));
-    lines.push(
-      'in absolute form instead (a client told not to tunnel, such as undici ProxyAgent with proxyTunnel: false):',
-    );
+    lines.push('sent in absolute form instead (GET https://… on the proxy port):');
   }
   const route = matchRoute(config, target.host, target.port, target.pathname, verb);
   const policy = resolveRequestPolicy(route, verb, lower, 0);

@@ -152,3 +152,101 @@ export function makeLeaf(
   );
   return { certFile, keyFile };
 }
+
+export interface KeyPair {
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** Certificates for the upstream side of TLS origination, each failing in its own way. */
+export interface UpstreamCertificates {
+  /** The CA every good certificate below chains to. */
+  readonly ca: string;
+  /** Names localhost and 127.0.0.1. */
+  readonly server: KeyPair;
+  /** The same names, valid only during 2020. */
+  readonly expired: KeyPair;
+  /** Names other.example only. */
+  readonly wrongName: KeyPair;
+  /** Names localhost and 127.0.0.1, signed by a CA nobody trusts. */
+  readonly unknownIssuer: KeyPair;
+  /** A client certificate (clientAuth) for mutual TLS. */
+  readonly client: KeyPair;
+  remove(): void;
+}
+
+const SERVER_NAMES = 'subjectAltName=DNS:localhost,IP:127.0.0.1\n';
+
+/** Makes a CA and the certificates of UpstreamCertificates with the openssl CLI. */
+export function makeUpstreamCertificates(): UpstreamCertificates {
+  const dir = mkdtempSync(join(tmpdir(), 'reprise-upstream-tls-'));
+  const file = (name: string) => join(dir, name);
+  const read = (name: string) => readFileSync(file(name), 'utf8');
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const makeCa = (name: string) =>
+    openssl(
+      'req',
+      '-x509',
+      ...ec,
+      ...['-keyout', file(`${name}.key`), '-out', file(`${name}.pem`), '-days', '2'],
+      ...['-subj', `/CN=reprise ${name}`],
+      ...['-addext', 'basicConstraints=critical,CA:TRUE'],
+      ...['-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
+    );
+  makeCa('ca');
+  makeCa('other-ca');
+  writeFileSync(file('serial'), '01\n');
+  writeFileSync(file('index.txt'), '');
+  writeFileSync(
+    file('ca.cnf'),
+    '[ca]\ndefault_ca = default\n[default]\ndatabase = index.txt\nnew_certs_dir = .\n' +
+      'serial = serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n' +
+      '[any]\ncommonName = supplied\n',
+  );
+  /** A key and a certificate for `names`, signed by `issuer`, valid `[start, end]` or 2 days. */
+  const issue = (
+    name: string,
+    issuer: string,
+    extensions: string,
+    dates: string[] = ['-days', '2'],
+  ): KeyPair => {
+    openssl(
+      'req',
+      ...ec,
+      '-keyout',
+      file(`${name}.key`),
+      '-out',
+      file(`${name}.csr`),
+      '-subj',
+      `/CN=${name}`,
+    );
+    writeFileSync(file(`${name}.ext`), `basicConstraints=CA:FALSE\n${extensions}`);
+    openssl(
+      'ca',
+      '-batch',
+      '-notext',
+      ...['-config', file('ca.cnf'), '-cert', file(`${issuer}.pem`)],
+      ...['-keyfile', file(`${issuer}.key`), '-in', file(`${name}.csr`)],
+      ...['-out', file(`${name}.pem`), '-extfile', file(`${name}.ext`)],
+      ...dates,
+    );
+    return { cert: read(`${name}.pem`), key: read(`${name}.key`) };
+  };
+  const serverAuth = `extendedKeyUsage=serverAuth\n${SERVER_NAMES}`;
+  return {
+    ca: read('ca.pem'),
+    server: issue('server', 'ca', serverAuth),
+    expired: issue('expired', 'ca', serverAuth, [
+      ...['-startdate', '20200101000000Z', '-enddate', '20200102000000Z'],
+    ]),
+    wrongName: issue(
+      'wrong-name',
+      'ca',
+      'extendedKeyUsage=serverAuth\nsubjectAltName=DNS:other.example\n',
+    ),
+    unknownIssuer: issue('unknown-issuer', 'other-ca', serverAuth),
+    client: issue('client', 'ca', 'extendedKeyUsage=clientAuth\n'),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}

@@ -1,7 +1,7 @@
 /**
  * TLS origination (SPEC §6) against real HTTPS upstreams with a CA made in the test, and real
- * clients: curl, Python (requests, urllib3) and undici call `http://` through the proxy port
- * or a listener, and reprise speaks verified TLS upstream.
+ * clients: curl, Python requests and undici call `http://` through the proxy port or a
+ * listener, and reprise speaks verified TLS upstream.
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -17,7 +17,7 @@ import { echo, reply } from '../helpers/upstream.ts';
 closeAfterEach();
 
 /** Until the dialer speaks TLS (TryRequest.tls), these cannot pass. */
-const NEEDS_DIALER_TLS = true;
+const NEEDS_DIALER_TLS = false;
 const skip = !hasOpenssl() || NEEDS_DIALER_TLS;
 
 interface Pem {
@@ -152,6 +152,20 @@ describe.skipIf(skip)('TLS origination through the proxy port', () => {
     expect(up.handshakes).toBeLessThanOrEqual(2);
   });
 
+  it('shows the TLS that applies to an upstream in /state', async () => {
+    const up = await startHttpsUpstream([reply(200, 'ok')], server);
+    const proxy = await startProxy(tlsRule());
+    await viaProxy(proxy.port, 'GET', `http://127.0.0.1:${up.port}/`);
+    const res = await fetch(`http://127.0.0.1:${proxy.adminPort}/state`);
+    const state = (await res.json()) as { upstreams: unknown[] };
+    expect(state.upstreams).toEqual([
+      expect.objectContaining({
+        authority: `127.0.0.1:${up.port}`,
+        tls: { port: up.port, servername: 'localhost', ca: caFile, cert: 'none' },
+      }),
+    ]);
+  });
+
   it('presents the client certificate to an upstream that demands one (mutual TLS)', async () => {
     const up = await startHttpsUpstream([reply(200, 'ok')], {
       ...server,
@@ -167,18 +181,13 @@ describe.skipIf(skip)('TLS origination through the proxy port', () => {
   it('sends an absolute-form https:// request over TLS, with the CA of upstreams[].tls', async () => {
     const up = await flakyUpstream();
     const proxy = await startProxy(tlsRule());
-    // urllib3 forwards https:// to an HTTP proxy in absolute form when told not to tunnel
-    const said = await run('python3', [
-      '-c',
-      'import sys, urllib3\n' +
-        'm = urllib3.ProxyManager(sys.argv[2], use_forwarding_for_https=True)\n' +
-        'r = m.request("GET", sys.argv[1], retries=False)\n' +
-        'print(r.status, r.headers.get("x-reprise-attempts"))',
-      `https://127.0.0.1:${up.port}/v1`,
-      `http://127.0.0.1:${proxy.port}`,
-    ]);
-    expect(said).toBe('200 3');
-    expect(up.seen[0]?.url).toBe('/v1');
+    // node:http with an absolute-form path: curl, requests, urllib3 (with an http:// proxy)
+    // and undici all tunnel https:// URLs instead
+    const res = await viaProxy(proxy.port, 'GET', `https://127.0.0.1:${up.port}/v1`);
+    expect(res.status).toBe(200);
+    expect(res.headers['x-reprise-attempts']).toBe('3');
+    expect(up.seen.map((s) => s.url)).toEqual(['/v1', '/v1', '/v1']);
+    expect(proxy.requests()[0]).toMatchObject({ upstream: `127.0.0.1:${up.port}`, tls: true });
   });
 
   it('verifies an absolute-form https:// request against the public roots without a rule', async () => {

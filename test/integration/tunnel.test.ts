@@ -192,6 +192,35 @@ describe('CONNECT tunnels (SPEC §6)', () => {
     }
   });
 
+  it('logs and counts the connects retried before a tunnel opened on its third', async () => {
+    const port = await deadPort();
+    // long waits between connects, so the port can start listening before the third
+    proxy = await startProxy(`connect:
+  allowedPorts: [${port}]
+  retry: { attempts: 5, connectTimeout: 1s, backoff: { base: 1s, max: 1s, jitter: none } }
+`);
+    const px = proxy;
+    const opening = open(px, `127.0.0.1:${port}`);
+    await vi.waitFor(() => expect(px.logs.filter((l) => l.msg === 'retry')).toHaveLength(2), {
+      timeout: 5_000,
+    });
+    tcp = await startTcp(echo, port);
+    const answer = await opening;
+    expect(answer.status).toBe(200);
+    answer.socket.destroy();
+    await vi.waitFor(() => expect(px.requests()).toHaveLength(1));
+    expect(px.requests()[0]).toMatchObject({
+      method: 'CONNECT',
+      status: 200,
+      attempts: 3,
+      retries: ['connect-failure', 'connect-failure'],
+    });
+    const text = (await px.app.metrics?.text()) ?? '';
+    expect(text).toContain(
+      `reprise_retries_total{route="",upstream="127.0.0.1:${port}",reason="connect-failure"} 2`,
+    );
+  });
+
   it('answers 502 connect-failure after connect.retry.attempts tries to a dead port', async () => {
     const port = await deadPort();
     proxy = await startProxy(connectYaml(port));

@@ -155,6 +155,20 @@ describe('Upgrade pass-through (SPEC §6)', () => {
     expect(JSON.parse(await readText(answer.socket))).toMatchObject({ attempts: 1 });
   });
 
+  it('answers 504 timeout once x-reprise-timeout-ms passes without a switch', async () => {
+    // the route allows a minute per try; the client's header narrows this Upgrade to 100 ms
+    const yaml = 'defaults:\n  route:\n    timeout: 1m\n    retry: { perTryTimeout: 1m }\n';
+    const { up, px, origin } = await setup(() => {}, yaml);
+    const answer = await send(
+      px,
+      upgradeRequest(`${origin}/chat`, 'x-reprise-timeout-ms: 100\r\n'),
+    );
+    expect(answer.status).toBe(504);
+    expect(answer.headers['x-reprise-error']).toBe('timeout');
+    expect(up.seen).toHaveLength(1);
+    expect(up.seen[0]?.headers['x-reprise-timeout-ms']).toBeUndefined();
+  });
+
   it('answers 400 to an origin-form Upgrade on the proxy port', async () => {
     const { up, px } = await setup();
     const answer = await send(px, upgradeRequest('/chat'));

@@ -335,7 +335,11 @@ describe('the result', () => {
       'search-shadow',
     ]);
     expect(config.routes[2]?.fallback?.retry.onStatuses.has(503)).toBe(true);
-    expect(config.upstreams).toHaveLength(2);
+    expect(config.upstreams).toHaveLength(3);
+    expect(config.upstreams[2]?.tls).toMatchObject({
+      port: 443,
+      servername: 'api.partner.example',
+    });
     expect(config.listeners).toHaveLength(1);
   });
 });

@@ -39,9 +39,6 @@ type LoopEnd =
     }
   | { readonly kind: 'client-gone' };
 
-/** Where the tries go: the target's origin, or the fallback's, with the TLS that applies. */
-type Destination = Pick<Target, 'origin' | 'tls'>;
-
 type ResponseResult = Extract<TryResult, { kind: 'response' }>;
 
 export function forward(

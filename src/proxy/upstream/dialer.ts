@@ -11,19 +11,16 @@
  * or a named failure. Expected outcomes are values (`denied`, `connect-failure`,
  * `upstream-certificate`), never exceptions.
  *
- * TLS: verification always on (the configured roots, else Node's public ones), SNI with the
- * servername (none for an IP address, as RFC 6066 §3 requires), ALPN `http/1.1`, a client
- * certificate where configured, and sessions kept per TLS settings and servername so a new
- * connection resumes rather than repeats the full handshake. The connect timeout covers the
- * TCP connect and the handshake together.
+ * TLS (upstream-tls.ts) is started on the connected socket where the target has settings;
+ * the connect timeout covers the TCP connect and the handshake together.
  */
 import { type BlockList, connect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import type { UpstreamTls } from '../../config/types.ts';
 import { classifyDialError } from '../../retry/failure.ts';
 import { isDenied } from '../../routing/address-list.ts';
 import type { DialFailure, HandshakeResult } from '../../vocabulary.ts';
 import { DeniedAddressError, guardedLookup } from './address-guard.ts';
+import { startTls, TlsSessions } from './upstream-tls.ts';
 
 export interface DialTarget {
   /** A name or an IP literal (IPv6 without brackets). */
@@ -74,14 +71,10 @@ export interface DialerOptions {
   readonly onHandshake?: (result: HandshakeResult, target: DialTarget, error?: DialError) => void;
 }
 
-/** TLS sessions kept for resumption; past this the oldest is forgotten. */
-const MAX_SESSIONS = 1_000;
-
 export class Dialer {
   readonly #denied: () => BlockList | undefined;
   readonly #onHandshake: DialerOptions['onHandshake'];
-  /** By TLS settings id and servername: what a new connection offers to resume. */
-  readonly #sessions = new Map<string, Buffer>();
+  readonly #sessions = new TlsSessions();
   #lookupList: BlockList | undefined;
   #lookup: ReturnType<typeof guardedLookup> | undefined;
 
@@ -169,7 +162,11 @@ export class Dialer {
     });
     return {
       result,
-      cancel: () => fail(new DialError('connect-failure', 'the dial was cancelled')),
+      cancel: () => {
+        // the caller gave up (the client left): not the upstream's handshake failing
+        handshaking = false;
+        fail(new DialError('connect-failure', 'the dial was cancelled'));
+      },
     };
   }
 
@@ -181,36 +178,13 @@ export class Dialer {
     fail: (error: DialError) => void,
     secured: () => void,
   ): Socket {
-    const name = tls.servername ?? host;
-    const sessionKey = `${tls.id}\n${name}`;
-    const secure = tlsConnect({
-      socket,
-      // the name the certificate must carry; SNI only for a name, never for an IP address
-      host: name,
-      servername: isIP(name) === 0 ? name : '',
-      ca: tls.ca,
-      cert: tls.cert,
-      key: tls.key,
-      rejectUnauthorized: true,
-      ALPNProtocols: ['http/1.1'],
-      session: this.#sessions.get(sessionKey),
-    });
+    const secure = startTls(socket, host, tls, this.#sessions);
     secure.on('error', ignore);
-    secure.on('session', (session: Buffer) => this.#keepSession(sessionKey, session));
     secure.once('error', (err: Error) => {
       fail(new DialError(classifyDialError(err), err.message, err));
     });
     secure.once('secureConnect', secured);
     return secure;
-  }
-
-  #keepSession(key: string, session: Buffer): void {
-    this.#sessions.delete(key);
-    if (this.#sessions.size >= MAX_SESSIONS) {
-      const oldest = this.#sessions.keys().next().value;
-      if (oldest !== undefined) this.#sessions.delete(oldest);
-    }
-    this.#sessions.set(key, session);
   }
 
   #lookupFor(list: BlockList): ReturnType<typeof guardedLookup> {

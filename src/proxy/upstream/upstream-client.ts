@@ -51,10 +51,14 @@ export interface UpstreamClientOptions {
   readonly dialer: Dialer;
 }
 
+/** Distinct TLS settings with pools at once; past it the oldest settings' pools close. */
+const MAX_TLS_SETTINGS = 64;
+
 export class UpstreamClient {
   readonly #dialer: Dialer;
   #agentsDenied: BlockList | undefined;
-  readonly #agents = new Map<string, Agent>();
+  /** By TLS settings id ('' for plain TCP), then by connect timeout. */
+  readonly #agents = new Map<string, Map<number, Agent>>();
   readonly #retiring = new Set<Promise<void>>();
 
   constructor(options: UpstreamClientOptions) {
@@ -93,8 +97,16 @@ export class UpstreamClient {
       this.#retire();
       this.#agentsDenied = denied;
     }
-    const key = tls === undefined ? String(connectTimeoutMs) : `${connectTimeoutMs} ${tls.id}`;
-    let agent = this.#agents.get(key);
+    const id = tls?.id ?? '';
+    let byTimeout = this.#agents.get(id);
+    if (byTimeout === undefined) {
+      // a reload that changes TLS settings (a rotated certificate) makes a new id: the oldest
+      // settings' pools close once too many were made, so their number stays bounded
+      if (this.#agents.size >= MAX_TLS_SETTINGS) this.#retireOldest();
+      byTimeout = new Map();
+      this.#agents.set(id, byTimeout);
+    }
+    let agent = byTimeout.get(connectTimeoutMs);
     if (agent === undefined) {
       agent = new Agent({
         connect: dialerConnector(this.#dialer, connectTimeoutMs, tls),
@@ -105,19 +117,30 @@ export class UpstreamClient {
             factory: (o, clientOptions) => new AddressedClient(o, clientOptions),
           }),
       });
-      this.#agents.set(key, agent);
+      byTimeout.set(connectTimeoutMs, agent);
     }
     return agent;
   }
 
   /** Closes the pools gracefully: tries in flight finish, idle connections close. */
   #retire(): void {
-    for (const agent of this.#agents.values()) {
+    for (const byTimeout of this.#agents.values()) this.#close(byTimeout);
+    this.#agents.clear();
+  }
+
+  #retireOldest(): void {
+    const [id, byTimeout] = this.#agents.entries().next().value ?? [];
+    if (id === undefined || byTimeout === undefined) return;
+    this.#close(byTimeout);
+    this.#agents.delete(id);
+  }
+
+  #close(byTimeout: Map<number, Agent>): void {
+    for (const agent of byTimeout.values()) {
       const closing = agent.close().catch(() => {});
       this.#retiring.add(closing);
       closing.then(() => this.#retiring.delete(closing));
     }
-    this.#agents.clear();
   }
 }
 
