@@ -66,6 +66,7 @@ const SPELLINGS: [string, (port: number) => string][] = [
   ['a name that resolves to a denied address', (port) => `localhost:${port}`],
   ['an IPv6 literal', (port) => `[::1]:${port}`],
   ['another spelling of an IPv4 address', (port) => `2130706433:${port}`],
+  ['an IPv4-mapped IPv6 address', (port) => `[::ffff:127.0.0.1]:${port}`],
 ];
 
 describe('access.deniedUpstreams on every path', () => {
