@@ -7,6 +7,7 @@
  * retry. Every exit records why in the summary, which the log line and the metrics share.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { UpstreamTls } from '../../config/types.ts';
 import type { BreakerPermit } from '../../resilience/circuit-breaker.ts';
 import type { Upstream } from '../../resilience/upstream-registry.ts';
 import { decideRetry } from '../../retry/decide.ts';
@@ -40,6 +41,12 @@ type LoopEnd =
   | { readonly kind: 'client-gone' };
 
 type ResponseResult = Extract<TryResult, { kind: 'response' }>;
+
+/** Where tries go: the target, or the route's fallback; with TLS where it has settings. */
+interface Destination {
+  readonly origin: string;
+  readonly tls?: UpstreamTls | undefined;
+}
 
 export function forward(
   ctx: ProxyContext,
