@@ -124,10 +124,11 @@ upstreams:
 `,
   );
   const child = spawn(process.execPath, ['--expose-gc', REPRISE_MAIN, '--config', config], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', 'pipe', 'ignore'],
     env: { ...process.env, LOG_LEVEL: 'info' },
   });
   children.push(child);
+  process.once('exit', () => child.kill('SIGKILL'));
   let out = '';
   child.stdout?.setEncoding('utf8');
   const port = await new Promise<number>((resolve, reject) => {
@@ -178,14 +179,13 @@ function tunnelLoop(proxyPort: number, authority: string, ca: string) {
     const sockets = await Promise.all(
       Array.from({ length: CONNECTIONS }, () => intercepted(proxyPort, authority, ca)),
     );
-    let next = 0;
-    await inLoops(
-      count,
-      async () => {
-        const socket = sockets[next++ % sockets.length] as TLSSocket;
-        await requestOn(socket, authority, { headers: { connection: 'keep-alive' } });
-      },
-      sockets.length,
+    // one lane per tunnel: an HTTP/1.1 connection carries one request at a time
+    await Promise.all(
+      sockets.map(async (socket, lane) => {
+        for (let i = lane; i < count; i += sockets.length) {
+          await requestOn(socket, authority, { headers: { connection: 'keep-alive' } });
+        }
+      }),
     );
     for (const socket of sockets) socket.destroy();
   };
