@@ -14,7 +14,7 @@ import { createNetns, netnsUnavailable } from '../test/helpers/netns.ts';
 
 const REQUESTS = 100;
 const NO_CONTENT_RETRY = 'defaults:\n  route:\n    retry:\n      responseBuffer: 0\n';
-const NO_BREAKER = 'upstreams:\n  - match: "127.0.0.1"\n    circuitBreaker: { failingFor: 24h }\n';
+const NO_BREAKER = 'upstreams:\n  - match: "127.0.0.1"\n    circuitBreaker: { enabled: false }\n';
 
 const VARIANTS = [
   { name: 'defaults' },

@@ -149,12 +149,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     random: options.random ?? Math.random,
     onDone,
     onRetry: debug
-      ? (route, upstream, attempt, reason, delayMs) =>
-          logRetry(logger, { route, upstream, attempt, reason, delayMs })
+      ? (requestId, route, upstream, attempt, reason, delayMs) =>
+          logRetry(logger, { requestId, route, upstream, attempt, reason, delayMs })
       : undefined,
     onSuppressed: debug
-      ? (route, upstream, attempt, cause) =>
-          logSuppressed(logger, { route, upstream, attempt, cause })
+      ? (requestId, route, upstream, attempt, cause) =>
+          logSuppressed(logger, { requestId, route, upstream, attempt, cause })
       : undefined,
     onTunnelDone: (upstream, outcome, retryReasons) =>
       metrics?.tunnelDone(upstream, outcome, retryReasons),

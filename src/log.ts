@@ -107,6 +107,7 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
     suppressed: s.suppressed,
     fallback: s.fallback,
     error: s.error,
+    reason: s.reason,
     bytesIn: s.bytesIn,
     bytesOut: s.bytesOut,
     durationMs: s.durationMs,
@@ -120,6 +121,8 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
 }
 
 export interface RetryLine {
+  /** The access line's `requestId`: overlapping requests' retries are told apart by it. */
+  readonly requestId: string;
   readonly route: string;
   readonly upstream: string;
   /** The try that just ended, 1-based. */
@@ -134,6 +137,7 @@ export function logRetry(logger: Logger, line: RetryLine): void {
 }
 
 export interface SuppressedLine {
+  readonly requestId: string;
   readonly route: string;
   readonly upstream: string;
   readonly attempt: number;

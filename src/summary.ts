@@ -42,6 +42,11 @@ export interface RequestSummary extends RequestOrigin {
   readonly fallback: string | undefined;
   /** Set on answers reprise made itself (`x-reprise-error`), and `body-cut` on a relayed body that broke. */
   readonly error: string | undefined;
+  /**
+   * Why reprise refused the request, in the words of its answer's `message` (which port, which
+   * client, which denied address); undefined for answers whose `error` says it all.
+   */
+  readonly reason: string | undefined;
   /** `ip:port` the last try connected to; undefined when no try reached a connection. */
   readonly upstreamAddress: string | undefined;
   /** The last try was sent over TLS (TLS origination); false for plain HTTP and tunnels. */
@@ -69,6 +74,7 @@ export interface RequestEnd {
   readonly suppressed?: SuppressedCause | undefined;
   readonly fallback?: string | undefined;
   readonly error?: string | undefined;
+  readonly reason?: string | undefined;
   readonly upstreamAddress?: string | undefined;
   readonly tls?: boolean;
 }
@@ -96,6 +102,7 @@ export function summarize(origin: RequestOrigin, end: RequestEnd, nowMs: number)
     suppressed: end.suppressed,
     fallback: end.fallback,
     error: end.error,
+    reason: end.reason,
     upstreamAddress: end.upstreamAddress,
     tls: end.tls ?? false,
     bytesIn: end.bytesIn,

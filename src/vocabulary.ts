@@ -37,6 +37,8 @@ export const SUPPRESSED_CAUSES = [
   'retry-after-too-long',
   'client-gone',
   'observe-only',
+  // the client's x-reprise-retry: off or x-reprise-max-attempts allowed no more tries
+  'client-limit',
 ] as const;
 export type SuppressedCause = (typeof SUPPRESSED_CAUSES)[number];
 

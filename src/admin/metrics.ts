@@ -36,7 +36,7 @@ type UpstreamSnapshot = readonly {
   readonly state: CircuitState;
   readonly budgetAvailable: number;
   /** How long the breaker's trip rule has held while closed; 0 while it does not. */
-  readonly circuit: { readonly failingForMs: number };
+  readonly circuit: { readonly failingForMs: number; readonly enabled: boolean };
 }[];
 
 /** What the gauges read at scrape time. */
@@ -304,6 +304,12 @@ export class Metrics {
       labelNames: ['upstream', 'state'],
       registers,
     });
+    const enabled = new Gauge({
+      name: 'reprise_circuit_enabled',
+      help: '1 while the circuit may open; 0 with circuitBreaker.enabled: false (for upstream other: how many have it on).',
+      labelNames: ['upstream'],
+      registers,
+    });
     const failing = new Gauge({
       name: 'reprise_circuit_failing_seconds',
       help: 'How long every recent try has failed while the circuit is closed; it opens at failingFor (the longest over upstreams labelled other).',
@@ -327,6 +333,7 @@ export class Metrics {
     return (upstreams) => {
       budget.reset();
       circuit.reset();
+      enabled.reset();
       failing.reset();
       const longest = new Map<string, number>();
       for (const u of upstreams) {
@@ -334,6 +341,7 @@ export class Metrics {
         budget.inc({ upstream }, u.budgetAvailable);
         for (const state of CIRCUIT_STATES)
           circuit.inc({ upstream, state }, state === u.state ? 1 : 0);
+        enabled.inc({ upstream }, u.circuit.enabled ? 1 : 0);
         longest.set(upstream, Math.max(longest.get(upstream) ?? 0, u.circuit.failingForMs));
       }
       for (const [upstream, ms] of longest) failing.set({ upstream }, ms / 1000);

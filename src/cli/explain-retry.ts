@@ -95,11 +95,12 @@ function notRetryableBecause(
   const retry = policy.retry;
   const causes = new Set(verdicts.map((v) => (v.decision.retry ? 'retry' : v.decision.cause)));
   if (verdicts.length === 0) return 'retry.on is empty';
-  // decideRetry's first "no" is the attempts left, before any cause (decide.ts)
-  if (causes.has(undefined)) {
-    if (policy.attemptsNarrowedBy === 'x-reprise-retry') return 'x-reprise-retry: off';
-    if (policy.attemptsNarrowedBy === 'x-reprise-max-attempts') return 'x-reprise-max-attempts: 1';
-    return 'retry.attempts is 1';
+  // decideRetry's first "no" is the attempts left: the route's (no cause), or the client's
+  if (causes.has(undefined)) return 'retry.attempts is 1';
+  if (causes.has('client-limit')) {
+    return policy.attemptsNarrowedBy === 'x-reprise-retry'
+      ? 'x-reprise-retry: off'
+      : 'x-reprise-max-attempts: 1';
   }
   if (causes.has('observe-only')) {
     return 'observeOnly is true: retries it would make are only counted';

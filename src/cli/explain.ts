@@ -9,6 +9,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type {
   Backoff,
+  BreakerSettings,
   Config,
   RetryPolicy,
   UpstreamSettings,
@@ -190,10 +191,17 @@ function describeUpstream(upstreams: UpstreamSettingsSource, authority: string):
   return [
     `upstream ${authority}:`,
     ...Object.entries(settings).map(([key, value]) => {
+      if (key === 'circuitBreaker') return `  circuitBreaker: ${describeBreaker(value)}`;
       const [name, text] = describeSetting(key, value);
       return `  ${name}: ${text}`;
     }),
   ];
+}
+
+/** Off says so and nothing else (its other keys do nothing); on lists the keys that act. */
+function describeBreaker({ enabled, ...rest }: BreakerSettings): string {
+  if (!enabled) return 'off (circuitBreaker.enabled: false): the circuit never opens';
+  return describeSetting('circuitBreaker', rest)[1];
 }
 
 /**

@@ -1,7 +1,8 @@
 #!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --expose-gc --max-semi-space-size=4 --max-old-space-size=160 --initial-old-space-size=48
 /**
  * The command line: `reprise [--config FILE]`, `reprise check FILE`,
- * `reprise explain [--config FILE] METHOD URL [-H 'K: V']…`. The only place that exits.
+ * `reprise explain [--config FILE] METHOD URL [-H 'K: V']…`, `reprise demo-upstream`.
+ * The only place that exits.
  * User errors print one line (no stack); anything unexpected prints the stack.
  *
  * The first line holds the memory settings of a small long-lived process, which V8 and glibc
@@ -45,6 +46,8 @@ const USAGE = `usage:
   reprise check FILE                            validate a config file
   reprise explain [--config FILE] METHOD URL [-H 'Name: value']…
                                                 what reprise would do with such a request
+  reprise demo-upstream                         a flaky upstream on 127.0.0.1:8503 to try
+                                                retries with (README, "Set up")
   reprise --version
   reprise --help`;
 
@@ -55,6 +58,7 @@ async function main(argv: string[]): Promise<number> {
   const command = argv[0];
   if (command === 'check') return check(argv.slice(1));
   if (command === 'explain') return explain(argv.slice(1));
+  if (command === 'demo-upstream') return demoUpstream(argv.slice(1));
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -108,6 +112,16 @@ async function explain(args: string[]): Promise<number> {
     explainRequest(config, upstreamSettingsFromConfig(config), method, url, headers),
   );
   return 0;
+}
+
+async function demoUpstream(args: string[]): Promise<number> {
+  if (args.length > 0) throw new UsageError('usage: reprise demo-upstream');
+  const { runDemoUpstream } = await import('./demo-upstream.ts');
+  try {
+    return await runDemoUpstream((line) => process.stdout.write(`${line}\n`));
+  } catch (err) {
+    throw new UsageError(`demo-upstream cannot listen: ${(err as Error).message}`);
+  }
 }
 
 async function run(file: string | undefined): Promise<number> {

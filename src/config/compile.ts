@@ -302,6 +302,7 @@ function compileBackoff(backoff: MergedRetry['backoff']): Backoff {
 function compileUpstream(upstream: MergedUpstream): UpstreamSettings {
   const { budget, circuitBreaker: breaker } = upstream;
   const circuitBreaker: BreakerSettings = {
+    enabled: breaker.enabled,
     failureRatio: breaker.failureRatio,
     minRequests: breaker.minRequests,
     consecutiveFailures: breaker.consecutiveFailures,

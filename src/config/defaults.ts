@@ -32,6 +32,7 @@ export const EMBEDDED_DEFAULTS: RawDocument = {
     upstream: {
       budget: { ratio: 0.2, minPerSecond: 10, window: '10s' },
       circuitBreaker: {
+        enabled: true,
         failureRatio: 1,
         minRequests: 50,
         consecutiveFailures: 0,

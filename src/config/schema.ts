@@ -27,6 +27,7 @@ import {
 } from './units.ts';
 
 const HOUR_MS = 3_600_000;
+const BREAKER_OFF_HINT = 'to turn the breaker off, write circuitBreaker.enabled: false instead';
 const MiB = 1024 ** 2;
 const opt = Type.Optional;
 
@@ -249,14 +250,26 @@ const UpstreamSettings = {
   ),
   circuitBreaker: opt(
     map({
+      enabled: opt(
+        Type.Boolean({
+          description: 'false: the circuit never opens (the only way to turn it off)',
+        }),
+      ),
+      // the old ways to turn it off (a huge minRequests, a zero ratio) are refused: say the new one
       failureRatio: opt(
-        Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'failed share that trips' }),
+        Type.Number({
+          exclusiveMinimum: 0,
+          maximum: 1,
+          description: 'failed share that trips',
+          errorMessage: `must be a number above 0 and at most 1 (${BREAKER_OFF_HINT})`,
+        }),
       ),
       minRequests: opt(
         Type.Integer({
           minimum: 1,
           maximum: 10_000,
           description: 'the ratio is taken over this many of the most recent tries',
+          errorMessage: `must be a whole number from 1 to 10000 (${BREAKER_OFF_HINT})`,
         }),
       ),
       consecutiveFailures: opt(Type.Integer({ minimum: 0, description: '0 = off' })),

@@ -79,6 +79,8 @@ export interface BudgetSettings {
 }
 
 export interface BreakerSettings {
+  /** false: the trip rule is never applied, so the circuit stays closed. */
+  readonly enabled: boolean;
   readonly failureRatio: number;
   /** How many of the most recent tries the ratio is taken over (at least that many must have run). */
   readonly minRequests: number;

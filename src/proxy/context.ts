@@ -29,7 +29,9 @@ export interface ProxyContext {
   readonly now: () => number;
   readonly random: () => number;
   readonly onDone: (summary: RequestSummary) => void;
+  /** A retry decided (debug); `requestId` tells overlapping requests apart. */
   readonly onRetry?: (
+    requestId: string,
     route: string,
     upstream: string,
     attempt: number,
@@ -37,6 +39,7 @@ export interface ProxyContext {
     delayMs: number,
   ) => void;
   readonly onSuppressed?: (
+    requestId: string,
     route: string,
     upstream: string,
     attempt: number,

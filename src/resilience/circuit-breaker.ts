@@ -14,6 +14,7 @@
  * `maxOpenFor` (and the same factor for the requests), and start again when it closes.
  * Open turns into half-open lazily, when someone asks (`tryAcquire`, `state`).
  * Closed-state calls allocate nothing; state objects are replaced only on transitions and probes.
+ * With `enabled: false` the trip rule is never applied: it stays closed and only counts tries.
  */
 import type { BreakerSettings } from '../config/types.ts';
 import type { CircuitState } from '../vocabulary.ts';
@@ -45,6 +46,8 @@ type HalfOpen = Extract<BreakerState, { state: 'half-open' }>;
 
 /** The breaker as /state shows it. */
 export interface BreakerView {
+  /** false: `circuitBreaker.enabled: false`, it never opens. */
+  readonly enabled: boolean;
   readonly state: CircuitState;
   /** The recent tries the trip rule looks at, and how many of them failed. */
   readonly recentTries: number;
@@ -157,6 +160,7 @@ export class CircuitBreaker {
     const s = this.#current(nowMs);
     const failingForMs = Number.isNaN(this.#failingSinceMs) ? 0 : nowMs - this.#failingSinceMs;
     const view = {
+      enabled: this.settings.enabled,
       state: s.state,
       recentTries: this.#recent.tries,
       recentFailures: this.#recent.failures,
@@ -181,12 +185,14 @@ export class CircuitBreaker {
   #recordClosed(nowMs: number, failed: boolean): void {
     this.#recent.add(nowMs, failed);
     this.#consecutiveFailures = failed ? this.#consecutiveFailures + 1 : 0;
-    const failing = isFailing(
-      this.settings,
-      this.#recent.tries,
-      this.#recent.failures,
-      this.#consecutiveFailures,
-    );
+    const failing =
+      this.settings.enabled &&
+      isFailing(
+        this.settings,
+        this.#recent.tries,
+        this.#recent.failures,
+        this.#consecutiveFailures,
+      );
     if (!failing) {
       this.#failingSinceMs = Number.NaN;
       return;

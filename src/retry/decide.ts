@@ -61,13 +61,17 @@ export function decideRetry(input: DecideInput): RetryDecision {
     result.kind === 'response'
       ? retry.onStatuses.has(result.status)
       : retry.onFailures.has(result.failure);
-  if (!wanted) return FINAL;
-  if (input.attempt >= policy.attempts) return FINAL;
+  if (!wanted || input.attempt >= policy.retry.attempts) return FINAL;
+  // the client's x-reprise-retry: off or x-reprise-max-attempts ended the tries early: a retry
+  // the route allows, so the access line says why it was not made (if nothing else forbids it)
+  const clientCapped = input.attempt >= policy.attempts;
+  if (clientCapped && policy.attemptsNarrowedBy === undefined) return FINAL;
   // nothing was sent on a connect failure, so every method may retry it (SPEC §3)
   const nothingSent = result.kind === 'failure' && result.failure === 'connect-failure';
   if (!nothingSent && !policy.methodRetryable) return suppressed('method');
   // even with nothing sent, the body was read into the failed try; only a full copy can replay
   if (input.body !== 'replayable') return suppressed(input.body);
+  if (clientCapped) return suppressed('client-limit');
 
   let retryAfterMs: number | undefined;
   if (result.kind === 'response' && carriesRetryAfter(result.status)) {

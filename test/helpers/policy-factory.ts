@@ -1,7 +1,9 @@
 /**
- * Hand-built compiled configs for unit tests of the pure modules, with SPEC §2's defaults.
- * Override only what a test is about.
+ * Compiled configs for unit tests of the pure modules, built from the embedded defaults
+ * (src/config/defaults.ts, compiled once), so a test's baseline is what the product ships and
+ * cannot drift from it. Override only what a test is about.
  */
+import { embeddedDefaults } from '../../src/config/compile.ts';
 import type {
   Backoff,
   Config,
@@ -23,8 +25,11 @@ export function hostPattern(source: string): HostPattern {
   return pattern;
 }
 
+/** The compiled embedded defaults: the values every factory below starts from. */
+export const DEFAULTS: Config = embeddedDefaults();
+
 export function makeBackoff(overrides: Partial<Backoff> = {}): Backoff {
-  return { baseMs: 50, maxMs: 1000, jitter: 'full', ...overrides };
+  return { ...DEFAULTS.defaultRoute.retry.backoff, ...overrides };
 }
 
 export interface RetryOverrides
@@ -36,21 +41,12 @@ export interface RetryOverrides
 
 export function makeRetryPolicy(overrides: RetryOverrides = {}): RetryPolicy {
   const { onFailures, onStatuses, methods, ...rest } = overrides;
+  const retry = DEFAULTS.defaultRoute.retry;
   return {
-    attempts: 3,
-    perTryTimeoutMs: 10_000,
-    connectTimeoutMs: 2000,
-    onFailures: new Set(onFailures ?? ['connect-failure', 'reset', 'timeout', 'body-cut']),
-    onStatuses: new Set(onStatuses ?? [429, 502, 503, 504]),
-    methods: new Set(methods ?? ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']),
-    idempotencyHeader: 'idempotency-key',
-    backoff: makeBackoff(),
-    retryAfterMaxMs: 10_000,
-    bufferBytes: 1024 * 1024,
-    responseBufferBytes: 64 * 1024,
-    bodyTimeoutMs: 2000,
-    streamIdleTimeoutMs: 30_000,
-    observeOnly: false,
+    ...retry,
+    onFailures: new Set(onFailures ?? retry.onFailures),
+    onStatuses: new Set(onStatuses ?? retry.onStatuses),
+    methods: new Set(methods ?? retry.methods),
     ...rest,
   };
 }
@@ -78,7 +74,7 @@ export function makeRoutePolicy(overrides: RouteOverrides = {}): RoutePolicy {
   }
   return {
     name: overrides.name ?? 'default',
-    timeoutMs: overrides.timeoutMs ?? 30_000,
+    timeoutMs: overrides.timeoutMs ?? DEFAULTS.defaultRoute.timeoutMs,
     retry: makeRetryPolicy(overrides.retry),
     fallback,
   };
@@ -102,22 +98,7 @@ export function makeRoute(match: MatchOverrides, overrides: RouteOverrides = {})
 }
 
 export function makeUpstreamSettings(overrides: Partial<UpstreamSettings> = {}): UpstreamSettings {
-  return {
-    budget: { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 },
-    circuitBreaker: {
-      failureRatio: 0.5,
-      minRequests: 20,
-      consecutiveFailures: 0,
-      windowMs: 10_000,
-      failingForMs: 0,
-      openForMs: 5000,
-      openForRequests: 0,
-      maxOpenForMs: 60_000,
-      halfOpenRequests: 1,
-    },
-    maxConcurrent: 1000,
-    ...overrides,
-  };
+  return { ...DEFAULTS.defaultUpstream, ...overrides };
 }
 
 export interface ConfigOverrides {
@@ -133,36 +114,10 @@ export function makeConfig(overrides: ConfigOverrides = {}): Config {
     tls: undefined,
   }));
   return {
-    source: undefined,
-    listen: { host: '127.0.0.1', port: 3128 },
-    admin: { host: '127.0.0.1', port: 9901 },
+    ...DEFAULTS,
     defaultRoute: overrides.defaultRoute ?? makeRoutePolicy(),
     routes: overrides.routes ?? [],
-    defaultUpstream: makeUpstreamSettings(),
     upstreams,
-    listeners: [],
-    connect: {
-      allowedPorts: new Set([443]),
-      idleTimeoutMs: 600_000,
-      retry: { attempts: 3, connectTimeoutMs: 2000, backoff: makeBackoff() },
-      intercept: undefined,
-    },
-    limits: {
-      maxBufferedBytes: 64 * 1024 * 1024,
-      drainTimeoutMs: 20_000,
-      maxClientConnections: 20_000,
-      headersTimeoutMs: 10_000,
-      idleTimeoutMs: 60_000,
-      maxHeaderBytes: 16 * 1024,
-      maxUrlBytes: 8 * 1024,
-    },
-    access: {
-      allowedClients: ['127.0.0.1/32', '::1/128'],
-      allowedClientList: undefined,
-      deniedUpstreams: [],
-      deniedUpstreamList: undefined,
-    },
-    effective: {},
   };
 }
 
@@ -182,6 +137,7 @@ export function makeSummary(overrides: Partial<RequestSummary> = {}): RequestSum
     suppressed: undefined,
     fallback: undefined,
     error: undefined,
+    reason: undefined,
     startMs: 1_000,
     requestId: 'r-1',
     traceId: undefined,

@@ -15,7 +15,7 @@ const metrics = new Metrics({
       authority: 'api.example.com:80',
       state: 'open',
       budgetAvailable: 3,
-      circuit: { failingForMs: 0 },
+      circuit: { failingForMs: 0, enabled: true },
     },
   ],
   bufferedBytes: () => 0,

@@ -8,7 +8,7 @@ import { loadConfigText } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
 import { configText, removeTempDirs, startCli, writeConfig } from '../helpers/cli.ts';
 import { viaProxy } from '../helpers/proxy.ts';
-import { deadPort, reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { deadPort, reply, type Step, startUpstream, type Upstream } from '../helpers/upstream.ts';
 
 const FAST = 'defaults:\n  route:\n    retry:\n      backoff: { base: 1ms, max: 5ms }\n';
 const SECRETS = ['Bearer s3cr3t-bearer', 'sid=c00kie-value', 'Basic cHJveHk6cHc=', 'tok3n-secret'];
@@ -75,6 +75,45 @@ describe('log lines', () => {
         attempts: 2,
         retries: ['503'],
         durationMs: expect.any(Number),
+      }),
+    ]);
+  });
+
+  it('tells the retries of overlapping requests apart by requestId, route and upstream', async () => {
+    const { app, raw } = await startWithRawLog('debug');
+    // every first try fails, every retry succeeds, in whatever order the tries arrive
+    const firstFails: Step = (req, res) => {
+      res.writeHead(req.headers['x-reprise-attempt'] === '1' ? 503 : 200).end();
+    };
+    upstream = await startUpstream([firstFails]);
+    const origin = upstream.origin;
+    await Promise.all([
+      viaProxy(app.proxyPort, 'GET', `${origin}/a`, { headers: { 'x-request-id': 'req-a' } }),
+      viaProxy(app.proxyPort, 'GET', `${origin}/b`, { headers: { 'x-request-id': 'req-b' } }),
+    ]);
+    const retries = parseLines(raw()).filter((line) => line.msg === 'retry');
+    const where = { route: 'default', upstream: upstream.authority, attempt: 1, reason: '503' };
+    expect(retries).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ requestId: 'req-a', ...where }),
+        expect.objectContaining({ requestId: 'req-b', ...where }),
+      ]),
+    );
+    expect(retries).toHaveLength(2);
+  });
+
+  it('names the request of a suppressed retry at debug', async () => {
+    const { app, raw } = await startWithRawLog('debug');
+    upstream = await startUpstream([reply(503)]);
+    await viaProxy(app.proxyPort, 'POST', `${upstream.origin}/`, {
+      headers: { 'x-request-id': 'req-post' },
+    });
+    expect(parseLines(raw()).filter((line) => line.msg === 'retry suppressed')).toEqual([
+      expect.objectContaining({
+        requestId: 'req-post',
+        route: 'default',
+        upstream: upstream.authority,
+        cause: 'method',
       }),
     ]);
   });

@@ -448,7 +448,7 @@ describe('soak (seconds here, minutes in npm run bench)', () => {
     ]);
     const px = await startReprise(
       'defaults:\n  route:\n    retry:\n      backoff: { base: 1ms, max: 10ms }\n' +
-        '  upstream:\n    circuitBreaker: { failingFor: 24h }\n',
+        '  upstream:\n    circuitBreaker: { enabled: false }\n',
       { NODE_OPTIONS: GC_ON_SIGUSR2 },
     );
     const pid = px.child.pid as number;

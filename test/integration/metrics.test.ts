@@ -204,6 +204,35 @@ describe('series that start at 0 (so the first burst shows in rate() and increas
   });
 });
 
+describe("the client's own limit on tries", () => {
+  it('counts x-reprise-retry: off as a suppressed retry, cause client-limit, in the access line too', async () => {
+    upstream = await startUpstream([reply(503)]);
+    proxy = await startProxy(FAST);
+    const answer = await viaProxy(proxy.port, 'GET', `${upstream.origin}/a`, {
+      headers: { 'x-reprise-retry': 'off' },
+    });
+    expect(answer.status).toBe(503);
+    expect(proxy.requests()).toEqual([
+      expect.objectContaining({ attempts: 1, retries: [], suppressed: 'client-limit' }),
+    ]);
+    const pair = { route: 'default', upstream: upstream.authority };
+    expect(
+      countedOf(await metrics(proxy), 'reprise_retries_suppressed_total', pair).map(
+        (s) => `${s.labels.cause}=${s.value}`,
+      ),
+    ).toEqual(['client-limit=1']);
+  });
+
+  it('leaves no suppressed cause when the tries the client allowed ended in success', async () => {
+    upstream = await startUpstream([reply(200, 'ok')]);
+    proxy = await startProxy(FAST);
+    await viaProxy(proxy.port, 'GET', `${upstream.origin}/a`, {
+      headers: { 'x-reprise-retry': 'off' },
+    });
+    expect(proxy.requests()[0]?.suppressed).toBeUndefined();
+  });
+});
+
 describe('metric names', () => {
   it('gives no gauge, histogram or summary a _total suffix (promtool check metrics)', async () => {
     proxy = await startProxy(FAST);

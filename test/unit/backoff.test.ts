@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { Backoff } from '../../src/config/types.ts';
 import { backoffDelay, delayRange } from '../../src/retry/backoff.ts';
 import { makeBackoff } from '../helpers/policy-factory.ts';
 
@@ -89,20 +90,23 @@ describe('backoffDelay: decorrelated', () => {
 });
 
 describe('delayRange', () => {
+  // explicit numbers: the formula is under test, not the shipped defaults
+  const at = (jitter: Backoff['jitter']) => makeBackoff({ baseMs: 50, maxMs: 1000, jitter });
+
   it('is [d, d] for none', () => {
-    expect(delayRange(makeBackoff({ jitter: 'none' }), 2)).toEqual({ minMs: 100, maxMs: 100 });
+    expect(delayRange(at('none'), 2)).toEqual({ minMs: 100, maxMs: 100 });
   });
 
   it('is [0, d] for full', () => {
-    expect(delayRange(makeBackoff({ jitter: 'full' }), 1)).toEqual({ minMs: 0, maxMs: 50 });
+    expect(delayRange(at('full'), 1)).toEqual({ minMs: 0, maxMs: 50 });
   });
 
   it('is [d/2, d] for equal', () => {
-    expect(delayRange(makeBackoff({ jitter: 'equal' }), 3)).toEqual({ minMs: 100, maxMs: 200 });
+    expect(delayRange(at('equal'), 3)).toEqual({ minMs: 100, maxMs: 200 });
   });
 
   it('is [base, min(max, base · 3^n)] for decorrelated', () => {
-    const backoff = makeBackoff({ jitter: 'decorrelated' });
+    const backoff = at('decorrelated');
     expect(delayRange(backoff, 1)).toEqual({ minMs: 50, maxMs: 150 });
     expect(delayRange(backoff, 2)).toEqual({ minMs: 50, maxMs: 450 });
     expect(delayRange(backoff, 3)).toEqual({ minMs: 50, maxMs: 1000 });

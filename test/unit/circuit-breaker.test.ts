@@ -6,6 +6,7 @@ import type { CircuitState } from '../../src/vocabulary.ts';
 
 /** The classic breaker (Hystrix's 20 tries at 50%, time-only open periods), for the mechanics. */
 const defaults: BreakerSettings = {
+  enabled: true,
   failureRatio: 0.5,
   minRequests: 20,
   consecutiveFailures: 0,
@@ -47,6 +48,42 @@ describe('isFailing', () => {
     expect(isFailing(defaults, 5, 5, 5)).toBe(false);
     expect(isFailing({ ...defaults, consecutiveFailures: 5 }, 5, 5, 5)).toBe(true);
     expect(isFailing({ ...defaults, consecutiveFailures: 5 }, 5, 4, 4)).toBe(false);
+  });
+});
+
+describe('CircuitBreaker with enabled: false', () => {
+  const off: BreakerSettings = { ...defaults, enabled: false, consecutiveFailures: 3 };
+
+  it('never opens, whatever fails and for however long', () => {
+    const transitions: CircuitState[] = [];
+    const breaker = new CircuitBreaker(off, (to) => transitions.push(to));
+    // every try fails, by ratio and in a row, across several windows of the injected clock
+    for (let nowMs = 0; nowMs <= 60_000; nowMs += 100) run(breaker, nowMs, true);
+    expect(breaker.state(60_000).state).toBe('closed');
+    expect(transitions).toEqual([]);
+  });
+
+  it('says it is off, and still counts the tries it sees', () => {
+    const breaker = new CircuitBreaker(off);
+    failTimes(breaker, 0, 25);
+    expect(breaker.describe(1_000)).toMatchObject({
+      enabled: false,
+      state: 'closed',
+      recentTries: 20,
+      recentFailures: 20,
+      failingForMs: 0,
+    });
+  });
+
+  it('opens on the same tries when enabled (so the test above means something)', () => {
+    const breaker = new CircuitBreaker({ ...off, enabled: true });
+    failTimes(breaker, 0, 3);
+    expect(breaker.state(0).state).toBe('open');
+    expect(breaker.describe(0).enabled).toBe(true);
+  });
+
+  it('is on in the embedded defaults', () => {
+    expect(embeddedDefaults().defaultUpstream.circuitBreaker.enabled).toBe(true);
   });
 });
 

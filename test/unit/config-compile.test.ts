@@ -52,6 +52,7 @@ describe('embedded defaults', () => {
     expect(config.defaultUpstream).toEqual({
       budget: { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 },
       circuitBreaker: {
+        enabled: true,
         failureRatio: 1,
         minRequests: 50,
         consecutiveFailures: 0,
@@ -143,6 +144,19 @@ describe('merging', () => {
     expect(route?.fallback?.retry.connectTimeoutMs).toBe(5000);
     expect(route?.fallback?.retry.onFailures).toEqual(new Set(['connect-failure']));
     expect(route?.fallback?.retry.perTryTimeoutMs).toBe(10_000);
+  });
+
+  it('turns the breaker off for one upstream only, keeping its other settings', () => {
+    const config = compile(
+      'upstreams:',
+      '  - match: flaky.example.com',
+      '    circuitBreaker: { enabled: false }',
+    );
+    expect(config.upstreams[0]?.settings.circuitBreaker).toMatchObject({
+      enabled: false,
+      minRequests: 50,
+    });
+    expect(config.defaultUpstream.circuitBreaker.enabled).toBe(true);
   });
 
   it("merges upstream entries over the file's defaults.upstream", () => {

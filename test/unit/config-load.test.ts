@@ -83,12 +83,43 @@ describe('schema errors', () => {
     ]);
   });
 
-  it('rejects a failure ratio of 0', () => {
+  it('rejects a failure ratio of 0, naming the way to turn the breaker off', () => {
     expect(
       errorsOf('version: 1', 'defaults: { upstream: { circuitBreaker: { failureRatio: 0 } } }'),
     ).toEqual([
-      'c.yaml:2:57: defaults.upstream.circuitBreaker.failureRatio: must be greater than 0',
+      'c.yaml:2:57: defaults.upstream.circuitBreaker.failureRatio: must be a number above 0 and at most 1 (to turn the breaker off, write circuitBreaker.enabled: false instead)',
     ]);
+  });
+
+  it('rejects a minRequests above the cap, as an older file that turned the breaker off has it', () => {
+    expect(
+      errorsOf(
+        'version: 1',
+        'upstreams:',
+        '  - match: api.example.com',
+        '    circuitBreaker:',
+        '      minRequests: 1000000',
+      ),
+    ).toEqual([
+      'c.yaml:5:20: upstreams[0].circuitBreaker.minRequests: must be a whole number from 1 to 10000 (to turn the breaker off, write circuitBreaker.enabled: false instead)',
+    ]);
+  });
+
+  it('rejects a minRequests of 0 with the same hint', () => {
+    expect(
+      errorsOf('version: 1', 'defaults: { upstream: { circuitBreaker: { minRequests: 0 } } }'),
+    ).toEqual([
+      'c.yaml:2:56: defaults.upstream.circuitBreaker.minRequests: must be a whole number from 1 to 10000 (to turn the breaker off, write circuitBreaker.enabled: false instead)',
+    ]);
+  });
+
+  it('accepts circuitBreaker.enabled: false and refuses a value that is not true or false', () => {
+    expect(
+      errorsOf('version: 1', 'defaults: { upstream: { circuitBreaker: { enabled: false } } }'),
+    ).toEqual([]);
+    expect(
+      errorsOf('version: 1', 'defaults: { upstream: { circuitBreaker: { enabled: "no" } } }'),
+    ).toEqual(['c.yaml:2:52: defaults.upstream.circuitBreaker.enabled: must be true or false']);
   });
 
   it('rejects an empty allowedClients list', () => {

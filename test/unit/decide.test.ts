@@ -29,6 +29,8 @@ function input(
   };
 }
 
+const FINAL_BY_POLICY = { retry: false, cause: undefined };
+
 const status = (code: number, retryAfter?: string): TryResult => ({
   kind: 'response',
   status: code,
@@ -82,9 +84,36 @@ describe('decideRetry', () => {
     });
   });
 
-  it('counts the attempts narrowed by the client', () => {
+  it('suppresses a retry the route allows with cause client-limit under x-reprise-retry: off', () => {
     const decision = decideRetry(input(status(503), { headers: { 'x-reprise-retry': 'off' } }));
-    expect(decision).toEqual({ retry: false, cause: undefined });
+    expect(decision).toEqual({ retry: false, cause: 'client-limit' });
+  });
+
+  it('suppresses with cause client-limit once x-reprise-max-attempts is used up', () => {
+    const headers = { 'x-reprise-max-attempts': '2' };
+    expect(decideRetry(input(status(503), { headers }))).toMatchObject({ retry: true });
+    expect(decideRetry(input(status(503), { headers, attempt: 2 }))).toEqual({
+      retry: false,
+      cause: 'client-limit',
+    });
+  });
+
+  it('leaves no cause when the client cap did not stop a retry the route would make', () => {
+    const off = { 'x-reprise-retry': 'off' };
+    // not in retry.on: final by policy, whatever the client said
+    expect(decideRetry(input(status(500), { headers: off }))).toEqual(FINAL_BY_POLICY);
+    // the route's own attempts are used up
+    const attempts = { 'x-reprise-max-attempts': '5' };
+    expect(decideRetry(input(status(503), { headers: attempts, attempt: 3 }))).toEqual(
+      FINAL_BY_POLICY,
+    );
+  });
+
+  it('names the method, not the client, when a POST would not be retried anyway', () => {
+    const decision = decideRetry(
+      input(status(503), { method: 'POST', headers: { 'x-reprise-retry': 'off' } }),
+    );
+    expect(decision).toEqual({ retry: false, cause: 'method' });
   });
 
   it('uses the retry number for the backoff sequence', () => {

@@ -6,6 +6,7 @@ import {
   upstreamSettingsFromConfig,
 } from '../../src/cli/explain.ts';
 import {
+  DEFAULTS,
   makeBackoff,
   makeConfig,
   makeRoute,
@@ -93,11 +94,11 @@ describe('explainRequest', () => {
         'timeout: 5s',
         'attempts: 4',
         'perTryTimeout: 10s',
-        'connectTimeout: 2s',
+        'connectTimeout: 3.5s',
         'on: connect-failure, 503',
         'methods: GET, HEAD, OPTIONS, TRACE, PUT, DELETE',
         'idempotencyHeader: Idempotency-Key',
-        'backoff: base 50ms, max 1s, jitter full',
+        'backoff: base 100ms, max 1s, jitter equal',
         'retryAfter.max: 10s',
         'buffer: 1MiB',
         'observeOnly: false',
@@ -128,7 +129,7 @@ describe('explainRequest', () => {
   });
 
   it('still lists the delays of the connect-failure retries of a POST', () => {
-    expect(lines(explain('POST', 'http://other.example/'))).toContain('retry 1: 0ms–50ms');
+    expect(lines(explain('POST', 'http://other.example/'))).toContain('retry 1: 50ms–100ms');
   });
 
   it('says a POST with the idempotency header is retryable', () => {
@@ -163,7 +164,7 @@ describe('explainRequest', () => {
   it('lists the delay range before each retry', () => {
     const out = lines(explain('GET', 'http://other.example/'));
     expect(out).toEqual(
-      expect.arrayContaining(['delays:', 'retry 1: 0ms–50ms', 'retry 2: 0ms–100ms']),
+      expect.arrayContaining(['delays:', 'retry 1: 50ms–100ms', 'retry 2: 100ms–200ms']),
     );
     expect(out.some((line) => line.startsWith('retry 3:'))).toBe(false);
   });
@@ -202,11 +203,12 @@ describe('explainRequest', () => {
   });
 
   it('marks a delay that fits only when the ones before it are short', () => {
-    const out = lines(explain('GET', 'http://other.example/', { 'x-reprise-timeout-ms': '60' }));
+    // retry 2 can start by 150ms at the soonest, by 300ms at the latest
+    const out = lines(explain('GET', 'http://other.example/', { 'x-reprise-timeout-ms': '160' }));
     expect(out).toEqual(
       expect.arrayContaining([
-        'retry 1: 0ms–50ms',
-        'retry 2: 0ms–100ms (may not start within the 60ms timeout)',
+        'retry 1: 50ms–100ms',
+        'retry 2: 100ms–200ms (may not start within the 160ms timeout)',
       ]),
     );
     expect(out.some((line) => line.startsWith('warning:'))).toBe(false);
@@ -309,9 +311,30 @@ describe('explainRequest', () => {
       expect.arrayContaining([
         'upstream payments.default.svc.cluster.local:8080:',
         'budget: ratio 0.1, minPerSecond 5, window 10s',
-        'circuitBreaker: failureRatio 0.5, minRequests 20, consecutiveFailures 0, window 10s, failingFor 0ms, openFor 5s, openForRequests 0, maxOpenFor 1m, halfOpenRequests 1',
+        'circuitBreaker: failureRatio 1, minRequests 50, consecutiveFailures 0, window 10s, failingFor 1.5s, openFor 4s, openForRequests 100, maxOpenFor 8s, halfOpenRequests 1',
         'maxConcurrent: 1000',
       ]),
+    );
+  });
+
+  it('says when the breaker of an upstream is off', () => {
+    const off = makeConfig({
+      upstreams: [
+        {
+          match: 'flaky.example.com',
+          settings: makeUpstreamSettings({
+            circuitBreaker: { ...DEFAULTS.defaultUpstream.circuitBreaker, enabled: false },
+          }),
+        },
+      ],
+    });
+    const explainOn = (url: string) =>
+      lines(explainRequest(off, upstreamSettingsFromConfig(off), 'GET', url, {}));
+    expect(explainOn('http://flaky.example.com/')).toContain(
+      'circuitBreaker: off (circuitBreaker.enabled: false): the circuit never opens',
+    );
+    expect(explainOn('http://other.example/')).toContain(
+      'circuitBreaker: failureRatio 1, minRequests 50, consecutiveFailures 0, window 10s, failingFor 1.5s, openFor 4s, openForRequests 100, maxOpenFor 8s, halfOpenRequests 1',
     );
   });
 

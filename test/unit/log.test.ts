@@ -133,8 +133,9 @@ describe('log', () => {
   });
 
   it('logs retry decisions at debug only', () => {
-    const retry = { route: 'api', upstream: 'a:80', attempt: 1, reason: '503', delayMs: 40 };
-    const suppressed = { route: 'api', upstream: 'a:80', attempt: 2, cause: 'budget' };
+    const where = { requestId: 'r-7', route: 'api', upstream: 'a:80' };
+    const retry = { ...where, attempt: 1, reason: '503', delayMs: 40 };
+    const suppressed = { ...where, attempt: 2, cause: 'budget' };
     const info = sink('info');
     logRetry(info.logger, retry);
     logSuppressed(info.logger, suppressed);

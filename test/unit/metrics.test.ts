@@ -209,7 +209,7 @@ describe('Metrics', () => {
     let failingForMs = 0;
     const metrics = new Metrics({
       upstreams: () => [
-        { authority: 'a:80', state, budgetAvailable: 7, circuit: { failingForMs } },
+        { authority: 'a:80', state, budgetAvailable: 7, circuit: { failingForMs, enabled: true } },
       ],
       bufferedBytes: () => bufferedBytes,
     });
@@ -236,13 +236,28 @@ describe('Metrics', () => {
     expect(await value(metrics, 'reprise_buffered_bytes')).toBe(2048);
   });
 
+  it('says which upstreams have their breaker off, and how many are on among other', async () => {
+    const upstream = (authority: string, enabled: boolean) => ({
+      authority,
+      state: 'closed' as const,
+      budgetAvailable: 0,
+      circuit: { failingForMs: 0, enabled },
+    });
+    const metrics = new Metrics({
+      upstreams: () => [upstream('on:80', true), upstream('off:80', false)],
+      bufferedBytes: () => 0,
+    });
+    expect(await value(metrics, 'reprise_circuit_enabled', { upstream: 'on:80' })).toBe(1);
+    expect(await value(metrics, 'reprise_circuit_enabled', { upstream: 'off:80' })).toBe(0);
+  });
+
   it('drops an upstream from the gauges once the provider no longer lists it', async () => {
     let upstreams = [
       {
         authority: 'a:80',
         state: 'closed' as const,
         budgetAvailable: 7,
-        circuit: { failingForMs: 0 },
+        circuit: { failingForMs: 0, enabled: true },
       },
     ];
     const metrics = new Metrics({ upstreams: () => upstreams, bufferedBytes: () => 0 });

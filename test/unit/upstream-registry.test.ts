@@ -7,6 +7,7 @@ import type { CircuitState } from '../../src/vocabulary.ts';
 const base: UpstreamSettings = {
   budget: { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 },
   circuitBreaker: {
+    enabled: true,
     failureRatio: 0.5,
     minRequests: 20,
     consecutiveFailures: 3,
@@ -276,6 +277,7 @@ describe('UpstreamRegistry reconfigure and snapshot', () => {
         authority: 'a:80',
         state: 'open',
         circuit: {
+          enabled: true,
           state: 'open',
           recentTries: 3,
           recentFailures: 3,
@@ -288,7 +290,13 @@ describe('UpstreamRegistry reconfigure and snapshot', () => {
       {
         authority: 'b:80',
         state: 'closed',
-        circuit: { state: 'closed', recentTries: 0, recentFailures: 0, failingForMs: 0 },
+        circuit: {
+          enabled: true,
+          state: 'closed',
+          recentTries: 0,
+          recentFailures: 0,
+          failingForMs: 0,
+        },
         budgetAvailable: 99,
         inFlight: 1,
       },

@@ -74,6 +74,8 @@ class Exchange {
   #suppressed: SuppressedCause | undefined;
   #fallback: string | undefined;
   #error: ErrorName | undefined;
+  /** The message of a refusal (a 403: why), for the access line too. */
+  #reason: string | undefined;
   /** Where the last try that reached a connection connected to. */
   #upstreamAddress: string | undefined;
   #clientGone = false;
@@ -187,7 +189,8 @@ class Exchange {
       }
       permit = next;
       const { reason, delayMs } = decision;
-      ctx.onRetry?.(policy.route.name, upstream.authority, this.#attempts, reason, delayMs);
+      const id = this.#origin.requestId;
+      ctx.onRetry?.(id, policy.route.name, upstream.authority, this.#attempts, reason, delayMs);
       previousDelayMs = decision.backoffMs;
       if (result.kind === 'response') result.response.discard();
       await this.#sleep(delayMs);
@@ -199,7 +202,9 @@ class Exchange {
       if (!upstream.confirm(ctx.now(), permit)) {
         // the answer that led here was discarded for the retry: reprise answers instead
         this.#suppressed = 'circuit-open';
-        ctx.onSuppressed?.(policy.route.name, upstream.authority, this.#attempts, 'circuit-open');
+        const { requestId } = this.#origin;
+        const { authority } = upstream;
+        ctx.onSuppressed?.(requestId, policy.route.name, authority, this.#attempts, 'circuit-open');
         return { kind: 'error', error: 'circuit-open', upstream };
       }
       // counted once it is made: a client that left during the wait got no retry
@@ -217,7 +222,9 @@ class Exchange {
   ): LoopEnd {
     this.#suppressed = cause;
     if (cause !== undefined) {
-      this.#ctx.onSuppressed?.(policy.route.name, upstream.authority, this.#attempts, cause);
+      const { requestId } = this.#origin;
+      const { authority } = upstream;
+      this.#ctx.onSuppressed?.(requestId, policy.route.name, authority, this.#attempts, cause);
     }
     if (result.kind === 'response') return { kind: 'response', result };
     return { kind: 'error', error: result.failure, upstream };
@@ -303,9 +310,11 @@ class Exchange {
       end.error === 'circuit-open'
         ? toRetryAfterSeconds(end.upstream.breaker.retryAfterMs(ctx.now()))
         : undefined;
+    if (end.error === 'forbidden') {
+      this.#reason = 'the upstream address is in access.deniedUpstreams';
+    }
     return answer(this.#res, this.#error, {
-      message:
-        end.error === 'forbidden' ? 'the upstream address is in access.deniedUpstreams' : undefined,
+      message: this.#reason,
       attempts: this.#attempts,
       upstream: end.upstream.authority,
       viaToken: ctx.viaToken,
@@ -351,6 +360,7 @@ class Exchange {
       suppressed: this.#suppressed,
       fallback: this.#fallback,
       error: this.#error,
+      reason: this.#reason,
       upstreamAddress: this.#upstreamAddress,
       tls: this.#tls,
       bytesIn: bytes.bytesIn,

@@ -245,7 +245,7 @@ function reject(
   req.resume();
   res.shouldKeepAlive = false;
   const status = answer(res, error, { attempts: 0, upstream: '', message, viaToken: ctx.viaToken });
-  done(ctx, req, status, error);
+  done(ctx, req, status, error, message);
 }
 
 /** What reprise forwards; CONNECT opens tunnels. */
@@ -264,11 +264,12 @@ function done(
   req: IncomingMessage,
   status: number,
   error: ErrorName | undefined,
+  reason?: string,
 ): void {
   const nowMs = ctx.now();
   const origin = requestOrigin(req.method ?? '', req.headers, req.socket, nowMs);
   const bytes = takeConnectionBytes(req.socket);
-  const end = { route: '', upstream: '', path: '', status, error, ...bytes };
+  const end = { route: '', upstream: '', path: '', status, error, reason, ...bytes };
   ctx.onDone(summarize(origin, end, nowMs));
 }
 

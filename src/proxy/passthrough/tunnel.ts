@@ -87,7 +87,7 @@ export async function openTunnel(
   const opening: Opened = { ctx, client, origin, target, upstream };
   const ca = ctx.intercept;
   if (ca?.covers(target.host, target.port)) return openIntercepted(opening, ca, hold);
-  const opened = await connectWithRetries(ctx, upstream, target, hold);
+  const opened = await connectWithRetries(ctx, upstream, target, hold, origin.requestId);
   if (opened.kind === 'client-gone') {
     ctx.onTunnelDone?.(authority, 'client-gone', NONE);
     tunnelEnded(ctx, origin, client, { upstream: authority, status: 0 });
@@ -156,7 +156,7 @@ async function openIntercepted(o: Opened, ca: InterceptCa, hold: ClientHold): Pr
     ctx.onClientHandshake?.(authority, 'h2-only', start.serverName);
   }
   const held = new ClientHold(client, peeked.bytes);
-  const opened = await connectWithRetries(ctx, o.upstream, target, held);
+  const opened = await connectWithRetries(ctx, o.upstream, target, held, origin.requestId);
   if (opened.kind !== 'connected') {
     // the 200 is sent: all that is left to say is a disconnect
     const error = opened.kind === 'refused' ? opened.error : undefined;
@@ -270,7 +270,7 @@ function refuseWith(
   });
   ctx.onTunnelDone?.(upstream, error, retryReasons);
   const tries = triesOf(attempts, retryReasons, upstream);
-  tunnelEnded(ctx, origin, client, { upstream, status, ...tries, error });
+  tunnelEnded(ctx, origin, client, { upstream, status, ...tries, error, reason: message });
 }
 
 /**
@@ -283,6 +283,7 @@ async function connectWithRetries(
   upstream: Upstream,
   target: Authority,
   hold: ClientHold,
+  requestId: string,
 ): Promise<Opening> {
   const retry = ctx.config.connect.retry;
   const first = upstream.gate(ctx.now(), 1);
@@ -321,7 +322,7 @@ async function connectWithRetries(
       if (next === 'circuit-open' || next === 'budget') return refused;
       permit = next;
       previousMs = backoffDelay(retry.backoff, attempt, previousMs, ctx.random);
-      ctx.onRetry?.('', upstream.authority, attempt, 'connect-failure', previousMs);
+      ctx.onRetry?.(requestId, '', upstream.authority, attempt, 'connect-failure', previousMs);
       await hold.sleep(previousMs);
       if (hold.gone) {
         upstream.record(ctx.now(), permit, undefined);

@@ -51,6 +51,7 @@ export async function relayUpgrade(
     status: number,
     outcome: TryOutcome | undefined,
     error: ErrorName | undefined,
+    reason?: string,
   ): void => {
     const tried = outcome !== undefined;
     const end = {
@@ -62,6 +63,7 @@ export async function relayUpgrade(
       outcomes: tried ? [outcome] : undefined,
       tryUpstreams: tried ? [target.authority] : undefined,
       error,
+      reason,
       upstreamAddress,
       ...takeConnectionBytes(client),
     };
@@ -84,6 +86,7 @@ export async function relayUpgrade(
       answerOnSocket(req, client, error, details),
       attempts === 0 ? undefined : (error as FailureName),
       error,
+      message,
     );
   };
 
