@@ -1,6 +1,6 @@
 /**
- * Interception (issue 23): `npx node bench/intercept.ts` (after `npm run build`), or section 11
- * of `npm run bench` when asked (BENCH_ONLY=11).
+ * Interception: `npx node bench/intercept.ts` (after `npm run build`); `benchIntercept()` gives
+ * the figures to a caller.
  *
  *  1. CPU per request, same run: a 1 KiB GET on keep-alive intercepted tunnels (client TLS to
  *     reprise, reprise TLS to an HTTPS upstream) against the same GET proxied as plain
