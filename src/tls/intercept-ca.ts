@@ -152,13 +152,21 @@ export function dnsSubtrees(settings: InterceptSettings): string[] {
 /** Thrown when a file cannot be written: a user error, its message names the key and path. */
 export const INTERCEPT_FILE_ERROR = 'ERR_REPRISE_INTERCEPT_FILE';
 
+const WRITE_ERRORS: Readonly<Record<string, string>> = {
+  ENOENT: 'its directory does not exist',
+  EACCES: 'permission denied',
+  EROFS: 'read-only file system (mount a writable volume there, such as an emptyDir)',
+};
+
 async function writeAtomically(key: string, path: string, text: string): Promise<void> {
   const temporary = `${path}.${process.pid}.tmp`;
   try {
     await writeFile(temporary, text, { mode: 0o644 });
     await rename(temporary, path);
   } catch (error) {
-    const message = `connect.intercept.${key}: cannot write ${path}: ${(error as Error).message}`;
+    const code = (error as NodeJS.ErrnoException).code ?? '';
+    const reason = WRITE_ERRORS[code] ?? (error as Error).message;
+    const message = `connect.intercept.${key}: cannot write ${path}: ${reason}`;
     throw Object.assign(new Error(message), { code: INTERCEPT_FILE_ERROR });
   }
 }

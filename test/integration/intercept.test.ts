@@ -344,6 +344,16 @@ describe.skipIf(!hasOpenssl())('inside an intercepted tunnel', () => {
   });
 });
 
+describe('start-up', () => {
+  it('refuses to start when writeCa cannot be written, naming the key and the path', async () => {
+    const config =
+      'connect:\n  intercept:\n    hosts: [a.example]\n    writeCa: /nonexistent/ca.crt\n';
+    await expect(startProxy(config)).rejects.toThrow(
+      'connect.intercept.writeCa: cannot write /nonexistent/ca.crt: its directory does not exist',
+    );
+  });
+});
+
 describe.skipIf(!hasOpenssl())('reload', () => {
   it('makes a new CA and rewrites both files when hosts change; keeps it otherwise', async () => {
     const up = await startHttpsUpstream([reply(200, 'ok')], server);
