@@ -286,6 +286,18 @@ describe.skipIf(!hasOpenssl())('inside an intercepted tunnel', () => {
     expect(await metric(proxy, 'reprise_tls_handshakes_total{side="client",result="ok"}')).toBe(0);
   });
 
+  it('counts a client that starts a handshake and never finishes it within headersTimeout', async () => {
+    const up = await startHttpsUpstream([reply(200, 'ok')], server);
+    const proxy = await startProxy(interceptConfig(up.port, 'limits: { headersTimeout: 200ms }\n'));
+    const socket = await openTunnel(proxy.port, `localhost:${up.port}`);
+    socket.write(await captureClientHello('localhost'));
+    socket.resume();
+    await once(socket, 'close');
+    expect(
+      await metric(proxy, 'reprise_tls_handshakes_total{side="client",result="timeout"}'),
+    ).toBe(1);
+  });
+
   it('answers 502 upstream-certificate inside the tunnel for an upstream with a bad certificate', async () => {
     const { up, proxy, authority } = await setup([reply(200, 'ok')], stranger);
     const tls = await tlsInTunnel(proxy.port, authority, trusting());

@@ -23,8 +23,6 @@ import { markTunnelled, type TunnelKind } from '../tunnelled.ts';
  * still works (after this wait).
  */
 export const CLIENT_FIRST_WAIT_MS = 2_000;
-/** A client that starts a handshake must finish it within this. */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface Peeked {
   /** `more` when the client stopped (or the wait ended) before its bytes said what they are. */
@@ -123,7 +121,8 @@ export async function interceptTls(
     secureContext,
     ALPNProtocols: ['http/1.1'],
   });
-  const result = await handshake(tls);
+  // the handshake is the head of what the client sends inside: limits.headersTimeout bounds it
+  const result = await handshake(tls, ctx.config.limits.headersTimeoutMs);
   if (result !== 'ok') {
     tls.destroy();
     client.destroy();
@@ -133,7 +132,7 @@ export async function interceptTls(
   return 'ok';
 }
 
-function handshake(tls: TLSSocket): Promise<ClientHandshakeResult> {
+function handshake(tls: TLSSocket, timeoutMs: number): Promise<ClientHandshakeResult> {
   return new Promise((resolve) => {
     const settle = (result: ClientHandshakeResult): void => {
       clearTimeout(timer);
@@ -148,7 +147,7 @@ function handshake(tls: TLSSocket): Promise<ClientHandshakeResult> {
     const onSecure = (): void => settle('ok');
     const onError = (err: NodeJS.ErrnoException): void => settle(handshakeFailure(err));
     const onClose = (): void => settle('aborted');
-    const timer = setTimeout(() => settle('timeout'), HANDSHAKE_TIMEOUT_MS);
+    const timer = setTimeout(() => settle('timeout'), timeoutMs);
     tls.once('secure', onSecure);
     tls.once('error', onError);
     tls.once('close', onClose);
