@@ -9,7 +9,7 @@
  *   - anything else: passed through untouched, as before.
  */
 import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { Authority } from '../../routing/authority.ts';
 import { classifyTunnelStart, MAX_PEEK_BYTES, type TunnelStart } from '../../tls/client-hello.ts';
 import type { InterceptCa } from '../../tls/intercept-ca.ts';
@@ -114,6 +114,9 @@ export async function interceptTls(
     client.destroy();
     return 'aborted';
   }
+  // loaded on the first interception: a proxy that intercepts nothing never loads node:tls
+  const { TLSSocket } = await import('node:tls');
+  if (client.destroyed) return 'aborted';
   // the ClientHello goes back in front of the stream, for the TLS layer to read first
   if (bytes.length > 0) client.unshift(bytes);
   const tls = new TLSSocket(client, {
