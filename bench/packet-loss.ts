@@ -3,8 +3,9 @@
  * length, several seeds. Each seed: a network namespace of its own, nftables dropping 80% of
  * the upstream port's packets in Gilbert–Elliott bursts of 2–10 s (about 35% of the time),
  * 10 clients making 100 GETs of a 7 KB JSON per side with a 15 s client timeout, direct and
- * through four reprises at the same time: the embedded defaults, without content-aware retry
- * (`responseBuffer: 0`), and both with the breaker held off (to see what the breaker costs).
+ * through five reprises at the same time: the embedded defaults, without hedging (to see what
+ * it gains), without content-aware retry (`responseBuffer: 0`), and both with the breaker
+ * held off (to see what the breaker costs).
  *
  * `node bench/packet-loss.ts` (needs root, ip, nft and a built dist/), or BENCH_ONLY=9 with
  * `npm run bench`. Env: BENCH_LOSS_SEEDS (default 1,2,3,4,5).
@@ -16,8 +17,11 @@ const REQUESTS = 100;
 const NO_CONTENT_RETRY = 'defaults:\n  route:\n    retry:\n      responseBuffer: 0\n';
 const NO_BREAKER = 'upstreams:\n  - match: "127.0.0.1"\n    circuitBreaker: { enabled: false }\n';
 
+const NO_HEDGE = 'defaults:\n  route:\n    retry:\n      hedge: { after: off }\n';
+
 const VARIANTS = [
   { name: 'defaults' },
+  { name: 'hedge off', config: NO_HEDGE },
   { name: 'responseBuffer 0', config: NO_CONTENT_RETRY },
   { name: 'breaker off', config: NO_BREAKER },
   { name: 'breaker off, responseBuffer 0', config: NO_BREAKER + NO_CONTENT_RETRY },

@@ -13,10 +13,13 @@ import {
   randomFailures,
 } from '../test/helpers/fault-schedules.ts';
 import {
+  describeLatencies,
   firstCircuitOpenMs,
+  latencyQuantileMs,
   runScenario,
   type ScenarioOptions,
   type ScenarioResult,
+  stallsBeforeHead,
   successShare,
   successShareBetween,
   triesPerRequest,
@@ -31,6 +34,8 @@ interface MatrixRow {
   readonly runs: readonly { readonly label: string; readonly options: ScenarioOptions }[];
   /** undefined when the run meets the row; else what fell short. */
   check(r: ScenarioResult): string | undefined;
+  /** What the row shows besides success (latencies): of its worst run. */
+  summary?(runs: readonly ScenarioResult[]): string;
 }
 
 export interface MatrixLine {
@@ -162,6 +167,59 @@ const ROWS: MatrixRow[] = [
   },
 ];
 
+const p = latencyQuantileMs;
+/** 2% of answers stall 1 s before the head, the rest take 5 ms. */
+const TAIL_STALLS = stallsBeforeHead(0.02, 1_000, 5);
+
+function tailCheck(r: ScenarioResult): string | undefined {
+  const p50 = p(r.via, 0.5);
+  const p99 = p(r.via, 0.99);
+  if (p99 > 10 * p50) return `p99 ${p99.toFixed(1)} ms > 10 × p50 ${p50.toFixed(1)} ms`;
+  if (p99 >= p(r.direct, 0.99) / 4) return `p99 ${p99.toFixed(1)} ms ≥ ¼ of direct's`;
+  if (triesPerRequest(r.via) > 1.05) return `tries/request ${triesPerRequest(r.via).toFixed(3)}`;
+  return atLeastDirect(r);
+}
+
+/** The run with the highest p99 through reprise, with its latencies. */
+function worstTail(runs: readonly ScenarioResult[]): string {
+  const worst = runs.reduce((a, b) => (p(b.via, 0.99) > p(a.via, 0.99) ? b : a));
+  return `worst run ${describeLatencies(worst)}`;
+}
+
+/** Tail latency (SPEC §3 hedging): what the tactics cut, and what they must not add. */
+const TAIL_ROWS: MatrixRow[] = [
+  {
+    name: 'tail: 2% of answers stall 1 s before the head, the rest 5 ms, 10 clients, 10 s',
+    must: 'p99 ≤ 10× p50 and < ¼ of direct; ≤ 1.05 tries/request',
+    runs: SEEDS.map((seed) => ({
+      label: `seed ${seed}`,
+      options: { schedule: () => false, answerDelayMs: TAIL_STALLS, seed, durationMs: 10_000 },
+    })),
+    check: tailCheck,
+    summary: worstTail,
+  },
+  {
+    name: 'saturated: 8 served at a time (5 ms each), the rest queue, 24 clients, 10 s',
+    must: '≤ 1.05 tries/request; ≥ direct',
+    runs: SEEDS.slice(0, 3).map((seed) => ({
+      label: `seed ${seed}`,
+      options: {
+        schedule: () => false,
+        answerDelayMs: () => 5,
+        maxServing: 8,
+        clients: 24,
+        seed,
+        durationMs: 10_000,
+      },
+    })),
+    check: (r) =>
+      triesPerRequest(r.via) > 1.05
+        ? `tries/request ${triesPerRequest(r.via).toFixed(3)}`
+        : atLeastDirect(r),
+    summary: worstTail,
+  },
+];
+
 /** Rows at a few requests a second load nothing: they run side by side. */
 const QUIET_ROWS: MatrixRow[] = [
   {
@@ -257,7 +315,10 @@ async function runRow(
     runs: done.length,
     failures,
     extra:
-      engaged === undefined ? '' : `first circuit-open answer at ${(engaged / 1000).toFixed(1)} s`,
+      row.summary?.(done.map((d) => d.result)) ??
+      (engaged === undefined
+        ? ''
+        : `first circuit-open answer at ${(engaged / 1000).toFixed(1)} s`),
   };
 }
 
@@ -308,7 +369,7 @@ export async function resilienceMatrix(
   progress: (line: string) => void,
 ): Promise<MatrixLine[]> {
   const lines: MatrixLine[] = [];
-  for (const row of ROWS) lines.push(await runRow(row, progress));
+  for (const row of [...ROWS, ...TAIL_ROWS]) lines.push(await runRow(row, progress));
   lines.push(await refusalLatency(tmpDir, progress));
   progress(`resilience: ${QUIET_ROWS.map((r) => r.name).join('; ')} (side by side)`);
   const quiet = await Promise.all(

@@ -105,6 +105,9 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
     attempts: s.attempts,
     retries: s.retryReasons,
     suppressed: s.suppressed,
+    // which try won, where hedges raced it
+    won: s.hedges.length > 0 ? s.wonAttempt : undefined,
+    hedges: s.hedges.length > 0 ? s.hedges : undefined,
     fallback: s.fallback,
     error: s.error,
     reason: s.reason,

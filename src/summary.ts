@@ -2,7 +2,7 @@
  * The one record of a finished request, tunnel or Upgrade, built by `summarize` and handed to
  * every sink (the access log line, the metrics). Sinks read it; nobody mutates it after.
  */
-import type { SuppressedCause, TryOutcome } from './vocabulary.ts';
+import type { HedgeResult, SuppressedCause, TryOutcome } from './vocabulary.ts';
 
 /** What is known of a request the moment it arrives: when, and what logs join it on. */
 export interface RequestOrigin {
@@ -38,6 +38,10 @@ export interface RequestSummary extends RequestOrigin {
   readonly retryUpstreams: readonly string[];
   /** Set when a retry the policy allowed was not made. */
   readonly suppressed: SuppressedCause | undefined;
+  /** One per hedge due: `won` or `lost` once started, `suppressed` when its gate said no. */
+  readonly hedges: readonly HedgeResult[];
+  /** Which try's answer the client got (`x-reprise-attempt`); undefined: reprise answered. */
+  readonly wonAttempt: number | undefined;
   /** Set when the request went to the route's fallback: why (one of FALLBACK_CAUSES). */
   readonly fallback: string | undefined;
   /** Set on answers reprise made itself (`x-reprise-error`), and `body-cut` on a relayed body that broke. */
@@ -72,6 +76,8 @@ export interface RequestEnd {
   readonly retryReasons?: readonly string[];
   readonly retryUpstreams?: readonly string[];
   readonly suppressed?: SuppressedCause | undefined;
+  readonly hedges?: readonly HedgeResult[];
+  readonly wonAttempt?: number | undefined;
   readonly fallback?: string | undefined;
   readonly error?: string | undefined;
   readonly reason?: string | undefined;
@@ -100,6 +106,8 @@ export function summarize(origin: RequestOrigin, end: RequestEnd, nowMs: number)
     retryReasons: end.retryReasons ?? NONE,
     retryUpstreams: end.retryUpstreams ?? NONE,
     suppressed: end.suppressed,
+    hedges: end.hedges ?? NONE,
+    wonAttempt: end.wonAttempt,
     fallback: end.fallback,
     error: end.error,
     reason: end.reason,

@@ -46,6 +46,10 @@ export type SuppressedCause = (typeof SUPPRESSED_CAUSES)[number];
 export const FALLBACK_CAUSES = ['connect-failure', 'timeout', 'circuit-open'] as const;
 export type FallbackCause = (typeof FALLBACK_CAUSES)[number];
 
+/** How a hedge ended (SPEC §8, `reprise_hedges_total{result}`). */
+export const HEDGE_RESULTS = ['won', 'lost', 'suppressed'] as const;
+export type HedgeResult = (typeof HEDGE_RESULTS)[number];
+
 /** The `x-reprise-error` values of the answers reprise makes itself (SPEC §5). */
 export const ERROR_NAMES = [
   ...FAILURE_NAMES,

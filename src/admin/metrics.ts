@@ -21,6 +21,7 @@ import {
   HANDSHAKE_RESULTS,
   type HandshakeResult,
   type HandshakeSide,
+  HEDGE_RESULTS,
   SUPPRESSED_CAUSES,
   TRY_OUTCOMES,
   TUNNEL_OUTCOMES,
@@ -109,6 +110,7 @@ export class Metrics {
   readonly #retries: CounterFamily;
   readonly #suppressed: CounterFamily;
   readonly #fallbacks: CounterFamily;
+  readonly #hedges: CounterFamily;
   readonly #transitions: CounterFamily;
   readonly #tunnels: CounterFamily;
   readonly #reloads: CounterFamily;
@@ -153,6 +155,11 @@ export class Metrics {
       'reprise_fallbacks_total',
       'Requests sent to the route fallback (upstream: the primary).',
       labels('cause'),
+    );
+    this.#hedges = counter(
+      'reprise_hedges_total',
+      'Hedges: won (its answer went to the client), lost (cancelled or failed), suppressed (the gate said no).',
+      labels('result'),
     );
     this.#transitions = counter('reprise_circuit_transitions_total', 'Circuit state changes.', [
       'upstream',
@@ -228,6 +235,9 @@ export class Metrics {
       this.#suppressed.inc(s.route, last, s.suppressed);
     }
     if (s.fallback !== undefined) this.#fallbacks.inc(s.route, upstream, s.fallback);
+    for (let i = 0; i < s.hedges.length; i++) {
+      this.#hedges.inc(s.route, upstream, s.hedges[i] as string);
+    }
   }
 
   /** A CONNECT's opening ended; its retried connects count as retries of route `''`. */
@@ -281,6 +291,10 @@ export class Metrics {
     for (const reason of retryReasonsOf(policy)) this.#retries.zero(route, upstream, reason);
     if (policy.fallback !== undefined) {
       for (const cause of FALLBACK_CAUSES) this.#fallbacks.zero(route, upstream, cause);
+    }
+    const { hedge } = policy.retry;
+    if (hedge.afterMs !== 'off' && hedge.max > 1) {
+      for (const result of HEDGE_RESULTS) this.#hedges.zero(route, upstream, result);
     }
   }
 

@@ -9,6 +9,7 @@ import { delayRange } from '../retry/backoff.ts';
 import { decideRetry, type RetryDecision, type TryResult } from '../retry/decide.ts';
 import type { RequestPolicy } from '../retry/request-policy.ts';
 import { FAILURE_NAMES } from '../vocabulary.ts';
+import { runLoop } from './explain-loop.ts';
 
 /** The `retryable` line and what follows it, for a request under `policy`. */
 export function describeRetries(policy: RequestPolicy, method: string): string[] {
@@ -29,7 +30,7 @@ export function describeRetries(policy: RequestPolicy, method: string): string[]
   }
   // the outcome whose retries the delays are worked out for: one that is retried at all
   const probe = verdicts.find((v) => v.decision.retry || v.decision.cause === 'deadline');
-  if (probe !== undefined) lines.push(...describeDelays(policy, probe.result));
+  if (probe !== undefined) lines.push(...describeDelays(policy, method, probe.result));
   const honoured = retryAfterStatuses(policy, verdicts);
   const [status] = honoured;
   if (status !== undefined) {
@@ -120,31 +121,17 @@ function notRetryableBecause(
 
 /**
  * The delay range before each retry, and which retries could not start before the deadline
- * even if every try failed at once: `decideRetry` asked with the shortest delays (cannot
+ * even if every try failed at once: the attempt loop run with the shortest delays (cannot
  * start) and with the longest (may not start).
  */
-function describeDelays(policy: RequestPolicy, result: TryResult): string[] {
+function describeDelays(policy: RequestPolicy, method: string, result: TryResult): string[] {
   const retries = policy.attempts - 1;
   const timeout = formatDuration(policy.deadlineMs);
-  const early = { nowMs: 0, previousMs: policy.retry.backoff.baseMs };
-  const late = { ...early };
-  let fit = 0;
+  const fit = runLoop(policy, method, result, SHORTEST).length;
+  const fitLate = runLoop(policy, method, result, LONGEST).length;
   const lines = delayLines(policy.retry.backoff, retries, (n) => {
-    const soonest = decide(policy, result, n, early.nowMs, SHORTEST, early.previousMs);
-    const latest = decide(policy, result, n, late.nowMs, LONGEST, late.previousMs);
-    // past a retry that could not start, none can: the request has ended by then
-    if (latest.retry) {
-      late.nowMs += latest.delayMs;
-      late.previousMs = latest.backoffMs;
-    } else late.nowMs = Number.POSITIVE_INFINITY;
-    if (!soonest.retry) {
-      early.nowMs = Number.POSITIVE_INFINITY;
-      return ` (cannot start within the ${timeout} timeout)`;
-    }
-    fit++;
-    early.nowMs += soonest.delayMs;
-    early.previousMs = soonest.backoffMs;
-    return latest.retry ? '' : ` (may not start within the ${timeout} timeout)`;
+    if (n > fit) return ` (cannot start within the ${timeout} timeout)`;
+    return n > fitLate ? ` (may not start within the ${timeout} timeout)` : '';
   });
   if (fit < retries && fit > 0) {
     lines.push(

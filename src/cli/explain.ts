@@ -11,12 +11,14 @@ import type {
   Backoff,
   BreakerSettings,
   Config,
+  Hedge,
   RetryPolicy,
   UpstreamSettings,
   UpstreamTls,
 } from '../config/types.ts';
 import { formatDuration, formatSize } from '../config/units.ts';
 import { UpstreamRegistry } from '../resilience/upstream-registry.ts';
+import { AUTO_CEILING_MS, AUTO_FLOOR_MS, AUTO_MIN_SAMPLES, isHedged } from '../retry/hedge.ts';
 import {
   type RequestPolicy,
   resolveFallbackPolicy,
@@ -166,6 +168,7 @@ function describeRetry(retry: RetryPolicy, indent: string): string[] {
     `responseBuffer: ${retry.responseBufferBytes === 0 ? '0 (off)' : formatSize(retry.responseBufferBytes)}`,
     `bodyTimeout: ${formatDuration(retry.bodyTimeoutMs)}`,
     `streamIdleTimeout: ${formatDuration(retry.streamIdleTimeoutMs)}`,
+    `hedge: ${describeHedge(retry.hedge)}`,
     `observeOnly: ${retry.observeOnly}`,
   ].map((line) => indent + line);
 }
@@ -182,7 +185,27 @@ function describeRequest(policy: RequestPolicy, method: string, indent: string):
     lines.push(`timeout: ${formatDuration(policy.deadlineMs)} (${policy.timeoutNarrowedBy})`);
   }
   lines.push(...describeRetries(policy, method));
+  lines.push(hedgedLine(policy, method));
   return lines.map((l) => indent + l);
+}
+
+function describeHedge(hedge: Hedge): string {
+  if (hedge.afterMs === 'off') return 'off';
+  const after = hedge.afterMs === 'auto' ? 'auto' : formatDuration(hedge.afterMs);
+  return `after ${after}, max ${hedge.max}`;
+}
+
+function hedgedLine(policy: RequestPolicy, method: string): string {
+  const { hedge, observeOnly } = policy.retry;
+  const { afterMs } = hedge;
+  if (afterMs === 'off' || hedge.max < 2) return 'hedged: no (retry.hedge is off)';
+  if (!isHedged(hedge, method)) return 'hedged: no (only GET, HEAD and OPTIONS are hedged)';
+  if (policy.attempts < 2 || observeOnly) return 'hedged: no (no second try allowed)';
+  const after =
+    afterMs === 'auto'
+      ? `twice the upstream's recent p90 (${AUTO_FLOOR_MS}ms–${formatDuration(AUTO_CEILING_MS)}, once it has ${AUTO_MIN_SAMPLES} answers)`
+      : formatDuration(afterMs);
+  return `hedged: yes, a second try when the first has not answered after ${after}`;
 }
 
 /** Every field of the settings the registry picks for `authority`, in the config's units. */

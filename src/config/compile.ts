@@ -291,6 +291,13 @@ function compileRetry(retry: MergedRetry): RetryPolicy {
     responseBufferBytes: bytes(retry.responseBuffer),
     bodyTimeoutMs: ms(retry.bodyTimeout),
     streamIdleTimeoutMs: ms(retry.streamIdleTimeout),
+    hedge: {
+      afterMs:
+        retry.hedge.after === 'auto' || retry.hedge.after === 'off'
+          ? retry.hedge.after
+          : ms(retry.hedge.after),
+      max: retry.hedge.max,
+    },
     observeOnly: retry.observeOnly,
   };
 }

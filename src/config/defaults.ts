@@ -26,6 +26,7 @@ export const EMBEDDED_DEFAULTS: RawDocument = {
         responseBuffer: '64KiB',
         bodyTimeout: '2s',
         streamIdleTimeout: '30s',
+        hedge: { after: 'auto', max: 2 },
         observeOnly: false,
       },
     },

@@ -162,6 +162,20 @@ const Backoff = map(
   'delay before retry n: d = min(max, base * 2^(n-1)), then jitter',
 );
 
+/** `auto` (what this upstream usually takes), `off`, or a duration. */
+const HedgeAfter = refineText(
+  Type.String({
+    description:
+      'start a hedge after this: auto (what this upstream usually takes), off, or a duration such as 50ms',
+  }),
+  (value) => {
+    if (value === 'auto' || value === 'off') return undefined;
+    const ms = parseDuration(value);
+    if (ms === undefined || ms === 0) return 'must be auto, off, or a duration such as 50ms';
+    return ms > 24 * HOUR_MS ? 'must be at most 24h' : undefined;
+  },
+);
+
 const Retry = map({
   attempts: opt(Attempts),
   perTryTimeout: opt(duration('until response headers, per try')),
@@ -184,6 +198,21 @@ const Retry = map({
   bodyTimeout: opt(duration('longest pause in a held response body; past it the try is body-cut')),
   streamIdleTimeout: opt(
     duration('longest pause in a response body streaming to the client; past it, cut'),
+  ),
+  hedge: opt(
+    map(
+      {
+        after: opt(HedgeAfter),
+        max: opt(
+          Type.Integer({
+            minimum: 1,
+            maximum: 10,
+            description: 'tries in flight at once, at most',
+          }),
+        ),
+      },
+      'a second try of a safe request (GET, HEAD, OPTIONS) while the first still waits',
+    ),
   ),
   observeOnly: opt(Type.Boolean({ description: 'count the retries it would make, make none' })),
 });

@@ -36,7 +36,16 @@ export interface RetryPolicy {
   readonly bodyTimeoutMs: number;
   /** Longest pause between body bytes once the response streams to the client; past it, cut. */
   readonly streamIdleTimeoutMs: number;
+  readonly hedge: Hedge;
   readonly observeOnly: boolean;
+}
+
+/** Hedging (SPEC §3): a second try of a safe request while the first still waits. */
+export interface Hedge {
+  /** Ms before a hedge starts; `auto`: what this upstream usually takes; `off`: never. */
+  readonly afterMs: number | 'auto' | 'off';
+  /** Tries in flight at once, at most; 1 = no hedging. */
+  readonly max: number;
 }
 
 export interface Fallback {

@@ -13,6 +13,7 @@ import { splitAuthority } from '../routing/authority.ts';
 import { findUpstreamRule } from '../routing/upstream-rule.ts';
 import type { CircuitState } from '../vocabulary.ts';
 import { type BreakerPermit, type BreakerView, CircuitBreaker } from './circuit-breaker.ts';
+import { LatencyTracker } from './latency-tracker.ts';
 import { RetryBudget } from './retry-budget.ts';
 
 /**
@@ -40,12 +41,16 @@ export interface UpstreamSnapshot {
 export const DEFAULT_MAX_UPSTREAMS = 10_000;
 const SWEEP_STEPS = 2;
 const CAP_SCAN = 8;
+const LATENCY_SAMPLES = 128;
+const LATENCY_QUANTILE = 0.9;
 
 export class Upstream {
   readonly authority: string;
   readonly settings: UpstreamSettings;
   readonly budget: RetryBudget;
   readonly breaker: CircuitBreaker;
+  /** What its answers usually take (hedging's `auto`). */
+  readonly latency = new LatencyTracker(LATENCY_SAMPLES, LATENCY_QUANTILE);
   inFlight = 0;
   /** Last `get`, `gate`, `record` or `leave`; idleness is measured from it. */
   lastUsedMs: number;
@@ -92,6 +97,17 @@ export class Upstream {
     this.inFlight++;
     this.budget.deposit(nowMs);
     return permit;
+  }
+
+  /**
+   * The question before a hedge (SPEC §3): asked like a retry (breaker, budget), and as one
+   * more try in flight at once it also needs a `maxConcurrent` slot, held until `leave`.
+   */
+  gateHedge(nowMs: number): RetryGate | 'overflow' {
+    if (this.inFlight >= this.settings.maxConcurrent) return 'overflow';
+    const gate = this.gate(nowMs, 2);
+    if (gate === 'pass' || gate === 'probe') this.inFlight++;
+    return gate;
   }
 
   /**

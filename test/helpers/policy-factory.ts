@@ -135,6 +135,8 @@ export function makeSummary(overrides: Partial<RequestSummary> = {}): RequestSum
     retryReasons: [],
     retryUpstreams: [],
     suppressed: undefined,
+    hedges: [],
+    wonAttempt: 1,
     fallback: undefined,
     error: undefined,
     reason: undefined,

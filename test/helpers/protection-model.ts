@@ -1,15 +1,16 @@
 /**
  * A model of closed-loop clients against a faulty upstream, run on a virtual clock through the
- * real protection code (the upstream's gate, breaker and budget, `decideRetry`, the compiled
- * policy), direct and through reprise on the same fault schedule. It checks the rule of SPEC §4
- * over thousands of seeds and start phases in milliseconds; the integration matrix checks the
- * same rows on the real proxy, with fewer seeds.
+ * real attempt loop (retry/attempt-machine.ts, with the upstream's gate, breaker and budget
+ * and the compiled policy), direct and through reprise on the same fault schedule. It checks
+ * the rule of SPEC §4 over thousands of seeds and start phases in milliseconds; the
+ * integration matrix checks the same rows on the real proxy, with fewer seeds.
  *
  * What it leaves out: network and CPU time (every try takes a fixed time), bodies, connections.
  */
 import type { Config } from '../../src/config/types.ts';
 import { type Upstream, UpstreamRegistry } from '../../src/resilience/upstream-registry.ts';
-import { decideRetry } from '../../src/retry/decide.ts';
+import type { AttemptAction, TryEnd } from '../../src/retry/attempt-events.ts';
+import { AttemptMachine } from '../../src/retry/attempt-machine.ts';
 import { resolveRequestPolicy } from '../../src/retry/request-policy.ts';
 import type { FaultSchedule } from './fault-schedules.ts';
 import type { SideCounts, Traffic } from './scenario.ts';
@@ -41,6 +42,9 @@ export interface ModelRun {
 }
 
 const AUTHORITY = 'upstream.test:80';
+const ORIGIN = 'http://upstream.test:80';
+const OK: TryEnd = { kind: 'response', status: 200, retryAfter: undefined };
+const FAILED: TryEnd = { kind: 'response', status: 503, retryAfter: undefined };
 const NO_HEADERS = {};
 
 /** Runs the same fault schedule once direct and once through the model of reprise. */
@@ -111,39 +115,45 @@ function simulate(options: ModelOptions, throughReprise: boolean) {
     }
     const upstream: Upstream = registry.get(AUTHORITY, nowMs);
     const policy = resolveRequestPolicy(route, 'GET', NO_HEADERS, nowMs);
-    const first = upstream.gate(nowMs, 1);
-    if (first === 'circuit-open' || first === 'overflow') {
-      circuitOpenAnswers++;
-      at(nowMs + proxyMs, () => finish(false));
-      return;
-    }
-    let permit = first;
-    let previousDelayMs = policy.retry.backoff.baseMs;
-    const attempt = (n: number): void =>
-      sendTry((failed) => {
-        upstream.record(nowMs, permit, failed);
-        const decision = decideRetry({
-          policy,
-          attempt: n,
-          result: failed
-            ? { kind: 'response', status: 503, retryAfter: undefined }
-            : { kind: 'response', status: 200, retryAfter: undefined },
-          body: 'replayable',
-          nowMs,
-          previousDelayMs,
-          random,
-        });
-        const next = decision.retry ? upstream.gate(nowMs, n + 1) : 'final';
-        if (!decision.retry || next === 'circuit-open' || next === 'budget' || next === 'final') {
-          upstream.leave(nowMs);
-          finish(!failed);
-          return;
+    const machine = new AttemptMachine({
+      policy,
+      method: 'GET',
+      primary: { gate: upstream, origin: ORIGIN, hostHeader: undefined, tls: undefined },
+      fallback: undefined,
+      body: () => 'replayable',
+      random,
+    });
+    const failedTries = new Set<number>();
+    // the proxy's driver in miniature: a try is a timed event, a wait a later one
+    const act = (actions: readonly AttemptAction[]): void => {
+      for (const action of actions) {
+        if (action.type === 'send') {
+          const { tryId } = action;
+          sendTry((failed) => {
+            if (failed) failedTries.add(tryId);
+            act(machine.handle({ type: 'try-ended', tryId, end: failed ? FAILED : OK }, nowMs));
+          });
+        } else if (action.type === 'wait') {
+          const { timerId } = action;
+          at(nowMs + action.delayMs, () => act(machine.handle({ type: 'timer', timerId }, nowMs)));
+        } else if (action.type === 'answer') {
+          machine.finish(nowMs);
+          const { answer } = action;
+          if (answer.kind === 'response') {
+            finish(!failedTries.has(answer.tryId));
+            continue;
+          }
+          if (
+            answer.kind === 'error' &&
+            (answer.error === 'circuit-open' || answer.error === 'overflow')
+          ) {
+            circuitOpenAnswers++;
+          }
+          at(nowMs + proxyMs, () => finish(false));
         }
-        permit = next;
-        previousDelayMs = decision.backoffMs;
-        at(nowMs + decision.delayMs, () => attempt(n + 1));
-      });
-    attempt(1);
+      }
+    };
+    act(machine.handle({ type: 'start' }, nowMs));
   };
 
   const record = (ok: boolean): void => {

@@ -8,7 +8,7 @@
  *   r.direct.ok / r.direct.requests  vs  r.via.ok / r.via.requests
  */
 import { once } from 'node:events';
-import { Agent, createServer, request } from 'node:http';
+import { Agent, createServer, request, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { FaultSchedule } from './fault-schedules.ts';
 import { startProxy, type TestProxy } from './proxy.ts';
@@ -31,8 +31,12 @@ export interface ScenarioOptions extends Traffic {
   readonly schedule: FaultSchedule;
   /** How a failing upstream answers: 503, a reset before the head, or either at random. */
   readonly failWith?: '503' | 'reset' | 'mixed';
-  /** Every answer (good or bad) is delayed this long. */
+  /** Every answer (good or bad) is delayed this long... */
   readonly delayMs?: number;
+  /** ...or each by what this returns (given the upstream's seeded random), before its head. */
+  readonly answerDelayMs?: (random: () => number) => number;
+  /** The upstream serves this many requests at a time; the rest queue in arrival order. */
+  readonly maxServing?: number;
   /** Closed loop: stop after this many requests per side (and at `durationMs` at the latest). */
   readonly requests?: number;
   /** Config for the proxy, without version/listen/admin; '' = the embedded defaults. */
@@ -136,6 +140,28 @@ export function triesPerRequestFrom(side: SideResult, fromMs: number): number {
   return tries / Math.max(1, requests);
 }
 
+/** Answer delays where `share` of the answers stall `stallMs` before the head, the rest `usualMs`. */
+export function stallsBeforeHead(
+  share: number,
+  stallMs: number,
+  usualMs: number,
+): (random: () => number) => number {
+  return (random) => (random() < share ? stallMs : usualMs);
+}
+
+/** p50 / p99 / p99.9 of both sides, for a test log or the bench. */
+export function describeLatencies(r: ScenarioResult): string {
+  const q = (side: SideResult) =>
+    [0.5, 0.99, 0.999].map((p) => latencyQuantileMs(side, p).toFixed(1)).join(' / ');
+  return `p50 / p99 / p99.9: direct ${q(r.direct)} ms, via reprise ${q(r.via)} ms`;
+}
+
+/** The `q` quantile (0..1) of the client-side latency of every request, in ms. */
+export function latencyQuantileMs(side: SideResult, q: number): number {
+  const sorted = side.outcomes.map((o) => o.endMs - o.startMs).sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+}
+
 /** When reprise first answered `circuit-open`, ms after traffic started; undefined if never. */
 export function firstCircuitOpenMs(side: SideResult): number | undefined {
   return side.outcomes.find((o) => o.error === 'circuit-open')?.startMs;
@@ -187,11 +213,38 @@ async function startScheduledUpstream(options: ScenarioOptions): Promise<Schedul
       res.end(body);
     };
     req.resume();
-    req.on('end', () => {
-      if (options.delayMs === undefined) answer();
-      else setTimeout(answer, options.delayMs);
-    });
+    req.on('end', () => serve(res, answer));
   });
+  // a served answer holds its slot until its response ends or its connection goes
+  let serving = 0;
+  const queue: (() => void)[] = [];
+  const serve = (res: ServerResponse, answer: () => void): void => {
+    const go = (): void => {
+      // its client left while it queued (a cancelled hedge): the next one goes
+      if (res.socket === null || res.socket.destroyed) {
+        queue.shift()?.();
+        return;
+      }
+      serving++;
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        serving--;
+        queue.shift()?.();
+      };
+      res.on('close', release);
+      const delayMs = options.answerDelayMs?.(random) ?? options.delayMs;
+      if (delayMs === undefined) {
+        answer();
+        return;
+      }
+      const timer = setTimeout(answer, delayMs);
+      res.on('close', () => clearTimeout(timer));
+    };
+    if (options.maxServing === undefined || serving < options.maxServing) go();
+    else queue.push(go);
+  };
   server.keepAliveTimeout = 60_000;
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);

@@ -124,6 +124,26 @@ describe('a body cut before the client saw any of it', () => {
     expect(proxy.requests()[0]).toMatchObject({ retries: ['body-cut'] });
   });
 
+  // SPEC §3: while nothing has reached the client, a stalled held body is a failed try,
+  // whichever timer noticed it first: here perTryTimeout is shorter than bodyTimeout (2 s)
+  it.each(['100ms', '500ms'])(
+    'retries a held body that stalls after 10 of 4,811 bytes with perTryTimeout: %s',
+    async (perTryTimeout) => {
+      const whole = Buffer.alloc(4811, 99);
+      raw = await startRawUpstream((s, n) => {
+        s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${whole.length}\r\n\r\n`);
+        s.write(n === 0 ? whole.subarray(0, 10) : whole);
+      });
+      proxy = await startProxy(`${FAST}      perTryTimeout: ${perTryTimeout}\n`);
+      const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/doc`);
+      expect(res.status).toBe(200);
+      expect(res.complete).toBe(true);
+      expect(res.body.equals(whole)).toBe(true);
+      expect(res.headers['x-reprise-attempts']).toBe('2');
+      expect(proxy.requests()[0]).toMatchObject({ status: 200, retries: ['body-cut'] });
+    },
+  );
+
   it('lets a cut on the last try reach the client broken, logged as body-cut', async () => {
     raw = await startRawUpstream((s) => cutAfter(s, 3));
     // the last try is not held (no retry could follow it), so only the first is healed

@@ -16,10 +16,13 @@ import {
   randomFailures,
 } from '../helpers/fault-schedules.ts';
 import {
+  describeLatencies,
   describeRun,
   firstCircuitOpenMs,
+  latencyQuantileMs,
   runScenario,
   type ScenarioResult,
+  stallsBeforeHead,
   successShare,
   successShareBetween,
   triesPerRequest,
@@ -158,5 +161,45 @@ describe('protection with the embedded defaults (SPEC §4)', { timeout: 120_000 
     expect(triesPerRequestFrom(fleet.via, 15_000)).toBeLessThanOrEqual(0.1);
 
     expect(successShareBetween(ends.via, 25_000, 30_000)).toBeGreaterThanOrEqual(0.99);
+  });
+});
+
+/** 2% of answers stall 1 s before the head, the rest take 5 ms (SPEC §3 hedging). */
+const tailStalls = stallsBeforeHead(0.02, 1_000, 5);
+
+describe('tail latency with the embedded defaults', { timeout: 120_000 }, () => {
+  it('cuts the tail of an upstream whose answers sometimes stall, with few extra tries', async () => {
+    for (const seed of SEEDS) {
+      const r = report(
+        `tail (2% stall 1 s), seed ${seed}`,
+        await runScenario({
+          schedule: () => false,
+          answerDelayMs: tailStalls,
+          seed,
+          durationMs: 4_000,
+        }),
+      );
+      console.log(describeLatencies(r));
+      expect(latencyQuantileMs(r.via, 0.99)).toBeLessThan(latencyQuantileMs(r.direct, 0.99) / 4);
+      expect(triesPerRequest(r.via)).toBeLessThanOrEqual(1.05);
+      expect(successShare(r.via)).toBe(1);
+    }
+  });
+
+  it('adds no load to a saturated upstream (8 served at a time, 24 clients)', async () => {
+    const r = report(
+      'saturated (8 at a time, 24 clients)',
+      await runScenario({
+        schedule: () => false,
+        answerDelayMs: () => 5,
+        maxServing: 8,
+        clients: 24,
+        seed: 1,
+        durationMs: 4_000,
+      }),
+    );
+    console.log(describeLatencies(r));
+    expect(triesPerRequest(r.via)).toBeLessThanOrEqual(1.05);
+    expect(successShare(r.via)).toBe(1);
   });
 });

@@ -302,7 +302,7 @@ describe('connections', () => {
     await expect(
       viaProxy(px.port, 'GET', `${up.origin}/`, { abortAfterMs: 100 }),
     ).rejects.toThrow();
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await until(() => px.requests().length > 0);
     expect(px.requests()[0]).toMatchObject({ retries: [], suppressed: 'client-gone' });
     const text = await (await fetch(`http://127.0.0.1:${px.adminPort}/metrics`)).text();
     expect(text).not.toMatch(/^reprise_retries_total\{.*\} [1-9]/m);

@@ -44,6 +44,7 @@ describe('embedded defaults', () => {
       responseBufferBytes: 64 * 1024,
       bodyTimeoutMs: 2000,
       streamIdleTimeoutMs: 30_000,
+      hedge: { afterMs: 'auto', max: 2 },
       observeOnly: false,
     });
   });
@@ -355,5 +356,22 @@ describe('the result', () => {
       servername: 'api.partner.example',
     });
     expect(config.listeners).toHaveLength(1);
+  });
+});
+
+describe('retry.hedge', () => {
+  it('compiles a duration to ms and keeps auto and off as words', () => {
+    const at = (after: string) =>
+      compile('defaults:', '  route:', '    retry:', `      hedge: { after: ${after}, max: 3 }`)
+        .defaultRoute.retry.hedge;
+    expect(at('40ms')).toEqual({ afterMs: 40, max: 3 });
+    expect(at('auto')).toEqual({ afterMs: 'auto', max: 3 });
+    expect(at('off')).toEqual({ afterMs: 'off', max: 3 });
+  });
+
+  it('names the key of an after that is neither a duration nor auto nor off', () => {
+    expect(() =>
+      compile('defaults:', '  route:', '    retry:', '      hedge: { after: soon }'),
+    ).toThrow('c.yaml:5:23: defaults.route.retry.hedge.after: must be auto, off, or a duration');
   });
 });

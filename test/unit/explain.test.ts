@@ -417,3 +417,29 @@ describe('parseHeaderArgs', () => {
     expect(() => parseHeaderArgs([arg])).toThrow(ExplainError);
   });
 });
+
+describe('explain: hedging', () => {
+  const hedgedLine = (method: string, afterMs: number | 'auto' | 'off') =>
+    explainRequest(
+      makeConfig({ defaultRoute: makeRoutePolicy({ retry: { hedge: { afterMs, max: 2 } } }) }),
+      undefined,
+      method,
+      'http://api.example.com/',
+      {},
+    )
+      .split('\n')
+      .find((line) => line.includes('hedged:'))
+      ?.trim();
+
+  it('says a GET is hedged, and after how long', () => {
+    expect(hedgedLine('GET', 40)).toBe(
+      'hedged: yes, a second try when the first has not answered after 40ms',
+    );
+    expect(hedgedLine('GET', 'auto')).toContain("twice the upstream's recent p90");
+  });
+
+  it('says why a POST, or a route with hedge off, is not hedged', () => {
+    expect(hedgedLine('POST', 40)).toBe('hedged: no (only GET, HEAD and OPTIONS are hedged)');
+    expect(hedgedLine('GET', 'off')).toBe('hedged: no (retry.hedge is off)');
+  });
+});

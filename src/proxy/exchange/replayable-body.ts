@@ -4,8 +4,9 @@
  * dropped: the current try still gets every byte, later tries are refused (SPEC §3).
  *
  * A retry may start before the client has finished sending: it replays the copy, then goes on
- * with the live stream. Backpressure: the client is paused while more than `HIGH_WATER_BYTES`
- * have arrived that the current try has not taken yet.
+ * with the live stream. Several tries may read at once (hedges), each its own replay; a try
+ * that ended is stopped with `stop`. Backpressure: the client is paused while more than
+ * `HIGH_WATER_BYTES` have arrived that no try has taken yet.
  */
 import type { IncomingMessage } from 'node:http';
 import type { BodyState } from '../../retry/decide.ts';
@@ -27,10 +28,10 @@ export class ReplayableBody {
   #state: BodyState = 'replayable';
   #ended = false;
   #error: Error | undefined;
-  #wake: (() => void) | undefined;
-  /** Increments per try so a stale consumer stops. */
-  #generation = 0;
+  /** Readers waiting for the next chunk. */
+  readonly #waiting = new Set<() => void>();
   #consumed = false;
+  #released = false;
 
   /** Returns undefined for a request without a body. `keepCopy` false: replay only while untouched. */
   static wrap(
@@ -82,15 +83,22 @@ export class ReplayableBody {
    * else an iterable that replays the copy and then follows the live stream.
    */
   source(): Buffer | AsyncIterable<Buffer> {
-    this.#generation++;
-    this.#takenBytes = 0;
     if (this.#ended && this.#dropped === 0 && this.#error === undefined) {
       // the chunks stay whole, so this try takes nothing a later one needs, unless the
       // copy is over its cap and must not be sent twice
       if (this.#state !== 'replayable') this.#consumed = true;
       return this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks);
     }
-    return this.#iterate(this.#generation);
+    const reader = new Reader();
+    reader.iterator = this.#iterate(reader);
+    return reader;
+  }
+
+  /** The try reading `source` ended: it takes nothing more, so no later try is short of it. */
+  stop(source: Buffer | AsyncIterable<Buffer> | null): void {
+    if (!(source instanceof Reader) || source.stopped) return;
+    source.stopped = true;
+    this.#signal();
   }
 
   /** Frees the copy's share of the pool. Call once the request is over. */
@@ -99,17 +107,23 @@ export class ReplayableBody {
     this.#reservedBytes = 0;
     this.#chunks.length = 0;
     this.#keeping = false;
+    this.#released = true;
+    this.#signal();
     if (this.#req.isPaused()) this.#req.resume();
   }
 
-  async *#iterate(generation: number): AsyncGenerator<Buffer> {
+  async *#iterate(reader: Reader): AsyncGenerator<Buffer> {
     let index = this.#dropped;
-    while (generation === this.#generation) {
+    let takenBytes = 0;
+    while (!reader.stopped && !this.#released) {
+      if (index < this.#dropped) throw new Error('replay copy dropped under a reader');
       if (index - this.#dropped < this.#chunks.length) {
         const chunk = this.#chunks[index - this.#dropped] as Buffer;
         index++;
         this.#consumed = true;
-        this.#takenBytes += chunk.length;
+        takenBytes += chunk.length;
+        // the furthest reader sets the pace: the others replay what is kept
+        if (takenBytes > this.#takenBytes) this.#takenBytes = takenBytes;
         if (!this.#keeping) this.#dropTaken(index);
         if (this.#req.isPaused() && this.#unTakenBytes() < HIGH_WATER_BYTES) this.#req.resume();
         yield chunk;
@@ -118,7 +132,7 @@ export class ReplayableBody {
       if (this.#error) throw this.#error;
       if (this.#ended) return;
       await new Promise<void>((resolve) => {
-        this.#wake = resolve;
+        this.#waiting.add(resolve);
       });
     }
   }
@@ -147,9 +161,10 @@ export class ReplayableBody {
   }
 
   #signal(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
+    if (this.#waiting.size === 0) return;
+    const waiting = [...this.#waiting];
+    this.#waiting.clear();
+    for (const wake of waiting) wake();
   }
 
   #stopKeeping(state: BodyState): void {
@@ -168,5 +183,15 @@ export class ReplayableBody {
 
   #unTakenBytes(): number {
     return this.#receivedBytes - this.#takenBytes;
+  }
+}
+
+/** One try's replay of the body; `stopped` once that try has ended. */
+class Reader implements AsyncIterable<Buffer> {
+  stopped = false;
+  iterator!: AsyncGenerator<Buffer>;
+
+  [Symbol.asyncIterator](): AsyncGenerator<Buffer> {
+    return this.iterator;
   }
 }

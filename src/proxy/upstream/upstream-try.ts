@@ -2,8 +2,9 @@
  * One try on the wire: the undici handler and everything that try knows (its timers, its
  * head, the body bytes it holds). `result` settles once the attempt loop can decide:
  *
- * - held whole (`holdBytes` > 0, content-aware retry): when the body has ended, or broke or
- *   stalled (`body-cut`), or outgrew `holdBytes`, or the try's time ran out (then it streams);
+ * - held whole (`holdBytes` > 0, content-aware retry): when the body has ended; when it broke,
+ *   stalled or was not whole within the try's time (`body-cut`; a body of no length streams
+ *   instead); or when it outgrew `holdBytes` (then it streams);
  * - otherwise at the head, after one look at the bytes that came with it.
  *
  * The try never writes to the client: relay-response.ts does, through a `BodySink`.
@@ -295,7 +296,7 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
     }
   }
 
-  /** Holding ends without a whole body (too large, pool full, time up): it will stream. */
+  /** Holding ends without a whole body (too large, pool full, a body of no length paused): it will stream. */
   #stopHolding(): void {
     clearTimeout(this.#tryTimer);
     this.#idleMs = this.#limits.streamIdleTimeoutMs;
@@ -332,13 +333,18 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
   }
 
   #onIdle(ms: number): void {
-    // a held body of no length that pauses may be a stream: it goes to the client as it comes
-    const head = this.#head;
-    if (this.#phase === 'holding' && head?.headers['content-length'] === undefined) {
-      this.#stopHolding();
-      return;
-    }
-    this.#fail(new BodyStall(ms));
+    if (this.#phase === 'holding') this.#onHeldStall(new BodyStall(ms));
+    else this.#fail(new BodyStall(ms));
+  }
+
+  /**
+   * A held body is not whole in time (bodyTimeout or perTryTimeout, whichever noticed first):
+   * nothing has reached the client, so the try failed (SPEC §3) — unless the body has no
+   * length, which may be a stream whose pauses are its nature: it goes to the client as it comes.
+   */
+  #onHeldStall(reason: Error): void {
+    if (this.#head?.headers['content-length'] === undefined) this.#stopHolding();
+    else this.#fail(reason);
   }
 
   #stopTimers(): void {
@@ -348,7 +354,7 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
   }
 
   #onTryTimeout(): void {
-    if (this.#phase === 'holding') this.#stopHolding();
+    if (this.#phase === 'holding') this.#onHeldStall(new TryTimeout('perTryTimeout'));
     else if (this.#phase === 'waiting') this.#fail(new TryTimeout('perTryTimeout'));
   }
 

@@ -1,0 +1,101 @@
+/**
+ * What goes into the attempt machine (events: what happened) and what comes out (actions:
+ * what to do), and the gate it asks before every try. attempt-machine.ts has the rules.
+ */
+import type { RetryPolicy, UpstreamTls } from '../config/types.ts';
+import type { BreakerPermit } from '../resilience/circuit-breaker.ts';
+import type { FailureName, HedgeResult, SuppressedCause } from '../vocabulary.ts';
+
+export type { HedgeResult };
+
+import type { UsualLatency } from './hedge.ts';
+
+/** How a try ended, as the machine needs to know it. */
+export type TryEnd =
+  | {
+      readonly kind: 'response';
+      readonly status: number;
+      /** The Retry-After header, on 429 and 503. */
+      readonly retryAfter: string | undefined;
+    }
+  | { readonly kind: 'failure'; readonly failure: FailureName }
+  /** `access.deniedUpstreams`: the try never left. */
+  | { readonly kind: 'denied' };
+
+export type AttemptEvent =
+  | { readonly type: 'start' }
+  /** A try has its answer (its head, or its held body whole), or failed. */
+  | { readonly type: 'try-ended'; readonly tryId: number; readonly end: TryEnd }
+  /** A `wait` is over (a back-off, or the time before a hedge). */
+  | { readonly type: 'timer'; readonly timerId: number }
+  | { readonly type: 'client-gone' };
+
+export type AttemptAction =
+  | {
+      readonly type: 'send';
+      readonly tryId: number;
+      /** `x-reprise-attempt`: 1 for the first try of the request, across origins. */
+      readonly attempt: number;
+      readonly origin: string;
+      /** The Host header of a try on the fallback; undefined: the request's own. */
+      readonly hostHeader: string | undefined;
+      /** TLS to the upstream, where it has settings. */
+      readonly tls: UpstreamTls | undefined;
+      /** Hold the response until its body is whole (a cut body could still be retried). */
+      readonly hold: boolean;
+      /** min(perTryTimeout, time left), at least 1. */
+      readonly tryTimeoutMs: number;
+      /** The retry settings of the origin the try goes to (a fallback has its own). */
+      readonly retry: RetryPolicy;
+    }
+  /** Stop a try wherever it is; drop the answer it holds, if any. */
+  | { readonly type: 'cancel'; readonly tryId: number }
+  /** Send `timer` with this id after `delayMs`. */
+  | { readonly type: 'wait'; readonly timerId: number; readonly delayMs: number }
+  /** A retry was decided (for the debug log and nothing else: the record counts it when made). */
+  | {
+      readonly type: 'retry';
+      readonly upstream: string;
+      readonly attempt: number;
+      readonly reason: string;
+      readonly delayMs: number;
+    }
+  | {
+      readonly type: 'suppressed';
+      readonly upstream: string;
+      readonly attempt: number;
+      readonly cause: SuppressedCause;
+    }
+  | { readonly type: 'answer'; readonly answer: LoopAnswer };
+
+/** The machine's last word: relay a try's answer, make one, or nobody is left to tell. */
+export type LoopAnswer =
+  | { readonly kind: 'response'; readonly tryId: number }
+  | { readonly kind: 'error'; readonly error: LoopError; readonly gate: TryGate }
+  | { readonly kind: 'client-gone' };
+
+export type LoopError = FailureName | 'circuit-open' | 'overflow' | 'forbidden' | 'deadline';
+
+/** One upstream as the machine sees it (resilience/upstream-registry.ts `Upstream`). */
+export interface TryGate {
+  readonly authority: string;
+  readonly latency: UsualLatency & { add(ms: number): void };
+  readonly breaker: { retryAfterMs(nowMs: number): number };
+  gate(nowMs: number, attempt: 1): BreakerPermit | 'circuit-open' | 'overflow';
+  gate(nowMs: number, attempt: number): BreakerPermit | 'circuit-open' | 'budget';
+  gateHedge(nowMs: number): BreakerPermit | 'circuit-open' | 'budget' | 'overflow';
+  confirm(nowMs: number, permit: BreakerPermit): boolean;
+  record(nowMs: number, permit: BreakerPermit, failed: boolean | undefined): void;
+  leave(nowMs: number): void;
+}
+
+/** Where tries go: an upstream and how to reach it. */
+export interface OriginTarget {
+  readonly gate: TryGate;
+  /** `http://host:port` */
+  readonly origin: string;
+  /** The Host header for tries here; undefined: the request's own. */
+  readonly hostHeader: string | undefined;
+  /** TLS to it, where it has settings (`upstreams[].tls`, `https://`). */
+  readonly tls: UpstreamTls | undefined;
+}

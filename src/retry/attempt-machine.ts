@@ -1,0 +1,383 @@
+/**
+ * The attempt loop of one request as a state machine: events in (attempt-events.ts), actions
+ * out. No I/O and no clock: every event comes with its time, so the proxy, the protection
+ * model and `explain` drive this very loop on real or virtual time.
+ *
+ *   start → tries on the primary (retries after a back-off, hedges while one waits)
+ *         → maybe the fallback → answer
+ *
+ * As in Envoy's RetryStateImpl, "would retry" (`decideRetry`, pure policy) is asked first and
+ * "may retry" (the upstream's gate: breaker, budget, concurrency) after. Several tries may be
+ * in flight (hedges); the first final answer wins and the others are cancelled.
+ */
+import type { BreakerPermit } from '../resilience/circuit-breaker.ts';
+import type { SuppressedCause } from '../vocabulary.ts';
+import type {
+  AttemptAction,
+  AttemptEvent,
+  HedgeResult,
+  LoopAnswer,
+  LoopError,
+  OriginTarget,
+  TryEnd,
+} from './attempt-events.ts';
+import { AttemptRecord } from './attempt-record.ts';
+import { type BodyState, decideRetry } from './decide.ts';
+import { hedgeDelayMs } from './hedge.ts';
+import { type RequestPolicy, resolveFallbackPolicy, tryTimeoutMs } from './request-policy.ts';
+
+export interface MachineInput {
+  readonly policy: RequestPolicy;
+  /** Upper-case, as sent. */
+  readonly method: string;
+  readonly primary: OriginTarget;
+  /** Opens the route's fallback; its upstream is looked up only when it is needed. */
+  readonly fallback: ((nowMs: number) => OriginTarget) | undefined;
+  /** Whether a new try could get the whole request body (proxy/exchange/replayable-body.ts). */
+  readonly body: () => BodyState;
+  /** Returns a number in [0, 1). */
+  readonly random: () => number;
+}
+
+interface Try {
+  readonly id: number;
+  readonly attempt: number;
+  readonly target: OriginTarget;
+  readonly permit: BreakerPermit;
+  readonly hedge: boolean;
+  readonly startedMs: number;
+}
+
+type Phase = 'new' | 'trying' | 'backoff' | 'done';
+
+export class AttemptMachine {
+  /** What happened, for the summary (the access line and the metrics). */
+  readonly record = new AttemptRecord();
+  readonly #in: MachineInput;
+  #phase: Phase = 'new';
+  #target: OriginTarget;
+  #policy: RequestPolicy;
+  #onFallback = false;
+  /** The upstream whose in-flight slot the request holds until `finish`. */
+  #slot: OriginTarget | undefined;
+  readonly #inFlight: Try[] = [];
+  readonly #hedges: Try[] = [];
+  #triesOnOrigin = 0;
+  #started = 0;
+  #nextId = 0;
+  #previousDelayMs = 0;
+  #retryPermit: BreakerPermit = 'pass';
+  #retryReason = '';
+  #backoffTimer = 0;
+  #hedgeTimer = 0;
+  #clientGone = false;
+  #out: AttemptAction[] = [];
+
+  constructor(input: MachineInput) {
+    this.#in = input;
+    this.#target = input.primary;
+    this.#policy = input.policy;
+  }
+
+  /** Feeds one event at `nowMs`; returns what to do, in order. */
+  handle(event: AttemptEvent, nowMs: number): AttemptAction[] {
+    this.#out = [];
+    switch (event.type) {
+      case 'start':
+        if (this.#phase === 'new') this.#beginOrigin(this.#target, this.#policy, nowMs);
+        break;
+      case 'try-ended':
+        this.#onTryEnded(event.tryId, event.end, nowMs);
+        break;
+      case 'timer':
+        if (event.timerId === this.#backoffTimer) this.#afterBackoff(nowMs);
+        else if (event.timerId === this.#hedgeTimer) this.#onHedgeTimer(nowMs);
+        break;
+      case 'client-gone':
+        this.#onClientGone(nowMs);
+        break;
+    }
+    return this.#out;
+  }
+
+  /** The answer is relayed or dropped: frees the request's in-flight slot. */
+  finish(nowMs: number): void {
+    this.#slot?.gate.leave(nowMs);
+    this.#slot = undefined;
+  }
+
+  #beginOrigin(target: OriginTarget, policy: RequestPolicy, nowMs: number): void {
+    this.#target = target;
+    this.#policy = policy;
+    this.#triesOnOrigin = 0;
+    this.#previousDelayMs = policy.retry.backoff.baseMs;
+    const first = target.gate.gate(nowMs, 1);
+    if (first === 'circuit-open' || first === 'overflow') {
+      this.#endOrigin(first, nowMs);
+      return;
+    }
+    this.#slot = target;
+    this.#send(first, false, nowMs);
+  }
+
+  #send(permit: BreakerPermit, hedge: boolean, nowMs: number): void {
+    const { retry } = this.#policy;
+    this.#triesOnOrigin++;
+    const t: Try = {
+      id: ++this.#nextId,
+      attempt: ++this.#started,
+      target: this.#target,
+      permit,
+      hedge,
+      startedMs: nowMs,
+    };
+    this.#inFlight.push(t);
+    if (hedge) this.#hedges.push(t);
+    this.#phase = 'trying';
+    this.#out.push({
+      type: 'send',
+      tryId: t.id,
+      attempt: t.attempt,
+      origin: t.target.origin,
+      hostHeader: t.target.hostHeader,
+      tls: t.target.tls,
+      // a probe's answer must reach the breaker at its head: holding it would keep the
+      // circuit half-open until its body ended
+      hold: permit !== 'probe' && this.#mayRetryBodyCut(),
+      tryTimeoutMs: tryTimeoutMs(this.#policy, nowMs),
+      retry,
+    });
+    this.#armHedge(nowMs);
+  }
+
+  /** Holding a response is worth its wait only if a cut body could be retried. */
+  #mayRetryBodyCut(): boolean {
+    const policy = this.#policy;
+    return (
+      this.#triesOnOrigin < policy.attempts &&
+      policy.methodRetryable &&
+      !policy.retry.observeOnly &&
+      policy.retry.onFailures.has('body-cut') &&
+      this.#in.body() === 'replayable'
+    );
+  }
+
+  #armHedge(nowMs: number): void {
+    const policy = this.#policy;
+    if (!this.#mayHedge()) return;
+    const delayMs = hedgeDelayMs(policy.retry.hedge, this.#in.method, this.#target.gate.latency);
+    if (delayMs === undefined || nowMs + delayMs >= policy.deadlineMs) return;
+    this.#hedgeTimer = ++this.#nextId;
+    this.#out.push({ type: 'wait', timerId: this.#hedgeTimer, delayMs });
+  }
+
+  #mayHedge(): boolean {
+    const policy = this.#policy;
+    return (
+      this.#phase === 'trying' &&
+      !this.#clientGone &&
+      this.#inFlight.length > 0 &&
+      this.#inFlight.length < policy.retry.hedge.max &&
+      this.#triesOnOrigin < policy.attempts &&
+      !policy.retry.observeOnly &&
+      this.#in.body() === 'replayable'
+    );
+  }
+
+  #onHedgeTimer(nowMs: number): void {
+    this.#hedgeTimer = 0;
+    if (!this.#mayHedge()) return;
+    // a hedge asks like a retry: the breaker, the budget, and a concurrency slot of its own
+    const gate = this.#target.gate.gateHedge(nowMs);
+    if (gate !== 'pass' && gate !== 'probe') {
+      this.record.hedgeResults.push('suppressed');
+      return;
+    }
+    this.#send(gate, true, nowMs);
+  }
+
+  #onTryEnded(tryId: number, end: TryEnd, nowMs: number): void {
+    const index = this.#inFlight.findIndex((t) => t.id === tryId);
+    // a try cancelled earlier: its end was already accounted for
+    if (index < 0 || this.#phase === 'done') return;
+    const t = this.#inFlight[index] as Try;
+    this.#inFlight.splice(index, 1);
+    const gate = t.target.gate;
+    if (t.hedge) gate.leave(nowMs);
+    if (end.kind === 'denied') {
+      // access.deniedUpstreams: the try never left, so there is nothing to learn or retry
+      gate.record(nowMs, t.permit, undefined);
+      this.#cancelInFlight(nowMs);
+      this.#endOrigin('forbidden', nowMs);
+      return;
+    }
+    const failed = end.kind === 'failure' || end.status >= 500;
+    // the breaker learns at once: a probe must not wait for a long body to end
+    gate.record(nowMs, t.permit, this.#clientGone ? undefined : failed);
+    this.record.addTry(end, gate.authority);
+    if (!failed) gate.latency.add(nowMs - t.startedMs);
+    if (this.#clientGone) {
+      if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
+      if (this.#inFlight.length > 0) return;
+      if (this.#triesOnOrigin < this.#policy.attempts) this.record.suppressed = 'client-gone';
+      this.#answer({ kind: 'client-gone' });
+      return;
+    }
+    if (this.#inFlight.length > 0) {
+      // the others may still answer: only a final answer ends the race now
+      if (end.kind === 'response' && !this.#policy.retry.onStatuses.has(end.status)) {
+        this.#win(t, nowMs);
+        return;
+      }
+      if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
+      // a place in the race is free: a hedge may take it, after the usual wait
+      if (this.#hedgeTimer === 0) this.#armHedge(nowMs);
+      return;
+    }
+    this.#decide(t, end, nowMs);
+  }
+
+  /** The last try in flight ended: retry it, or this is the end on this origin. */
+  #decide(t: Try, end: Exclude<TryEnd, { kind: 'denied' }>, nowMs: number): void {
+    const policy = this.#policy;
+    const decision = decideRetry({
+      policy,
+      attempt: this.#triesOnOrigin,
+      result: end,
+      body: this.#in.body(),
+      nowMs,
+      previousDelayMs: this.#previousDelayMs,
+      random: this.#in.random,
+    });
+    if (!decision.retry) {
+      this.#stop(decision.cause, t, end, nowMs);
+      return;
+    }
+    const next = t.target.gate.gate(nowMs, this.#triesOnOrigin + 1);
+    // refused: the client gets the answer it would have got without reprise
+    if (next === 'circuit-open' || next === 'budget') {
+      this.#stop(next, t, end, nowMs);
+      return;
+    }
+    this.#retryPermit = next;
+    this.#retryReason = decision.reason;
+    this.#previousDelayMs = decision.backoffMs;
+    const { authority } = t.target.gate;
+    const attempt = this.record.attempts;
+    const { reason, delayMs } = decision;
+    this.#out.push({ type: 'retry', upstream: authority, attempt, reason, delayMs });
+    if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
+    this.#hedgeTimer = 0;
+    if (delayMs <= 0) {
+      this.#afterBackoff(nowMs);
+      return;
+    }
+    this.#phase = 'backoff';
+    this.#backoffTimer = ++this.#nextId;
+    this.#out.push({ type: 'wait', timerId: this.#backoffTimer, delayMs });
+  }
+
+  #afterBackoff(nowMs: number): void {
+    this.#backoffTimer = 0;
+    const gate = this.#target.gate;
+    if (!gate.confirm(nowMs, this.#retryPermit)) {
+      // the answer that led here was discarded for the retry: reprise answers instead
+      this.#suppress('circuit-open', gate.authority);
+      this.#endOrigin('circuit-open', nowMs);
+      return;
+    }
+    // counted once it is made: a client that left during the wait got no retry
+    this.record.addRetry(this.#retryReason, gate.authority);
+    this.#send(this.#retryPermit, false, nowMs);
+  }
+
+  /** Ends the tries on this origin with `t`'s end; `cause`: why a due retry was not made. */
+  #stop(cause: SuppressedCause | undefined, t: Try, end: TryEnd, nowMs: number): void {
+    this.record.suppressed = cause;
+    if (cause !== undefined) this.#suppress(cause, t.target.gate.authority);
+    if (end.kind === 'response') {
+      this.#win(t, nowMs);
+      return;
+    }
+    if (end.kind === 'failure') this.#endOrigin(end.failure, nowMs);
+  }
+
+  #suppress(cause: SuppressedCause, upstream: string): void {
+    this.record.suppressed = cause;
+    this.#out.push({ type: 'suppressed', upstream, attempt: this.record.attempts, cause });
+  }
+
+  #win(t: Try, nowMs: number): void {
+    this.#cancelInFlight(nowMs);
+    this.record.setWinner(t.attempt);
+    this.#answer({ kind: 'response', tryId: t.id });
+  }
+
+  /** The tries still in flight lost the race: each was made, none is waited for. */
+  #cancelInFlight(nowMs: number): void {
+    for (const t of this.#inFlight) {
+      t.target.gate.record(nowMs, t.permit, undefined);
+      if (t.hedge) t.target.gate.leave(nowMs);
+      this.record.attempts++;
+      this.#out.push({ type: 'cancel', tryId: t.id });
+    }
+    this.#inFlight.length = 0;
+  }
+
+  /** No answer to relay from this origin: go to the fallback, or answer with `error`. */
+  #endOrigin(error: Exclude<LoopError, 'deadline'>, nowMs: number): void {
+    const fallback = this.#onFallback ? undefined : this.#fallbackFor(error, nowMs);
+    if (fallback !== undefined && this.#in.fallback !== undefined) {
+      this.finish(nowMs);
+      this.#onFallback = true;
+      this.#beginOrigin(this.#in.fallback(nowMs), fallback, nowMs);
+      return;
+    }
+    const policy = this.#policy;
+    const deadlinePassed = error === 'timeout' && nowMs >= policy.deadlineMs;
+    const answer = deadlinePassed ? 'deadline' : error;
+    this.#answer({ kind: 'error', error: answer, gate: this.#target.gate });
+  }
+
+  /** The fallback's policy when this end calls for it (SPEC §3 "Fallback"), else undefined. */
+  #fallbackFor(error: LoopError, nowMs: number): RequestPolicy | undefined {
+    const policy = this.#policy;
+    if (policy.route.fallback === undefined || !policy.methodRetryable) return undefined;
+    if (error === 'overflow' || error === 'forbidden') return undefined;
+    if (this.#in.body() !== 'replayable' || nowMs >= policy.deadlineMs) return undefined;
+    // never after an HTTP answer or a reset (the primary had the request); an open circuit: always
+    if (error !== 'circuit-open' && !this.record.primaryUnreached()) return undefined;
+    // the client's x-reprise-retry / x-reprise-max-attempts cap the tries on both origins
+    const fallback = resolveFallbackPolicy(policy, this.record.attempts);
+    if (fallback === undefined) return undefined;
+    this.record.fallback = error;
+    this.record.suppressed = undefined;
+    return fallback;
+  }
+
+  #onClientGone(nowMs: number): void {
+    if (this.#clientGone || this.#phase === 'done') return;
+    this.#clientGone = true;
+    this.#hedgeTimer = 0;
+    if (this.#phase === 'backoff') {
+      this.#target.gate.record(nowMs, this.#retryPermit, undefined);
+      this.record.suppressed = 'client-gone';
+      this.#answer({ kind: 'client-gone' });
+      return;
+    }
+    // each try ends as the cancel finds it, and is counted then
+    for (const t of this.#inFlight) this.#out.push({ type: 'cancel', tryId: t.id });
+  }
+
+  #answer(answer: LoopAnswer): void {
+    this.#phase = 'done';
+    this.#backoffTimer = 0;
+    this.#hedgeTimer = 0;
+    for (const t of this.#hedges) {
+      const result: HedgeResult = t.attempt === this.record.wonAttempt ? 'won' : 'lost';
+      this.record.hedgeResults.push(result);
+    }
+    if (answer.kind === 'error') this.record.error = answer.error;
+    this.#out.push({ type: 'answer', answer });
+  }
+}

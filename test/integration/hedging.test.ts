@@ -1,0 +1,150 @@
+/**
+ * Hedging (SPEC §3): a second try of a safe request while the first still waits; the first
+ * final answer wins and the other is cancelled. Real proxy, real loopback upstream.
+ */
+import { request } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from '../helpers/close-after-each.ts';
+import { FAST, startProxy, viaProxy } from '../helpers/proxy.ts';
+import { delayed, echo, reply, startUpstream } from '../helpers/upstream.ts';
+
+closeAfterEach();
+
+const HEDGED = `${FAST}      hedge: { after: 50ms, max: 2 }\n`;
+
+async function metrics(adminPort: number): Promise<string[]> {
+  return (await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()).split('\n');
+}
+
+/** Tries in flight to every upstream together, once that is 0 (the test's timeout bounds it). */
+async function settledInFlight(adminPort: number): Promise<number> {
+  for (;;) {
+    const state = (await (await fetch(`http://127.0.0.1:${adminPort}/state`)).json()) as {
+      upstreams: { inFlight: number }[];
+    };
+    const inFlight = state.upstreams.reduce((sum, u) => sum + u.inFlight, 0);
+    if (inFlight === 0) return inFlight;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe('a hedged GET', () => {
+  it('gets the hedge answer when the first try stalls, and cancels the first', async () => {
+    const up = await startUpstream([delayed(10_000, reply(200, 'slow')), reply(200, 'fast')]);
+    const px = await startProxy(HEDGED);
+    const res = await viaProxy(px.port, 'GET', `${up.origin}/item`);
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe('fast');
+    expect(res.headers['x-reprise-attempts']).toBe('2');
+    expect(up.seen.map((s) => s.headers['x-reprise-attempt'])).toEqual(['1', '2']);
+    expect(px.requests()[0]).toMatchObject({ status: 200, attempts: 2, won: 2, hedges: ['won'] });
+    const up80 = up.origin.slice(7);
+    const lines = await metrics(px.adminPort);
+    const series = `reprise_hedges_total{route="default",upstream="${up80}",result=`;
+    expect(lines).toContain(`${series}"won"} 1`);
+    expect(lines).toContain(`${series}"lost"} 0`);
+    // the cancelled try and the hedge gave back their slots
+    expect(await settledInFlight(px.adminPort)).toBe(0);
+  });
+
+  it('keeps the first answer when it comes before hedge.after: one try', async () => {
+    const up = await startUpstream([reply(200, 'quick')]);
+    const px = await startProxy(HEDGED);
+    const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
+    expect(res.body.toString()).toBe('quick');
+    expect(up.seen).toHaveLength(1);
+    expect(px.requests()[0]).toMatchObject({ attempts: 1 });
+    expect(px.requests()[0]?.won).toBeUndefined();
+  });
+
+  it('reports a hedge that lost the race', async () => {
+    const up = await startUpstream([
+      delayed(150, reply(200, 'first')),
+      delayed(10_000, reply(200)),
+    ]);
+    const px = await startProxy(HEDGED);
+    const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
+    expect(res.body.toString()).toBe('first');
+    expect(px.requests()[0]).toMatchObject({ won: 1, hedges: ['lost'] });
+  });
+});
+
+describe('a hedged request with a body', () => {
+  it('gives each try its own replay of the whole body', async () => {
+    const body = Buffer.alloc(40_000, 7);
+    const up = await startUpstream([delayed(10_000, echo()), echo()]);
+    const px = await startProxy(HEDGED);
+    const res = await viaProxy(px.port, 'GET', `${up.origin}/`, {
+      headers: { 'content-length': String(body.length) },
+      body: [body.subarray(0, 20_000), body.subarray(20_000)],
+    });
+    expect(res.body.equals(body)).toBe(true);
+    expect(up.seen).toHaveLength(2);
+    expect(up.seen[1]?.body.equals(body)).toBe(true);
+  });
+
+  it('gives a hedge that starts while the body still arrives the copy, then the rest', async () => {
+    const body = Buffer.alloc(40_000, 9);
+    const up = await startUpstream([delayed(10_000, echo()), echo()]);
+    const px = await startProxy(HEDGED);
+    const answer = new Promise<Buffer>((resolve, reject) => {
+      const req = request({
+        host: '127.0.0.1',
+        port: px.port,
+        method: 'GET',
+        path: `${up.origin}/`,
+        headers: { 'content-length': String(body.length) },
+        agent: false,
+      });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(Buffer.concat(chunks)));
+      });
+      req.write(body.subarray(0, 20_000));
+      // the rest only once the hedge has started (it replays the first half, then follows)
+      const rest = setInterval(() => {
+        if (up.connections >= 2) {
+          clearInterval(rest);
+          req.end(body.subarray(20_000));
+        }
+      }, 5);
+    });
+    expect((await answer).equals(body)).toBe(true);
+    // both tries had the whole body, whichever the upstream finished reading first
+    expect(up.seen.map((s) => s.headers['x-reprise-attempt']).sort()).toEqual(['1', '2']);
+    expect(up.seen.every((s) => s.body.equals(body))).toBe(true);
+  });
+});
+
+describe('what is never hedged', () => {
+  it('does not hedge a POST, even with an idempotency key', async () => {
+    const up = await startUpstream([delayed(200, echo())]);
+    const px = await startProxy(HEDGED);
+    const res = await viaProxy(px.port, 'POST', `${up.origin}/`, {
+      body: 'once',
+      headers: { 'idempotency-key': 'k1' },
+    });
+    expect(res.body.toString()).toBe('once');
+    expect(up.seen).toHaveLength(1);
+  });
+
+  it('does not hedge with hedge.after: off', async () => {
+    const up = await startUpstream([delayed(200, reply(200, 'one'))]);
+    const px = await startProxy(`${FAST}      hedge: { after: 'off' }\n`);
+    await viaProxy(px.port, 'GET', `${up.origin}/`);
+    expect(up.seen).toHaveLength(1);
+  });
+
+  it('does not hedge past the budget: the hedge is counted as suppressed', async () => {
+    const up = await startUpstream([delayed(200, reply(200, 'one'))]);
+    const px = await startProxy(
+      `${HEDGED}  upstream:\n    budget: { ratio: 0, minPerSecond: 0 }\n`,
+    );
+    const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
+    expect(res.body.toString()).toBe('one');
+    expect(up.seen).toHaveLength(1);
+    expect(px.requests()[0]).toMatchObject({ hedges: ['suppressed'] });
+  });
+});

@@ -1,0 +1,285 @@
+/**
+ * The attempt machine on a fake clock, with no sockets: events in, actions out, against real
+ * upstream gates (budget, breaker, concurrency) from the registry.
+ */
+import { describe, expect, it } from 'vitest';
+import type { UpstreamSettings } from '../../src/config/types.ts';
+import { type Upstream, UpstreamRegistry } from '../../src/resilience/upstream-registry.ts';
+import type { AttemptAction, TryEnd } from '../../src/retry/attempt-events.ts';
+import { AttemptMachine } from '../../src/retry/attempt-machine.ts';
+import type { BodyState } from '../../src/retry/decide.ts';
+import { resolveRequestPolicy } from '../../src/retry/request-policy.ts';
+import {
+  makeBackoff,
+  makeRoutePolicy,
+  makeUpstreamSettings,
+  type RouteOverrides,
+} from '../helpers/policy-factory.ts';
+
+const OK: TryEnd = { kind: 'response', status: 200, retryAfter: undefined };
+const UNAVAILABLE: TryEnd = { kind: 'response', status: 503, retryAfter: undefined };
+const RESET: TryEnd = { kind: 'failure', failure: 'reset' };
+const REFUSED: TryEnd = { kind: 'failure', failure: 'connect-failure' };
+
+interface Rig {
+  readonly machine: AttemptMachine;
+  readonly primary: Upstream;
+  readonly registry: UpstreamRegistry;
+  /** Every action so far. */
+  readonly actions: AttemptAction[];
+  now: number;
+  start(): AttemptAction[];
+  end(tryId: number, end: TryEnd): AttemptAction[];
+  fire(timerId: number): AttemptAction[];
+  clientGone(): AttemptAction[];
+}
+
+function rig(
+  options: {
+    method?: string;
+    route?: RouteOverrides;
+    upstream?: Partial<UpstreamSettings>;
+    body?: BodyState;
+    headers?: Record<string, string>;
+  } = {},
+): Rig {
+  const route = makeRoutePolicy({
+    ...options.route,
+    retry: {
+      backoff: makeBackoff({ baseMs: 100, maxMs: 1000, jitter: 'none' }),
+      ...options.route?.retry,
+    },
+  });
+  const registry = new UpstreamRegistry(makeUpstreamSettings(options.upstream), [], {
+    onTransition() {},
+  });
+  const method = options.method ?? 'GET';
+  const policy = resolveRequestPolicy(route, method, options.headers ?? {}, 0);
+  const primary = registry.get('a.test:80', 0);
+  const actions: AttemptAction[] = [];
+  const machine = new AttemptMachine({
+    policy,
+    method,
+    primary: { gate: primary, origin: 'http://a.test:80', hostHeader: undefined, tls: undefined },
+    fallback:
+      route.fallback === undefined
+        ? undefined
+        : (nowMs) => ({
+            gate: registry.get('b.test:80', nowMs),
+            origin: 'http://b.test:80',
+            hostHeader: 'b.test',
+            tls: undefined,
+          }),
+    body: () => options.body ?? 'replayable',
+    random: () => 0.5,
+  });
+  const r: Rig = {
+    machine,
+    primary,
+    registry,
+    actions,
+    now: 0,
+    start: () => keep(machine.handle({ type: 'start' }, r.now)),
+    end: (tryId, end) => keep(machine.handle({ type: 'try-ended', tryId, end }, r.now)),
+    fire: (timerId) => keep(machine.handle({ type: 'timer', timerId }, r.now)),
+    clientGone: () => keep(machine.handle({ type: 'client-gone' }, r.now)),
+  };
+  function keep(out: AttemptAction[]): AttemptAction[] {
+    actions.push(...out);
+    return out;
+  }
+  return r;
+}
+
+function sends(actions: readonly AttemptAction[]) {
+  return actions.flatMap((a) => (a.type === 'send' ? [a] : []));
+}
+
+function waits(actions: readonly AttemptAction[]) {
+  return actions.flatMap((a) => (a.type === 'wait' ? [a] : []));
+}
+
+function answerOf(actions: readonly AttemptAction[]) {
+  return actions.flatMap((a) => (a.type === 'answer' ? [a.answer] : []))[0];
+}
+
+describe('one try at a time', () => {
+  it('sends the first try at once and answers with its response', () => {
+    const r = rig();
+    const [first] = sends(r.start());
+    expect(first).toMatchObject({ attempt: 1, origin: 'http://a.test:80', hold: true });
+    const out = r.end(first?.tryId ?? 0, OK);
+    expect(answerOf(out)).toEqual({ kind: 'response', tryId: first?.tryId });
+    expect(r.machine.record).toMatchObject({ attempts: 1, outcomes: ['2xx'], wonAttempt: 1 });
+  });
+
+  it('retries a 503 after the back-off: drops the answer, waits, sends try 2', () => {
+    const r = rig();
+    const [first] = sends(r.start());
+    const out = r.end(first?.tryId ?? 0, UNAVAILABLE);
+    expect(out.map((a) => a.type)).toEqual(['retry', 'cancel', 'wait']);
+    const [wait] = waits(out);
+    expect(wait?.delayMs).toBe(100);
+    r.now = 100;
+    const [second] = sends(r.fire(wait?.timerId ?? 0));
+    expect(second?.attempt).toBe(2);
+    expect(r.machine.record.retryReasons).toEqual(['503']);
+  });
+
+  it('gives the last try no hold: nothing could follow a cut body', () => {
+    const r = rig({ route: { retry: { attempts: 1 } } });
+    expect(sends(r.start())[0]?.hold).toBe(false);
+  });
+
+  it('does not retry a POST after a reset, and says why', () => {
+    const r = rig({ method: 'POST' });
+    const [first] = sends(r.start());
+    const out = r.end(first?.tryId ?? 0, RESET);
+    expect(answerOf(out)).toMatchObject({ kind: 'error', error: 'reset' });
+    expect(r.machine.record.suppressed).toBe('method');
+  });
+
+  it('retries a POST after a connect failure: nothing was sent', () => {
+    const r = rig({ method: 'POST' });
+    const [first] = sends(r.start());
+    expect(r.end(first?.tryId ?? 0, REFUSED).map((a) => a.type)).toEqual(['retry', 'wait']);
+  });
+
+  it('ends the request when the client leaves during the back-off', () => {
+    const r = rig();
+    const [first] = sends(r.start());
+    r.end(first?.tryId ?? 0, UNAVAILABLE);
+    expect(answerOf(r.clientGone())).toEqual({ kind: 'client-gone' });
+    expect(r.machine.record).toMatchObject({ suppressed: 'client-gone', retryReasons: [] });
+  });
+
+  it('answers circuit-open when the circuit opened during the back-off', () => {
+    const r = rig({
+      upstream: {
+        circuitBreaker: {
+          ...makeUpstreamSettings().circuitBreaker,
+          consecutiveFailures: 1,
+          failingForMs: 0,
+        },
+      },
+    });
+    const [first] = sends(r.start());
+    const [wait] = waits(r.end(first?.tryId ?? 0, RESET));
+    r.now = 100;
+    const out = r.fire(wait?.timerId ?? 0);
+    expect(answerOf(out)).toMatchObject({ kind: 'error', error: 'circuit-open' });
+    expect(r.machine.record.suppressed).toBe('circuit-open');
+  });
+
+  it('goes to the fallback after connect failures on the primary, with its Host', () => {
+    const r = rig({ route: { retry: { attempts: 1 }, fallback: 'http://b.test:80' } });
+    const [first] = sends(r.start());
+    const [second] = sends(r.end(first?.tryId ?? 0, REFUSED));
+    expect(second).toMatchObject({ attempt: 2, origin: 'http://b.test:80', hostHeader: 'b.test' });
+    expect(r.machine.record.fallback).toBe('connect-failure');
+  });
+
+  it('answers deadline when the last try timed out at the deadline', () => {
+    const r = rig({ route: { timeoutMs: 1000, retry: { attempts: 1 } } });
+    const [first] = sends(r.start());
+    expect(first?.tryTimeoutMs).toBe(1000);
+    r.now = 1000;
+    const out = r.end(first?.tryId ?? 0, { kind: 'failure', failure: 'timeout' });
+    expect(answerOf(out)).toMatchObject({ kind: 'error', error: 'deadline' });
+  });
+});
+
+describe('hedging', () => {
+  const hedged = (after: number | 'auto' | 'off', max = 2): RouteOverrides => ({
+    retry: { hedge: { afterMs: after, max } },
+  });
+
+  it('starts a hedge after hedge.after; the first final answer wins, the other is cancelled', () => {
+    const r = rig({ route: hedged(50) });
+    const out = r.start();
+    const [first] = sends(out);
+    const [timer] = waits(out);
+    expect(timer?.delayMs).toBe(50);
+    r.now = 50;
+    const [hedge] = sends(r.fire(timer?.timerId ?? 0));
+    expect(hedge?.attempt).toBe(2);
+    r.now = 60;
+    const end = r.end(hedge?.tryId ?? 0, OK);
+    expect(end).toContainEqual({ type: 'cancel', tryId: first?.tryId });
+    expect(answerOf(end)).toEqual({ kind: 'response', tryId: hedge?.tryId });
+    expect(r.machine.record).toMatchObject({ attempts: 2, wonAttempt: 2, hedgeResults: ['won'] });
+    // the hedge's concurrency slot and the cancelled try's permit are given back
+    expect(r.primary.inFlight).toBe(1);
+  });
+
+  it('waits for the hedge when the first try fails, and does not retry meanwhile', () => {
+    const r = rig({ route: hedged(50) });
+    const out = r.start();
+    const [first] = sends(out);
+    r.now = 50;
+    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    const failed = r.end(first?.tryId ?? 0, RESET);
+    expect(failed.filter((a) => a.type === 'send' || a.type === 'retry')).toEqual([]);
+    const end = r.end(hedge?.tryId ?? 0, OK);
+    expect(answerOf(end)).toEqual({ kind: 'response', tryId: hedge?.tryId });
+  });
+
+  it('lets a new hedge take the place of a try that failed while another is in flight', () => {
+    const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
+    const out = r.start();
+    const [first] = sends(out);
+    r.now = 50;
+    sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    r.now = 60;
+    const [again] = waits(r.end(first?.tryId ?? 0, REFUSED));
+    expect(again?.delayMs).toBe(50);
+    r.now = 110;
+    expect(sends(r.fire(again?.timerId ?? 0))[0]?.attempt).toBe(3);
+  });
+
+  it('never hedges a POST', () => {
+    const r = rig({ method: 'POST', route: hedged(50) });
+    expect(waits(r.start())).toEqual([]);
+  });
+
+  it('keeps at most max tries in flight and never more than attempts', () => {
+    const r = rig({ route: { retry: { attempts: 2, hedge: { afterMs: 10, max: 3 } } } });
+    const out = r.start();
+    r.now = 10;
+    const second = r.fire(waits(out)[0]?.timerId ?? 0);
+    expect(sends(second)).toHaveLength(1);
+    expect(waits(second)).toEqual([]);
+  });
+
+  it('counts a hedge the budget refused as suppressed', () => {
+    const r = rig({
+      route: hedged(50),
+      upstream: { budget: { ratio: 0, minPerSecond: 0, windowMs: 10_000 } },
+    });
+    const out = r.start();
+    r.now = 50;
+    expect(sends(r.fire(waits(out)[0]?.timerId ?? 0))).toEqual([]);
+    expect(r.machine.record.hedgeResults).toEqual(['suppressed']);
+  });
+
+  it('with auto, hedges only once the upstream has a history, after twice its p90', () => {
+    const r = rig({ route: hedged('auto') });
+    expect(waits(r.start())).toEqual([]);
+    const again = rig({ route: hedged('auto') });
+    // 49 answers, the slowest tenth at 100 ms (the quantile is worked out every 16)
+    for (let i = 0; i < 49; i++) again.primary.latency.add(i < 44 ? 5 : 100);
+    expect(waits(again.start())[0]?.delayMs).toBe(200);
+  });
+
+  it('cancels every try in flight when the client leaves, and ends once they have', () => {
+    const r = rig({ route: hedged(50) });
+    const out = r.start();
+    const [first] = sends(out);
+    r.now = 50;
+    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    const gone = r.clientGone();
+    expect(gone.filter((a) => a.type === 'cancel')).toHaveLength(2);
+    expect(answerOf(r.end(first?.tryId ?? 0, RESET))).toBeUndefined();
+    expect(answerOf(r.end(hedge?.tryId ?? 0, RESET))).toEqual({ kind: 'client-gone' });
+  });
+});
