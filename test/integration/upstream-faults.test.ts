@@ -55,7 +55,9 @@ describe('connect failures', () => {
     const r = await relayed([{ kind: 'pass' }]);
     await r.refuse();
     proxy = await startProxy(FAST);
-    const res = await viaProxy(proxy.port, 'POST', `${r.origin}/`, { body: 'x' });
+    // 127.0.0.2: the freed port on 127.0.0.1 may be taken by a test running beside this one
+    const refused = r.origin.replace('127.0.0.1', '127.0.0.2');
+    const res = await viaProxy(proxy.port, 'POST', `${refused}/`, { body: 'x' });
     expect(res.status).toBe(502);
     expect(res.headers['x-reprise-error']).toBe('connect-failure');
     expect(res.headers['x-reprise-attempts']).toBe('3');
