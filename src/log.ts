@@ -5,6 +5,7 @@
 import { pino } from 'pino';
 import { LogWriter } from './log-writer.ts';
 import type { RequestSummary } from './summary.ts';
+import type { ClientHandshakeResult } from './vocabulary.ts';
 
 export type Logger = pino.Logger;
 
@@ -94,6 +95,7 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
   if (s.upstreamAddress !== undefined) line += `,"upstreamAddress":${quoted(s.upstreamAddress)}`;
   // only where it is so: most lines are plain HTTP, and they stay as they were
   if (s.tls) line += ',"tls":true';
+  if (s.tunnel !== undefined) line += `,"tunnel":${quoted(s.tunnel)}`;
   line += `,"method":${quoted(s.method)},"path":${quoted(stripQuery(s.path))},"status":${number(s.status)},"attempts":${number(s.attempts)},"retries":${quotedList(s.retryReasons)}`;
   if (s.suppressed !== undefined) line += `,"suppressed":${quoted(s.suppressed)}`;
   // which try won, where hedges raced it
@@ -180,6 +182,29 @@ export interface HandshakeFailedLine {
 /** A TLS handshake to an upstream failed: why, since the access line has only the failure name. */
 export function logHandshakeFailed(logger: Logger, line: HandshakeFailedLine): void {
   logger.warn(line, 'upstream tls handshake failed');
+}
+
+export interface ClientHandshakeLine {
+  /** The CONNECT's host:port. */
+  readonly upstream: string;
+  readonly result: ClientHandshakeResult;
+  /** The SNI the client sent, if any. */
+  readonly sni: string | undefined;
+}
+
+const CLIENT_HANDSHAKE_MESSAGES: Partial<Record<ClientHandshakeResult, string>> = {
+  'sni-mismatch': 'client tls refused: its SNI names another host than its CONNECT',
+  rejected:
+    'client rejected the intercepting certificate: it pins its certificates or does not trust writeCa',
+  'h2-only': 'client offers only h2: tunnel passed through, not intercepted',
+};
+
+/** An intercepted tunnel's handshake with its client; only the ones an operator acts on warn. */
+export function logClientHandshake(logger: Logger, line: ClientHandshakeLine): void {
+  const message = CLIENT_HANDSHAKE_MESSAGES[line.result];
+  if (line.result === 'sni-mismatch' || line.result === 'rejected') logger.warn(line, message);
+  else if (message !== undefined) logger.info(line, message);
+  else if (line.result !== 'ok') logger.debug(line, 'client tls handshake did not finish');
 }
 
 /** `source` undefined: the embedded defaults. */

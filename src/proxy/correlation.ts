@@ -8,6 +8,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { socketAddress } from '../routing/authority.ts';
 import type { RequestOrigin } from '../summary.ts';
+import { tunnelledOf } from './tunnelled.ts';
 
 /** Longer client ids are logged cut to this (the header itself goes upstream whole). */
 const MAX_LOGGED_ID_CHARS = 128;
@@ -36,6 +37,7 @@ export function requestOrigin(
     requestIdMade: made,
     traceId: traceIdOf(headers.traceparent),
     client: clientAddress(socket),
+    tunnel: tunnelledOf(socket)?.kind,
   };
 }
 

@@ -59,6 +59,25 @@ export function parseAbsoluteTarget(
   return targetAt({ ...authority, ...destination }, path, tls);
 }
 
+/**
+ * A request read inside a CONNECT tunnel to `hostHeader` (SPEC §6): origin-form, or
+ * absolute-form naming that same authority. Sent there as `https://` when reprise terminated
+ * the client's TLS (`secure`), else as `http://`; `rules` may add TLS as for any request.
+ */
+export function tunnelTarget(
+  hostHeader: string,
+  secure: boolean,
+  url: string,
+  rules: readonly UpstreamRule[],
+): Target | undefined {
+  const scheme = secure ? 'https://' : 'http://';
+  if (url.startsWith('/')) return parseAbsoluteTarget(`${scheme}${hostHeader}${url}`, rules);
+  const absolute = parseAbsoluteTarget(url, rules);
+  const tunnel = secure ? httpsAuthorityOf(hostHeader) : authorityOf(hostHeader);
+  if (absolute === undefined || absolute.authority !== tunnel?.authority) return undefined;
+  return absolute;
+}
+
 /** An origin-form request on a fixed-upstream listener. */
 export function listenerTarget(listener: Listener, url: string): Target | undefined {
   if (!url.startsWith('/')) return undefined;

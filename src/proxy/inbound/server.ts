@@ -7,7 +7,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { BlockList, Socket } from 'node:net';
 import type { Listener } from '../../config/types.ts';
 import { isListed } from '../../routing/address-list.ts';
-import { listenerTarget, parseAbsoluteTarget, type Target } from '../../routing/target.ts';
+import {
+  listenerTarget,
+  parseAbsoluteTarget,
+  type Target,
+  tunnelTarget,
+} from '../../routing/target.ts';
 import { summarize } from '../../summary.ts';
 import type { ErrorName } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
@@ -18,6 +23,7 @@ import { socketResponse } from '../passthrough/detached-socket.ts';
 import { openTunnel, refuseTunnel } from '../passthrough/tunnel.ts';
 import { relayUpgrade } from '../passthrough/websocket.ts';
 import { answer, rawAnswer } from '../respond.ts';
+import { tunnelledOf } from '../tunnelled.ts';
 import {
   declaresBody,
   guardRequest,
@@ -135,7 +141,7 @@ function handleConnect(
   const refusal = refuse(ctx, req);
   if (refusal !== undefined) {
     refuseTunnel(ctx, req, socket, refusal.error, refusal.message);
-  } else if (options.listener !== undefined) {
+  } else if (options.listener !== undefined || tunnelledOf(socket) !== undefined) {
     refuseTunnel(ctx, req, socket, 'bad-request', 'CONNECT is served on the proxy port only');
   } else {
     openTunnel(ctx, req, socket, head).catch((err: unknown) => {
@@ -189,15 +195,21 @@ function check(
   const refusal = refuse(ctx, req);
   if (refusal !== undefined) return refusal;
   const url = req.url ?? '';
+  const inside = tunnelledOf(req.socket);
+  const rules = ctx.config.upstreams;
   const target =
-    listener === undefined
-      ? parseAbsoluteTarget(url, ctx.config.upstreams)
-      : listenerRequestTarget(ctx, listener, url);
+    inside !== undefined
+      ? tunnelTarget(inside.hostHeader, inside.kind === 'intercepted', url, rules)
+      : listener === undefined
+        ? parseAbsoluteTarget(url, rules)
+        : listenerRequestTarget(ctx, listener, url);
   if (target === undefined) {
     const message =
-      listener !== undefined
-        ? `this port forwards to ${listener.authority} only: send origin-form (/path)`
-        : 'expected an absolute-form URI (http://host/path): point HTTP_PROXY here';
+      inside !== undefined
+        ? `this tunnel goes to ${inside.hostHeader} only: send origin-form (/path)`
+        : listener !== undefined
+          ? `this port forwards to ${listener.authority} only: send origin-form (/path)`
+          : 'expected an absolute-form URI (http://host/path): point HTTP_PROXY here';
     return { error: 'bad-request', message };
   }
   if (ctx.ownAuthorities.has(target.authority)) {
