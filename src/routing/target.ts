@@ -24,6 +24,8 @@ export interface Target extends Authority {
   readonly origin: string;
   /** The TLS the request is sent with (routing/upstream-rule.ts); undefined: plain HTTP. */
   readonly tls: UpstreamTls | undefined;
+  /** The port connected to: `port`, or where TLS is spoken when the two differ. */
+  readonly dialPort: number;
   /** Path and query, as sent upstream. */
   readonly path: string;
   /** Path without the query: routing and logs. */
@@ -105,7 +107,9 @@ interface ParsedAuthority extends Authority {
 function targetAt(a: ParsedAuthority, path: string, tls: UpstreamTls | undefined): Target {
   const { origin, authority, host, port, dialHost, hostHeader } = a;
   const pathname = pathnameOf(path);
-  return { origin, tls, authority, host, port, dialHost, hostHeader, path, pathname };
+  // TLS may be spoken on another port than the one called (an http:// call: 80 becomes 443)
+  const dialPort = tls === undefined ? port : Number(origin.slice(origin.lastIndexOf(':') + 1));
+  return { origin, tls, authority, host, port, dialHost, dialPort, hostHeader, path, pathname };
 }
 
 /** A sidecar talks to a handful of hosts: each valid spelling is parsed once. */
