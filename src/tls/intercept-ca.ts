@@ -7,7 +7,7 @@
 import { rename, writeFile } from 'node:fs/promises';
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import type { InterceptSettings } from '../config/types.ts';
-import { matchesHost } from '../routing/host-pattern.ts';
+import { isIntercepted } from '../routing/upstream-rule.ts';
 import type { CertificateResult } from '../vocabulary.ts';
 import {
   generateCa,
@@ -79,7 +79,7 @@ export class InterceptCa {
 
   /** Whether tunnels to `host:port` are intercepted (the same pattern rules as routes). */
   covers(host: string, port: number): boolean {
-    return this.settings.hosts.some((pattern) => matchesHost(pattern, host, port));
+    return isIntercepted(this.settings, host, port);
   }
 
   /**

@@ -235,7 +235,7 @@ describe('Upgrade pass-through (SPEC §6)', () => {
         const answer = await send(proxy, upgradeRequest(`http://localhost:${calledPort}/chat`));
         expect(answer.status).toBe(101);
         expect(seen).toHaveLength(1);
-        expect((seen[0]?.socket as { encrypted?: boolean }).encrypted).toBe(true);
+        expect((switched[0] as { encrypted?: boolean } | undefined)?.encrypted).toBe(true);
       } finally {
         for (const socket of switched) socket.destroy();
         secure.closeAllConnections();
