@@ -8,6 +8,7 @@ const SERIAL = [
   'test/integration/resilience-matrix.test.ts',
   'test/integration/memory.test.ts',
   'test/integration/protection.test.ts',
+  'test/integration/intercept-flood.test.ts',
 ];
 
 export default defineConfig({

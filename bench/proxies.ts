@@ -38,6 +38,8 @@ export interface RepriseOptions {
   readonly node?: NodeSettings;
   /** false: no config file, the embedded defaults (listen 127.0.0.1:3128, admin :9901). */
   readonly file?: boolean;
+  /** Another build's main.js (a baseline, side by side); default REPRISE_MAIN. */
+  readonly main?: string;
 }
 
 /**
@@ -52,13 +54,14 @@ export async function startReprise(
   name: string,
   options: RepriseOptions = {},
 ): Promise<Proc & { readonly startupMs: number; readonly startupCpuMs: number }> {
-  if (!existsSync(REPRISE_MAIN)) {
-    throw new Error(`reprise not built: ${REPRISE_MAIN} is missing (run \`npm run build\`)`);
+  const main = options.main ?? REPRISE_MAIN;
+  if (!existsSync(main)) {
+    throw new Error(`reprise not built: ${main} is missing (run \`npm run build\`)`);
   }
-  const node = options.node ?? shippedSettings();
+  const node = options.node ?? shippedSettings(main);
   let port = EMBEDDED_PORT;
   let adminPort = EMBEDDED_ADMIN_PORT;
-  const args = [...node.flags, REPRISE_MAIN];
+  const args = [...node.flags, main];
   if (options.file !== false) {
     [port, adminPort] = [await freePort(), await freePort()];
     const file = `${dir}/${name}.yaml`;

@@ -16,7 +16,8 @@
  * autocannon; default wrk when installed), BENCH_PIN=0 (no pinning), BENCH_GE, BENCH_SEED.
  * Section 8 is the resilience matrix (bench/resilience.ts), about 5 minutes on its own; 9 is
  * the packet-loss run (bench/packet-loss.ts: root and network namespaces), only when asked;
- * 10 is TLS origination against bare TLS-originating proxies (bench/tls-origination.ts).
+ * 10 is TLS origination against bare TLS-originating proxies (bench/tls-origination.ts); 11 the
+ * upload burst (bench/upload-burst.ts; BENCH_BURST PUTs, default 1,000).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -53,11 +54,12 @@ import {
 import { type MatrixLine, matrixTable, resilienceMatrix } from './resilience.ts';
 import { type BenchContext, getThroughput, healedFailures, putReplayBuffer } from './scenarios.ts';
 import { tlsOrigination } from './tls-origination.ts';
+import { uploadBurst } from './upload-burst.ts';
 
 const durationS = Number(process.env.BENCH_DURATION ?? 6);
 const warmupS = Number(process.env.BENCH_WARMUP ?? 1);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
-const only = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5,6,7,8,10').split(',').map(Number));
+const only = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5,6,7,8,10,11').split(',').map(Number));
 const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 // cpus(), not availableParallelism(): the bench pins itself to one CPU (processes.ts)
@@ -135,6 +137,7 @@ async function main(): Promise<void> {
     if (only.has(5)) rows.push(...(await totalOutage(ctx)));
     if (only.has(6)) rows.push(...(await memory(ctx)));
     if (only.has(7)) rows.push(...(await footprint(ctx)));
+    if (only.has(11)) rows.push(...(await uploadBurst(ctx)));
     if (only.has(8)) matrix = await resilienceMatrix(tmpDir, progress);
     if (only.has(10)) rows.push(...(await tlsOrigination(ctx)));
     // not in the default set: it needs root and network namespaces, and takes minutes

@@ -5,7 +5,8 @@
  *
  * Routes: `GET /bytes/N` answers N bytes (Content-Length); any request with a body (the PUT
  * sink) is read to the end and answered `200 ok`, or `400` when fewer bytes arrived than
- * announced. A fault mode, set over IPC, decides before routing whether to answer 503.
+ * announced; under `/slow/MS/` no sooner than MS ms after its head arrived (a slow upstream
+ * that still reads every byte). A fault mode, set over IPC, decides before routing whether to answer 503.
  */
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -131,16 +132,25 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
   res.end();
 }
 
+const SLOW = /^\/slow\/(\d+)\//;
+
 function sink(req: http.IncomingMessage, res: http.ServerResponse): void {
   const expected = Number(req.headers['content-length'] ?? -1);
+  const delayMs = Number(SLOW.exec(req.url ?? '')?.[1] ?? 0);
+  const answerAt = performance.now() + delayMs;
   let received = 0;
   req.on('data', (chunk: Buffer) => {
     received += chunk.length;
   });
   req.on('end', () => {
     const complete = expected < 0 || received === expected;
-    res.writeHead(complete ? 200 : 400, { 'content-type': 'text/plain', 'content-length': 3 });
-    res.end(complete ? 'ok\n' : 'bad');
+    const answer = () => {
+      res.writeHead(complete ? 200 : 400, { 'content-type': 'text/plain', 'content-length': 3 });
+      res.end(complete ? 'ok\n' : 'bad');
+    };
+    const waitMs = answerAt - performance.now();
+    if (waitMs > 0) setTimeout(answer, waitMs);
+    else answer();
   });
 }
 

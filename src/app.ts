@@ -13,6 +13,7 @@ import type { Address, Config } from './config/types.ts';
 import {
   createLogger,
   type Logger,
+  logClientHandshake,
   logHandshakeFailed,
   logRequestDone,
   logRetry,
@@ -28,6 +29,8 @@ import { UpstreamRegistry } from './resilience/upstream-registry.ts';
 import { type OwnAuthorities, ownAuthorities } from './routing/target.ts';
 import { viewRuleTls } from './routing/upstream-rule.ts';
 import type { RequestSummary } from './summary.ts';
+import type { InterceptCa } from './tls/intercept-ca.ts';
+import type { CertificateResult } from './vocabulary.ts';
 
 /** The quiet collector (quiet-collector.ts) looks every 5 s and collects after 15 s quiet. */
 const QUIET_PERIOD_MS = 5_000;
@@ -73,8 +76,11 @@ export interface App {
   readonly logger: Logger;
   readonly metrics: Metrics | undefined;
   config(): Config;
-  /** Swaps in a new config for requests that start from now on. */
-  reload(config: Config): void;
+  /**
+   * Swaps in a new config for requests that start from now on; at once, unless it changes
+   * `connect.intercept`, whose new CA is made (and its files written) first.
+   */
+  reload(config: Config): Promise<void>;
   /** Stops accepting, lets in-flight requests finish within drainTimeout, closes everything. */
   stop(): Promise<void>;
 }
@@ -153,7 +159,15 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     onTunnelDone: (upstream, outcome, retryReasons) =>
       metrics?.tunnelDone(upstream, outcome, retryReasons),
     onTunnelEnd: (s) => logRequestDone(logger, s),
+    intercept: ca,
+    serveInside: (socket) => proxy.emit('connection', socket),
+    onClientHandshake: (upstream, result, sni) => {
+      metrics?.tlsHandshake('client', result);
+      logClientHandshake(logger, { upstream, result, sni });
+    },
   });
+  // written before the admin port answers, so /readyz 200 means the app can trust the files
+  let ca = await startInterceptCa(config, now, (result) => metrics?.certificate(result));
   context = build(config);
   let draining = false;
   let started = 0;
@@ -254,7 +268,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     logger,
     metrics,
     config: () => context.config,
-    reload(next: Config): void {
+    async reload(next: Config): Promise<void> {
+      if (next.connect.intercept?.id !== ca?.settings.id) {
+        // other hosts need another CA (its name constraints): made, and its files rewritten,
+        // before the new config takes its first request
+        ca = await startInterceptCa(next, now, (result) => metrics?.certificate(result));
+        if (ca !== undefined) logger.warn(interceptCaRenewed(ca), 'interception CA renewed');
+      }
       upstreams.reconfigure(next.defaultUpstream, next.upstreams);
       pool.capacityBytes = next.limits.maxBufferedBytes;
       context = build(next);
@@ -296,6 +316,25 @@ async function listen(server: Server, address: Address): Promise<number> {
 function v8Collection(): (() => void) | undefined {
   const gc = globalThis.gc;
   return gc && (() => gc({ type: 'major', flavor: 'last-resort' }));
+}
+
+/** The interception CA of `cfg`, its files written; undefined when nothing is intercepted. */
+async function startInterceptCa(
+  cfg: Config,
+  now: () => number,
+  onCertificate: (result: CertificateResult) => void,
+): Promise<InterceptCa | undefined> {
+  const settings = cfg.connect.intercept;
+  if (settings === undefined) return undefined;
+  // the certificate library is loaded only where interception is configured
+  const { InterceptCa } = await import('./tls/intercept-ca.ts');
+  return InterceptCa.start(settings, { now, onCertificate });
+}
+
+/** What the app must do after a new CA: trust the rewritten files (README, "Interception"). */
+function interceptCaRenewed(ca: InterceptCa): Record<string, unknown> {
+  const { writeCa, writeBundle } = ca.settings;
+  return { writeCa, writeBundle, action: 'restart the app so that it trusts the new CA' };
 }
 
 const COLLECTION_TIMERS: CollectionTimers = {

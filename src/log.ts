@@ -5,6 +5,7 @@
 import { pino } from 'pino';
 import { LogWriter } from './log-writer.ts';
 import type { RequestSummary } from './summary.ts';
+import type { ClientHandshakeResult } from './vocabulary.ts';
 
 export type Logger = pino.Logger;
 
@@ -81,44 +82,62 @@ export function flushLogs(): void {
 
 /**
  * The one access line of a finished request, in the shape pino gives every line. It is the
- * only line written on every request, so it is serialised here with one JSON.stringify of a
- * fixed-shape object (a third of pino's generic path, which also walks the redaction paths),
- * and written to the logger's own destination.
+ * only line written on every request, so it is written here field by field into one string
+ * (no object, no generic serialiser: strings are quoted as they are unless they need JSON
+ * escapes), and written to the logger's own destination so it keeps its place among the others.
  */
 export function logRequestDone(logger: Logger, s: RequestSummary): void {
   if (logger.levelVal > INFO) return;
   // one shape for requests, refusals, CONNECT tunnels and Upgrades; undefined fields drop out
-  const fields = {
-    requestId: s.requestId,
-    traceId: s.traceId,
-    client: s.client,
-    route: s.route,
-    upstream: s.upstream,
-    upstreamAddress: s.upstreamAddress,
-    // only where it is so: most lines are plain HTTP, and they stay as they were
-    tls: s.tls || undefined,
-    method: s.method,
-    path: stripQuery(s.path),
-    status: s.status,
-    attempts: s.attempts,
-    retries: s.retryReasons,
-    suppressed: s.suppressed,
-    // which try won, where hedges raced it
-    won: s.hedges.length > 0 ? s.wonAttempt : undefined,
-    hedges: s.hedges.length > 0 ? s.hedges : undefined,
-    fallback: s.fallback,
-    error: s.error,
-    reason: s.reason,
-    bytesIn: s.bytesIn,
-    bytesOut: s.bytesOut,
-    durationMs: s.durationMs,
-  };
-  // pino's own destination, so that this line keeps its place among the others
+  let line = `${lineStart('info', Date.now())},"requestId":${quoted(s.requestId)}`;
+  if (s.traceId !== undefined) line += `,"traceId":${quoted(s.traceId)}`;
+  line += `,"client":${quoted(s.client)},"route":${quoted(s.route)},"upstream":${quoted(s.upstream)}`;
+  if (s.upstreamAddress !== undefined) line += `,"upstreamAddress":${quoted(s.upstreamAddress)}`;
+  // only where it is so: most lines are plain HTTP, and they stay as they were
+  if (s.tls) line += ',"tls":true';
+  if (s.tunnel !== undefined) line += `,"tunnel":${quoted(s.tunnel)}`;
+  line += `,"method":${quoted(s.method)},"path":${quoted(stripQuery(s.path))},"status":${number(s.status)},"attempts":${number(s.attempts)},"retries":${quotedList(s.retryReasons)}`;
+  if (s.suppressed !== undefined) line += `,"suppressed":${quoted(s.suppressed)}`;
+  // which try won, where hedges raced it
+  if (s.hedges.length > 0) {
+    if (s.wonAttempt !== undefined) line += `,"won":${number(s.wonAttempt)}`;
+    line += `,"hedges":${quotedList(s.hedges)}`;
+  }
+  if (s.fallback !== undefined) line += `,"fallback":${quoted(s.fallback)}`;
+  if (s.error !== undefined) line += `,"error":${quoted(s.error)}`;
+  if (s.reason !== undefined) line += `,"reason":${quoted(s.reason)}`;
+  line += `,"bytesIn":${number(s.bytesIn)},"bytesOut":${number(s.bytesOut)},"durationMs":${number(s.durationMs)},"msg":"request"}\n`;
   const destination = (logger as unknown as Record<symbol, LogDestination>)[
     pino.symbols.streamSym
   ] as LogDestination;
-  const json = JSON.stringify(fields);
-  destination.write(`${lineStart('info', Date.now())},${json.slice(1, -1)},"msg":"request"}\n`);
+  destination.write(line);
+}
+
+/** `value` as a JSON string; JSON.stringify only when a character needs escaping. */
+function quoted(value: string): string {
+  return needsEscape(value) ? JSON.stringify(value) : `"${value}"`;
+}
+
+/** Whether JSON must escape a character of `value`: quote, backslash, control, lone surrogate. */
+function needsEscape(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return true;
+  }
+  return false;
+}
+
+function quotedList(values: readonly string[]): string {
+  if (values.length === 0) return '[]';
+  let list = '[';
+  for (let i = 0; i < values.length; i++)
+    list += (i === 0 ? '' : ',') + quoted(values[i] as string);
+  return `${list}]`;
+}
+
+/** As JSON.stringify writes a number (null for NaN and the infinities). */
+function number(value: number): string {
+  return Number.isFinite(value) ? String(value) : 'null';
 }
 
 export interface RetryLine {
@@ -163,6 +182,29 @@ export interface HandshakeFailedLine {
 /** A TLS handshake to an upstream failed: why, since the access line has only the failure name. */
 export function logHandshakeFailed(logger: Logger, line: HandshakeFailedLine): void {
   logger.warn(line, 'upstream tls handshake failed');
+}
+
+export interface ClientHandshakeLine {
+  /** The CONNECT's host:port. */
+  readonly upstream: string;
+  readonly result: ClientHandshakeResult;
+  /** The SNI the client sent, if any. */
+  readonly sni: string | undefined;
+}
+
+const CLIENT_HANDSHAKE_MESSAGES: Partial<Record<ClientHandshakeResult, string>> = {
+  'sni-mismatch': 'client tls refused: its SNI names another host than its CONNECT',
+  rejected:
+    'client rejected the intercepting certificate: it pins its certificates or does not trust writeCa',
+  'h2-only': 'client offers only h2: tunnel passed through, not intercepted',
+};
+
+/** An intercepted tunnel's handshake with its client; only the ones an operator acts on warn. */
+export function logClientHandshake(logger: Logger, line: ClientHandshakeLine): void {
+  const message = CLIENT_HANDSHAKE_MESSAGES[line.result];
+  if (line.result === 'sni-mismatch' || line.result === 'rejected') logger.warn(line, message);
+  else if (message !== undefined) logger.info(line, message);
+  else if (line.result !== 'ok') logger.debug(line, 'client tls handshake did not finish');
 }
 
 /** `source` undefined: the embedded defaults. */

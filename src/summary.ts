@@ -14,6 +14,8 @@ export interface RequestOrigin {
   readonly traceId: string | undefined;
   /** `ip:port` of the client connection (`[ip]:port` for IPv6). */
   readonly client: string;
+  /** Set for a request read inside a CONNECT tunnel: how reprise read it (SPEC §6). */
+  readonly tunnel?: 'intercepted' | 'plain-http' | undefined;
 }
 
 export interface RequestSummary extends RequestOrigin {
@@ -93,6 +95,7 @@ export function summarize(origin: RequestOrigin, end: RequestEnd, nowMs: number)
     requestId: origin.requestId,
     traceId: origin.traceId,
     client: origin.client,
+    tunnel: origin.tunnel,
     route: end.route,
     upstream: end.upstream,
     path: end.path,

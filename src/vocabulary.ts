@@ -77,7 +77,15 @@ export const TUNNEL_OUTCOMES = [
   'forbidden',
   'loop',
   'bad-request',
-] as const satisfies readonly (ErrorName | 'established' | 'client-gone')[];
+  'intercepted',
+  'plain-http',
+] as const satisfies readonly (
+  | ErrorName
+  | 'established'
+  | 'client-gone'
+  | 'intercepted'
+  | 'plain-http'
+)[];
 export type TunnelOutcome = (typeof TUNNEL_OUTCOMES)[number];
 
 /** The circuit breaker's states (`reprise_circuit_state{state}`, /state). */
@@ -91,3 +99,24 @@ export type HandshakeResult = (typeof HANDSHAKE_RESULTS)[number];
 /** Which side of reprise a handshake was with (`reprise_tls_handshakes_total{side}`). */
 export const HANDSHAKE_SIDES = ['client', 'upstream'] as const;
 export type HandshakeSide = (typeof HANDSHAKE_SIDES)[number];
+
+/**
+ * How a client's handshake with reprise ended, on an intercepted tunnel
+ * (`reprise_tls_handshakes_total{side="client", result}`): `ok`; `sni-mismatch` (the SNI named
+ * another host than the CONNECT: refused); `h2-only` (no HTTP/1.1 offered: passed through);
+ * `rejected` (the client refused reprise's certificate: a pinning client or a missing CA);
+ * `aborted` (it closed or failed before the end); `timeout`.
+ */
+export const CLIENT_HANDSHAKE_RESULTS = [
+  'ok',
+  'sni-mismatch',
+  'h2-only',
+  'rejected',
+  'aborted',
+  'timeout',
+] as const;
+export type ClientHandshakeResult = (typeof CLIENT_HANDSHAKE_RESULTS)[number];
+
+/** What asking the CA for a host's certificate gave (`reprise_tls_certificates_total{result}`). */
+export const CERTIFICATE_RESULTS = ['minted', 'cached', 'refused'] as const;
+export type CertificateResult = (typeof CERTIFICATE_RESULTS)[number];

@@ -10,8 +10,12 @@ import type { RetryPolicy, RoutePolicy } from '../config/types.ts';
 import type { RequestSummary } from '../summary.ts';
 import { VERSION } from '../version.ts';
 import {
+  CERTIFICATE_RESULTS,
+  type CertificateResult,
   CIRCUIT_STATES,
   type CircuitState,
+  CLIENT_HANDSHAKE_RESULTS,
+  type ClientHandshakeResult,
   FAILURE_NAMES,
   FALLBACK_CAUSES,
   HANDSHAKE_RESULTS,
@@ -111,6 +115,7 @@ export class Metrics {
   readonly #tunnels: CounterFamily;
   readonly #reloads: CounterFamily;
   readonly #handshakes: CounterFamily;
+  readonly #certificates: CounterFamily;
 
   constructor(providers: MetricsProviders) {
     this.#providers = providers;
@@ -166,6 +171,13 @@ export class Metrics {
       'result',
     ]);
     for (const result of HANDSHAKE_RESULTS) this.#handshakes.zero('upstream', result);
+    for (const result of CLIENT_HANDSHAKE_RESULTS) this.#handshakes.zero('client', result);
+    this.#certificates = counter(
+      'reprise_tls_certificates_total',
+      'Certificates asked of the interception CA: minted, served from its cache, or refused.',
+      ['result'],
+    );
+    for (const result of CERTIFICATE_RESULTS) this.#certificates.zero(result);
     this.#reloads = counter('reprise_config_reloads_total', 'Config reloads.', ['result']);
     this.#reloads.zero('ok');
     this.#reloads.zero('error');
@@ -239,7 +251,12 @@ export class Metrics {
     for (const reason of retryReasons) this.#retries.inc('', label, reason);
   }
 
-  tlsHandshake(side: HandshakeSide, result: HandshakeResult): void {
+  /** A leaf asked of the interception CA (tls/intercept-ca.ts). */
+  certificate(result: CertificateResult): void {
+    this.#certificates.inc(result);
+  }
+
+  tlsHandshake(side: HandshakeSide, result: HandshakeResult | ClientHandshakeResult): void {
     this.#handshakes.inc(side, result);
   }
 

@@ -27,7 +27,7 @@ import {
 import { splitAuthority } from '../routing/authority.ts';
 import { matchRoute } from '../routing/route-table.ts';
 import { parseAbsoluteTarget } from '../routing/target.ts';
-import { viewTls } from '../routing/upstream-rule.ts';
+import { isIntercepted, viewTls } from '../routing/upstream-rule.ts';
 import { delayLines, describeRetries, headerCase } from './explain-retry.ts';
 
 /** Per-upstream settings by authority; the upstream registry is one. */
@@ -78,8 +78,12 @@ export function explainRequest(
   const target = parseAbsoluteTarget(parsed.href, config.upstreams);
   if (target === undefined) throw notForwarded(url);
   if (parsed.protocol === 'https:') {
-    lines.push(...explainTunnel(config, target.port), ...upstream(target.authority));
-    lines.push('sent in absolute form instead (GET https://… on the proxy port):');
+    if (isIntercepted(config.connect.intercept, target.host, target.port)) {
+      lines.push(...explainInterception(config, target.port));
+    } else {
+      lines.push(...explainTunnel(config, target.port), ...upstream(target.authority));
+      lines.push('sent in absolute form instead (GET https://… on the proxy port):');
+    }
   }
   const route = matchRoute(config, target.host, target.port, target.pathname, verb);
   const policy = resolveRequestPolicy(route, verb, lower, 0);
@@ -138,6 +142,17 @@ function parseUrl(url: string): URL {
 
 function notForwarded(url: string): ExplainError {
   return new ExplainError(`"${url}": reprise answers 400 bad-request: not a host it can reach`);
+}
+
+/** A CONNECT to a host in `connect.intercept.hosts`: each request inside is served as below. */
+function explainInterception(config: Config, port: number): string[] {
+  if (!config.connect.allowedPorts.has(port)) {
+    return [`port ${port}: not in connect.allowedPorts: the CONNECT is answered 403`];
+  }
+  return [
+    'tunnel: intercepted (connect.intercept.hosts): reprise answers the TLS handshake with a',
+    '  certificate from its CA; each request inside the tunnel is sent and retried as below',
+  ];
 }
 
 function explainTunnel(config: Config, port: number): string[] {

@@ -135,6 +135,8 @@ async function run(file: string | undefined): Promise<number> {
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
       throw new UsageError(`cannot listen: ${(err as Error).message}`);
     }
+    // tls/intercept-ca.ts' INTERCEPT_FILE_ERROR (not imported: it loads the certificate library)
+    if (code === 'ERR_REPRISE_INTERCEPT_FILE') throw new UsageError((err as Error).message);
     throw err;
   }
   logConfigLoaded(logger, file);
@@ -153,7 +155,7 @@ async function run(file: string | undefined): Promise<number> {
       return;
     }
     try {
-      app.reload(await loadConfig(file));
+      await app.reload(await loadConfig(file));
     } catch (err) {
       // whatever went wrong, the running config keeps serving (SPEC §9): a reload never
       // takes the proxy down from a signal handler or a file watcher

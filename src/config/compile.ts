@@ -20,6 +20,7 @@ import {
   mergeRoute,
   mergeUpstream,
 } from './defaults.ts';
+import { type CaPem, compileIntercept } from './intercept-files.ts';
 import type { RawDocument } from './schema.ts';
 import { compileTls, type TlsPem, type WrittenTls } from './tls-files.ts';
 import type {
@@ -48,6 +49,7 @@ export function compileConfig(
   raw: RawDocument,
   source: string | undefined,
   pem: TlsPem = new Map(),
+  interceptCa?: CaPem,
 ): Config {
   const doc = mergeDocument(raw);
   const routes = doc.routes.map((route) => mergeRoute(doc.defaults.route, route));
@@ -83,6 +85,12 @@ export function compileConfig(
         connectTimeoutMs: ms(doc.connect.retry.connectTimeout),
         backoff: compileBackoff(doc.connect.retry.backoff),
       },
+      intercept: compileIntercept(
+        raw.connect?.intercept,
+        (raw.connect?.intercept?.hosts ?? []).map((host) => valid(parseHostPattern(host))),
+        interceptCa,
+        source,
+      ),
     },
     limits: {
       maxBufferedBytes: bytes(doc.limits.maxBufferedBytes),

@@ -51,7 +51,7 @@ export const EMBEDDED_DEFAULTS: RawDocument = {
   upstreams: [],
   listeners: [],
   connect: {
-    allowedPorts: [443],
+    allowedPorts: [443, 80],
     idleTimeout: '10m',
     retry: {
       attempts: 3,

@@ -14,6 +14,7 @@ import {
   formatKeyPath,
   readFailureReason,
 } from './config-error.ts';
+import { readInterceptFiles } from './intercept-files.ts';
 import { type RawDocument, validateDocument } from './schema.ts';
 import { readTlsFiles } from './tls-files.ts';
 import type { Config } from './types.ts';
@@ -48,10 +49,12 @@ export function loadConfigText(text: string, fileName: string): Config {
   }
   const value: unknown = doc.contents === null ? {} : doc.toJS();
   const tls = readTlsFiles(value, fileName);
+  const intercept = readInterceptFiles(value, fileName);
   const problems = uniqueProblems([
     ...validateDocument(value),
     ...checkRelations(value),
     ...tls.problems,
+    ...intercept.problems,
   ]);
   if (problems.length > 0) {
     const issues = problems.map((problem) =>
@@ -59,7 +62,7 @@ export function loadConfigText(text: string, fileName: string): Config {
     );
     throw new ConfigError(issues.sort((a, b) => a.line - b.line || a.col - b.col));
   }
-  return compileConfig(value as RawDocument, fileName, tls.pem);
+  return compileConfig(value as RawDocument, fileName, tls.pem, intercept.ca);
 }
 
 /** For `reprise check`: ok, or every problem as a `FILE:LINE:COL: key.path: message` line. */

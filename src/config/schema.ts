@@ -5,10 +5,13 @@
  * field decides alone (ranges of durations, host patterns, regexes, CIDRs) are checked here;
  * relations between fields are checked by compile.ts. The only typebox user.
  */
+
+import { isIP } from 'node:net';
 import Type, { type Static, type TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import type { TLocalizedValidationError } from 'typebox/error';
 import { Settings } from 'typebox/system';
+import { unbracket } from '../routing/authority.ts';
 import { parseHostPattern } from '../routing/host-pattern.ts';
 import { RETRY_ON_FAILURES, STATUS_CLASSES } from '../vocabulary.ts';
 import { type ConfigProblem, toProblems } from './config-error.ts';
@@ -316,6 +319,37 @@ const UpstreamSettings = {
   maxConcurrent: opt(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
 };
 
+/** A DNS name pattern: a CA's name constraints cannot be written for what is not one. */
+const InterceptHost = refineText(HostPattern, (v) => {
+  const pattern = parseHostPattern(v);
+  if (typeof pattern === 'string') return undefined;
+  const host = pattern.wildcard ? pattern.host.slice(1) : pattern.host;
+  return isIP(unbracket(host)) === 0
+    ? undefined
+    : 'must be a DNS name such as api.example.com or *.example.com, not an IP address';
+});
+const filePath = (description: string) => Type.String({ minLength: 1, description });
+
+const Intercept = map(
+  {
+    hosts: Type.Array(InterceptHost, {
+      minItems: 1,
+      description: 'tunnels to these hosts are opened and retried inside (same patterns as routes)',
+    }),
+    ca: opt(
+      map(
+        { cert: filePath('PEM CA certificate'), key: filePath('PEM private key of the CA') },
+        'PEM files of the CA that signs the leaves; omitted: one is made at start, in memory',
+      ),
+    ),
+    writeCa: opt(filePath('the CA certificate is written here (never the key)')),
+    writeBundle: opt(
+      filePath('the public roots and the CA certificate are written here, for SSL_CERT_FILE'),
+    ),
+  },
+  'interception of CONNECT tunnels to opted-in hosts',
+);
+
 export const DocumentSchema = Type.Object(
   {
     version: Type.Literal(1, { errorMessage: 'must be 1' }),
@@ -338,6 +372,7 @@ export const DocumentSchema = Type.Object(
             backoff: opt(Backoff),
           }),
         ),
+        intercept: opt(Intercept),
       }),
     ),
     limits: opt(

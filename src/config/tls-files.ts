@@ -69,7 +69,7 @@ export function readTlsFiles(
   return { problems, pem };
 }
 
-function readPem(path: string): { text: string; problem?: undefined } | { problem: string } {
+export function readPem(path: string): { text: string; problem?: undefined } | { problem: string } {
   try {
     return { text: readFileSync(path, 'utf8') };
   } catch (error) {
@@ -103,7 +103,7 @@ function checkPem(texts: PemTexts, certPath: string): [FileKey, string][] {
 }
 
 /** Every certificate in a PEM bundle, or a message. */
-function parseCertificates(text: string): X509Certificate[] | string {
+export function parseCertificates(text: string): X509Certificate[] | string {
   const blocks = text.match(CERTIFICATE_BLOCK) ?? [];
   if (blocks.length === 0) return 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)';
   const certificates: X509Certificate[] = [];
@@ -117,7 +117,7 @@ function parseCertificates(text: string): X509Certificate[] | string {
   return certificates;
 }
 
-function parsePrivateKey(text: string): KeyObject | string {
+export function parsePrivateKey(text: string): KeyObject | string {
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text))
     return 'holds no PEM private key (-----BEGIN PRIVATE KEY-----)';
   try {

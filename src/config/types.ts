@@ -166,6 +166,20 @@ export interface ConnectSettings {
     readonly connectTimeoutMs: number;
     readonly backoff: Backoff;
   };
+  /** Tunnels opened and retried inside (SPEC §6); undefined: every tunnel passes through. */
+  readonly intercept: InterceptSettings | undefined;
+}
+
+/** `connect.intercept`: which tunnels are opened, and the CA that signs their certificates. */
+export interface InterceptSettings {
+  readonly hosts: readonly HostPattern[];
+  /** The CA from files (PEM texts); undefined: one is made at start and kept in memory only. */
+  readonly ca: { readonly cert: string; readonly key: string } | undefined;
+  /** Resolved paths the CA certificate, and the public roots with it, are written to. */
+  readonly writeCa: string | undefined;
+  readonly writeBundle: string | undefined;
+  /** Equal hosts and CA files, equal id: a reload that changes it makes a new CA. */
+  readonly id: string;
 }
 
 export interface Limits {

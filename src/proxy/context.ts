@@ -2,11 +2,13 @@
  * Everything a request needs, fixed when it arrives. A reload builds a new context; requests
  * in flight keep the one they started with (SPEC §9).
  */
+import type { Socket } from 'node:net';
 import type { Config } from '../config/types.ts';
 import type { UpstreamRegistry } from '../resilience/upstream-registry.ts';
 import type { OwnAuthorities } from '../routing/target.ts';
 import type { RequestSummary } from '../summary.ts';
-import type { SuppressedCause } from '../vocabulary.ts';
+import type { InterceptCa } from '../tls/intercept-ca.ts';
+import type { ClientHandshakeResult, SuppressedCause } from '../vocabulary.ts';
 import type { BufferPool } from './buffer-pool.ts';
 import type { Dialer } from './upstream/dialer.ts';
 import type { UpstreamClient } from './upstream/upstream-client.ts';
@@ -54,4 +56,14 @@ export interface ProxyContext {
   ) => void;
   /** A CONNECT is over (refused, or its tunnel closed): its access line. */
   readonly onTunnelEnd?: (summary: RequestSummary) => void;
+  /** The CA of `connect.intercept`; undefined: no tunnel is intercepted. */
+  readonly intercept?: InterceptCa | undefined;
+  /** Serves a socket from inside a tunnel (marked by tunnelled.ts) as a proxy port client. */
+  readonly serveInside?: (socket: Socket) => void;
+  /** A client's TLS handshake with reprise in a tunnel to `upstream` ended (`sni`: what it named). */
+  readonly onClientHandshake?: (
+    upstream: string,
+    result: ClientHandshakeResult,
+    sni: string | undefined,
+  ) => void;
 }

@@ -8,6 +8,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { socketAddress } from '../routing/authority.ts';
 import type { RequestOrigin } from '../summary.ts';
+import { tunnelledOf } from './tunnelled.ts';
 
 /** Longer client ids are logged cut to this (the header itself goes upstream whole). */
 const MAX_LOGGED_ID_CHARS = 128;
@@ -35,8 +36,24 @@ export function requestOrigin(
     requestId: made ? randomUUID() : (given as string).slice(0, MAX_LOGGED_ID_CHARS),
     requestIdMade: made,
     traceId: traceIdOf(headers.traceparent),
-    client: socketAddress(socket.remoteAddress, socket.remotePort),
+    client: clientAddress(socket),
+    tunnel: tunnelledOf(socket)?.kind,
   };
+}
+
+const clientOf = Symbol('client');
+type AddressedSocket = Socket & { [clientOf]?: string };
+
+/** The client's `ip:port`, spelled once per connection (keep-alive requests share it). */
+function clientAddress(socket: Socket): string {
+  const known = socket as AddressedSocket;
+  let client = known[clientOf];
+  if (client === undefined) {
+    client = socketAddress(socket.remoteAddress, socket.remotePort);
+    // a socket already gone has no address yet to remember
+    if (client !== '') known[clientOf] = client;
+  }
+  return client;
 }
 
 /** The trace id of a valid `traceparent`, else undefined. */

@@ -24,6 +24,8 @@ export interface Target extends Authority {
   readonly origin: string;
   /** The TLS the request is sent with (routing/upstream-rule.ts); undefined: plain HTTP. */
   readonly tls: UpstreamTls | undefined;
+  /** The port connected to: `port`, or where TLS is spoken when the two differ. */
+  readonly dialPort: number;
   /** Path and query, as sent upstream. */
   readonly path: string;
   /** Path without the query: routing and logs. */
@@ -59,6 +61,25 @@ export function parseAbsoluteTarget(
   return targetAt({ ...authority, ...destination }, path, tls);
 }
 
+/**
+ * A request read inside a CONNECT tunnel to `hostHeader` (SPEC §6): origin-form, or
+ * absolute-form naming that same authority. Sent there as `https://` when reprise terminated
+ * the client's TLS (`secure`), else as `http://`; `rules` may add TLS as for any request.
+ */
+export function tunnelTarget(
+  hostHeader: string,
+  secure: boolean,
+  url: string,
+  rules: readonly UpstreamRule[],
+): Target | undefined {
+  const scheme = secure ? 'https://' : 'http://';
+  if (url.startsWith('/')) return parseAbsoluteTarget(`${scheme}${hostHeader}${url}`, rules);
+  const absolute = parseAbsoluteTarget(url, rules);
+  const tunnel = secure ? httpsAuthorityOf(hostHeader) : authorityOf(hostHeader);
+  if (absolute === undefined || absolute.authority !== tunnel?.authority) return undefined;
+  return absolute;
+}
+
 /** An origin-form request on a fixed-upstream listener. */
 export function listenerTarget(listener: Listener, url: string): Target | undefined {
   if (!url.startsWith('/')) return undefined;
@@ -86,7 +107,9 @@ interface ParsedAuthority extends Authority {
 function targetAt(a: ParsedAuthority, path: string, tls: UpstreamTls | undefined): Target {
   const { origin, authority, host, port, dialHost, hostHeader } = a;
   const pathname = pathnameOf(path);
-  return { origin, tls, authority, host, port, dialHost, hostHeader, path, pathname };
+  // TLS may be spoken on another port than the one called (an http:// call: 80 becomes 443)
+  const dialPort = tls === undefined ? port : Number(origin.slice(origin.lastIndexOf(':') + 1));
+  return { origin, tls, authority, host, port, dialHost, dialPort, hostHeader, path, pathname };
 }
 
 /** A sidecar talks to a handful of hosts: each valid spelling is parsed once. */

@@ -4,7 +4,7 @@
  * breaker settings, the request path, listeners, fallbacks, `explain` and `/state` all ask here.
  * Pure.
  */
-import type { UpstreamRule, UpstreamTls } from '../config/types.ts';
+import type { InterceptSettings, UpstreamRule, UpstreamTls } from '../config/types.ts';
 import { splitAuthority, unbracket } from './authority.ts';
 import { matchesHost } from './host-pattern.ts';
 
@@ -98,4 +98,13 @@ export function viewRuleTls(
   const { host, port } = splitAuthority(authority);
   const tls = findUpstreamRule(rules, host, port)?.tls;
   return tls && viewTls(tls, host, tlsPort(tls, port, false));
+}
+
+/** Whether a tunnel to `host:port` is opened and served inside (`connect.intercept.hosts`). */
+export function isIntercepted(
+  intercept: InterceptSettings | undefined,
+  host: string,
+  port: number,
+): boolean {
+  return intercept?.hosts.some((pattern) => matchesHost(pattern, host, port)) ?? false;
 }

@@ -22,7 +22,11 @@ import {
 const ROOT = resolve(import.meta.dirname, '../..');
 const DEPLOY = join(ROOT, 'deploy');
 const CLI = join(ROOT, 'dist/cli/main.js');
-const KUSTOMIZATIONS = ['deploy/kubernetes/base', 'deploy/kubernetes/overlays/tuned'];
+const KUSTOMIZATIONS = [
+  'deploy/kubernetes/base',
+  'deploy/kubernetes/overlays/tuned',
+  'deploy/kubernetes/overlays/intercept',
+];
 const ALERTS = join(DEPLOY, 'prometheus/alerts.yaml');
 const IMAGE_CONFIG = join(DEPLOY, 'image/config.yaml');
 const scratch = mkdtempSync(join(tmpdir(), 'reprise-deploy-'));

@@ -21,9 +21,6 @@ import { viaProxy } from '../helpers/proxy.ts';
 import { hasOpenssl, makeCa, makeLeaf, type TlsFixture, tlsFixture } from '../helpers/tls.ts';
 import { reply } from '../helpers/upstream.ts';
 
-/** Until the dialer speaks TLS (TryRequest.tls), the tests that send requests cannot pass. */
-const NEEDS_DIALER_TLS = false;
-
 /** dir/..<n>/FILE, dir/..data -> ..<n>, dir/FILE -> ..data/FILE: a Secret volume. */
 class SecretDir {
   readonly dir = tempDir();
@@ -131,7 +128,7 @@ describe.skipIf(!hasOpenssl())('rotating the TLS files of an upstream', () => {
     );
   });
 
-  it.skipIf(NEEDS_DIALER_TLS)('trusts a rotated CA for new connections', async () => {
+  it('trusts a rotated CA for new connections', async () => {
     upstream = await startHttpsUpstream([reply(200, 'ok')], {
       cert: pem('server-b.crt'),
       key: pem('server-b.key'),
@@ -146,35 +143,32 @@ describe.skipIf(!hasOpenssl())('rotating the TLS files of an upstream', () => {
     await until(async () => (await viaProxy(cli!.proxyPort, 'GET', url)).status === 200, 4_000);
   });
 
-  it.skipIf(NEEDS_DIALER_TLS)(
-    'presents a rotated client certificate on new connections',
-    async () => {
-      upstream = await startHttpsUpstream([reply(200, 'ok')], {
-        cert: pem('server-b-mtls.crt'),
-        key: pem('server-b-mtls.key'),
-        clientCa: pem('ca-a.crt'),
-      });
-      const secret = new SecretDir({
-        'ca.crt': pem('ca-b.crt'),
-        'tls.crt': pem('client-1.crt'),
-        'tls.key': pem('client-1.key'),
-      });
-      cli = await startCli(
-        config(secret, 'ca: SECRET/ca.crt, cert: SECRET/tls.crt, key: SECRET/tls.key'),
-      );
-      const url = `http://127.0.0.1:${upstream.port}/`;
-      expect((await viaProxy(cli.proxyPort, 'GET', url)).status).toBe(200);
-      expect(upstream.clientNames).toEqual(['client-1']);
+  it('presents a rotated client certificate on new connections', async () => {
+    upstream = await startHttpsUpstream([reply(200, 'ok')], {
+      cert: pem('server-b-mtls.crt'),
+      key: pem('server-b-mtls.key'),
+      clientCa: pem('ca-a.crt'),
+    });
+    const secret = new SecretDir({
+      'ca.crt': pem('ca-b.crt'),
+      'tls.crt': pem('client-1.crt'),
+      'tls.key': pem('client-1.key'),
+    });
+    cli = await startCli(
+      config(secret, 'ca: SECRET/ca.crt, cert: SECRET/tls.crt, key: SECRET/tls.key'),
+    );
+    const url = `http://127.0.0.1:${upstream.port}/`;
+    expect((await viaProxy(cli.proxyPort, 'GET', url)).status).toBe(200);
+    expect(upstream.clientNames).toEqual(['client-1']);
 
-      secret.swap({
-        'ca.crt': pem('ca-b.crt'),
-        'tls.crt': pem('client-2.crt'),
-        'tls.key': pem('client-2.key'),
-      });
-      await until(async () => {
-        await viaProxy(cli!.proxyPort, 'GET', url);
-        return upstream!.clientNames.at(-1) === 'client-2';
-      }, 4_000);
-    },
-  );
+    secret.swap({
+      'ca.crt': pem('ca-b.crt'),
+      'tls.crt': pem('client-2.crt'),
+      'tls.key': pem('client-2.key'),
+    });
+    await until(async () => {
+      await viaProxy(cli!.proxyPort, 'GET', url);
+      return upstream!.clientNames.at(-1) === 'client-2';
+    }, 4_000);
+  });
 });

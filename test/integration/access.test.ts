@@ -1,7 +1,9 @@
 import { type IncomingHttpHeaders, request } from 'node:http';
 import { describe, expect, it } from 'vitest';
+import { loadConfigText } from '../../src/config/load.ts';
 import { closeAfterEach } from '../helpers/close-after-each.ts';
 import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
+import { RawClient } from '../helpers/raw-client.ts';
 import { startUpstream } from '../helpers/upstream.ts';
 
 closeAfterEach();
@@ -94,6 +96,21 @@ describe('access.allowedClients (SPEC §5)', () => {
     const res = await headOf(px.app.listenerPorts[0] as number, 'GET', '/');
     expect(res.status).toBe(403);
     expect(up.seen).toHaveLength(0);
+  });
+
+  it('refuses the next request on a kept-alive connection once a reload shuts its client out', async () => {
+    const { up, px } = await setup('[127.0.0.0/8]');
+    const client = await RawClient.connect(px.port);
+    const request = `GET ${up.origin}/ HTTP/1.1\r\nHost: ${up.authority}\r\n\r\n`;
+    client.write(request);
+    expect(await client.read()).toMatchObject({ status: 200 });
+    const text =
+      'version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\naccess:\n  allowedClients: [10.0.0.0/8]\n';
+    px.app.reload(loadConfigText(text, 'reload.yaml'));
+    client.write(request);
+    expect(await client.read()).toMatchObject({ status: 403 });
+    expect(up.seen).toHaveLength(1);
+    client.destroy();
   });
 
   it('serves a client inside allowedClients', async () => {

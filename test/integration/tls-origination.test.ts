@@ -16,9 +16,7 @@ import { echo, reply } from '../helpers/upstream.ts';
 
 closeAfterEach();
 
-/** Until the dialer speaks TLS (TryRequest.tls), these cannot pass. */
-const NEEDS_DIALER_TLS = false;
-const skip = !hasOpenssl() || NEEDS_DIALER_TLS;
+const skip = !hasOpenssl();
 
 interface Pem {
   readonly cert: string;

@@ -1,10 +1,15 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { type RawAnswer, readText, sendRaw } from '../helpers/raw-head.ts';
+import { hasOpenssl, makeUpstreamCertificates } from '../helpers/tls.ts';
 import { deadPort } from '../helpers/upstream.ts';
 
 type OnUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => void;
@@ -202,4 +207,42 @@ describe('Upgrade pass-through (SPEC §6)', () => {
       socket.close();
     }
   });
+
+  it.skipIf(!hasOpenssl())(
+    'dials an upstream with tls on its TLS port: an http:// Upgrade is switched over verified TLS',
+    async () => {
+      const certs = makeUpstreamCertificates();
+      const secure = createTlsServer({ ...certs.server });
+      const seen: IncomingMessage[] = [];
+      const switched: Socket[] = [];
+      secure.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+        seen.push(req);
+        switched.push(socket);
+        rawEcho(req, socket, head);
+      });
+      secure.listen(0, '127.0.0.1');
+      await once(secure, 'listening');
+      const tlsPort = (secure.address() as AddressInfo).port;
+      const dir = mkdtempSync(join(tmpdir(), 'reprise-ws-tls-'));
+      const caFile = join(dir, 'ca.pem');
+      writeFileSync(caFile, certs.ca);
+      // the app calls a port where nothing listens: only the TLS port can answer
+      const calledPort = await deadPort();
+      try {
+        proxy = await startProxy(
+          `upstreams:\n  - match: "localhost:${calledPort}"\n    tls: { port: ${tlsPort}, ca: ${caFile} }\n`,
+        );
+        const answer = await send(proxy, upgradeRequest(`http://localhost:${calledPort}/chat`));
+        expect(answer.status).toBe(101);
+        expect(seen).toHaveLength(1);
+        expect((switched[0] as { encrypted?: boolean } | undefined)?.encrypted).toBe(true);
+      } finally {
+        for (const socket of switched) socket.destroy();
+        secure.closeAllConnections();
+        await new Promise((resolve) => secure.close(resolve));
+        certs.remove();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });

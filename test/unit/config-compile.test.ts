@@ -70,13 +70,14 @@ describe('embedded defaults', () => {
 
   it('has the connect, limits and access defaults of SPEC §2 and the design notes', () => {
     expect(config.connect).toEqual({
-      allowedPorts: new Set([443]),
+      allowedPorts: new Set([443, 80]),
       idleTimeoutMs: 600_000,
       retry: {
         attempts: 3,
         connectTimeoutMs: 3500,
         backoff: { baseMs: 50, maxMs: 1000, jitter: 'full' },
       },
+      intercept: undefined,
     });
     expect(config.limits).toEqual({
       maxBufferedBytes: 64 * 1024 ** 2,

@@ -5,6 +5,7 @@ import {
   parseHeaderArgs,
   upstreamSettingsFromConfig,
 } from '../../src/cli/explain.ts';
+import { parseHostPattern } from '../../src/routing/host-pattern.ts';
 import {
   DEFAULTS,
   makeBackoff,
@@ -369,6 +370,32 @@ describe('explainRequest', () => {
         'retry 1: 0ms–50ms',
       ]),
     );
+  });
+
+  it('explains that a tunnel to an intercepted host is retried inside, request by request', () => {
+    const pattern = parseHostPattern('*.example.com');
+    if (typeof pattern === 'string') throw new Error(pattern);
+    const intercept = {
+      hosts: [pattern],
+      ca: undefined,
+      writeCa: undefined,
+      writeBundle: undefined,
+      id: 'test',
+    };
+    const intercepting = { ...config, connect: { ...config.connect, intercept } };
+    const out = lines(
+      explainRequest(intercepting, undefined, 'GET', 'https://api.example.com/', {}),
+    );
+    expect(out).toContain(
+      'tunnel: intercepted (connect.intercept.hosts): reprise answers the TLS handshake with a',
+    );
+    expect(out).toContain('retryable: yes (GET is in retry.methods)');
+    expect(out).not.toContain('retryable: only a failed connect (nothing was sent yet)');
+    // a host not listed is still a blind tunnel
+    const other = lines(
+      explainRequest(intercepting, undefined, 'GET', 'https://api.other.org/', {}),
+    );
+    expect(other).toContain('retryable: only a failed connect (nothing was sent yet)');
   });
 
   it('says a CONNECT port outside connect.allowedPorts is refused', () => {

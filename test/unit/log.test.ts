@@ -71,6 +71,53 @@ describe('log', () => {
     expect(unconnected).not.toHaveProperty('upstreamAddress');
   });
 
+  it('writes the same line JSON.stringify would, key for key, escaping what JSON must', () => {
+    const { logger, raw } = sink();
+    const odd = {
+      ...done,
+      requestId: 'a "quoted" \\ id\n\u0001\ud800',
+      path: '/caf\u00e9/"x"',
+      tunnel: 'intercepted' as const,
+      suppressed: 'budget' as const,
+      hedges: ['lost', 'won'] as const,
+      wonAttempt: 2,
+      fallback: 'timeout',
+      error: 'forbidden',
+      reason: 'port "25" is not in connect.allowedPorts',
+    };
+    logRequestDone(logger, odd);
+    const line = raw[0] as string;
+    const parsed = JSON.parse(line) as Record<string, unknown>;
+    const { level, time, service, msg, ...fields } = parsed;
+    expect({ level, service, msg }).toEqual({ level: 'info', service: 'reprise', msg: 'request' });
+    expect(typeof time).toBe('number');
+    expect(JSON.stringify(fields)).toBe(
+      JSON.stringify({
+        requestId: odd.requestId,
+        client: odd.client,
+        route: odd.route,
+        upstream: odd.upstream,
+        upstreamAddress: odd.upstreamAddress,
+        tunnel: odd.tunnel,
+        method: odd.method,
+        path: odd.path,
+        status: odd.status,
+        attempts: odd.attempts,
+        retries: odd.retryReasons,
+        suppressed: odd.suppressed,
+        won: odd.wonAttempt,
+        hedges: odd.hedges,
+        fallback: odd.fallback,
+        error: odd.error,
+        reason: odd.reason,
+        bytesIn: odd.bytesIn,
+        bytesOut: odd.bytesOut,
+        durationMs: odd.durationMs,
+      }),
+    );
+    expect(line.endsWith('}\n')).toBe(true);
+  });
+
   it('writes the access line in the shape of every other line, in order with them', () => {
     const { logger, raw, lines } = sink();
     logConfigLoaded(logger, undefined);

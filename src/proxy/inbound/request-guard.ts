@@ -43,11 +43,25 @@ interface Seen {
   first: string | undefined;
 }
 
-interface Counted {
-  host: number;
-  contentLength: Seen;
-  transferEncoding: Seen;
-  maxForwards: Seen;
+/** The headers the checks read, counted in one pass. */
+class Counted {
+  host = 0;
+  readonly contentLength: Seen = { count: 0, first: undefined };
+  readonly transferEncoding: Seen = { count: 0, first: undefined };
+  readonly maxForwards: Seen = { count: 0, first: undefined };
+
+  reset(): this {
+    this.host = 0;
+    forget(this.contentLength);
+    forget(this.transferEncoding);
+    forget(this.maxForwards);
+    return this;
+  }
+}
+
+function forget(seen: Seen): void {
+  seen.count = 0;
+  seen.first = undefined;
 }
 
 /**
@@ -155,13 +169,14 @@ export function isOverlongRequestLine(
   );
 }
 
+/**
+ * One record, reused: the checks are synchronous and read it only before they return, so a
+ * request costs no allocation here.
+ */
+const scratch = new Counted();
+
 function countHeaders(raw: readonly string[]): Counted {
-  const counted: Counted = {
-    host: 0,
-    contentLength: { count: 0, first: undefined },
-    transferEncoding: { count: 0, first: undefined },
-    maxForwards: { count: 0, first: undefined },
-  };
+  const counted = scratch.reset();
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     // only the lengths of the four names below are worth lower-casing

@@ -4,10 +4,15 @@
  * 400, strangers 403, loops 508 (SPEC §5); a fault in reprise itself 500 `internal`.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { BlockList, Socket } from 'node:net';
 import type { Listener } from '../../config/types.ts';
 import { isListed } from '../../routing/address-list.ts';
-import { listenerTarget, parseAbsoluteTarget, type Target } from '../../routing/target.ts';
+import {
+  listenerTarget,
+  parseAbsoluteTarget,
+  type Target,
+  tunnelTarget,
+} from '../../routing/target.ts';
 import { summarize } from '../../summary.ts';
 import type { ErrorName } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
@@ -18,6 +23,7 @@ import { socketResponse } from '../passthrough/detached-socket.ts';
 import { openTunnel, refuseTunnel } from '../passthrough/tunnel.ts';
 import { relayUpgrade } from '../passthrough/websocket.ts';
 import { answer, rawAnswer } from '../respond.ts';
+import { tunnelledOf } from '../tunnelled.ts';
 import {
   declaresBody,
   guardRequest,
@@ -37,7 +43,12 @@ export interface ProxyServerOptions {
 
 /** The latest response on a connection while it is unfinished (rejectMalformed, onSocketIdle). */
 const latestResponse = Symbol('latestResponse');
-type ProxySocket = Socket & { [latestResponse]?: ServerResponse | undefined };
+/** The allowedClients list this connection's address was found in. */
+const allowedBy = Symbol('allowedBy');
+type ProxySocket = Socket & {
+  [latestResponse]?: ServerResponse | undefined;
+  [allowedBy]?: BlockList;
+};
 
 /**
  * A finished response is forgotten: an idle keep-alive connection would otherwise hold its
@@ -71,12 +82,14 @@ export function createProxyServer(options: ProxyServerOptions): Server {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     (req.socket as ProxySocket)[latestResponse] = res;
     res.on('finish', forgetResponse);
-    handleRequest(options, req, res).catch((err: unknown) => {
-      options.onError(err);
-      // the rest of the request may still be arriving: the connection cannot be reused
-      res.shouldKeepAlive = false;
-      answer(res, 'internal', { attempts: 0, upstream: '' });
-    });
+    let forwarding: Promise<void> | undefined;
+    try {
+      forwarding = handleRequest(options, req, res);
+    } catch (err) {
+      failInternally(options, res, err);
+      return;
+    }
+    forwarding?.catch((err: unknown) => failInternally(options, res, err));
   });
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) =>
     handleConnect(options, req, socket, head),
@@ -90,22 +103,31 @@ export function createProxyServer(options: ProxyServerOptions): Server {
   return server;
 }
 
-async function handleRequest(
+/** Answers at once, or returns the forwarding under way (no promise of its own around it). */
+function handleRequest(
   options: ProxyServerOptions,
   req: IncomingMessage,
   res: ServerResponse,
-): Promise<void> {
+): Promise<void> | undefined {
   const ctx = options.context();
   const checked = check(ctx, options.listener, req);
   if ('error' in checked) {
     reject(ctx, req, res, checked.error, checked.message);
-    return;
+    return undefined;
   }
   if (isForThisProxy(req)) {
     answerOptions(ctx, req, res);
-    return;
+    return undefined;
   }
-  await forward(ctx, req, res, checked.target);
+  return forward(ctx, req, res, checked.target);
+}
+
+/** A fault in reprise itself: logged, and the client gets 500 `internal`. */
+function failInternally(options: ProxyServerOptions, res: ServerResponse, err: unknown): void {
+  options.onError(err);
+  // the rest of the request may still be arriving: the connection cannot be reused
+  res.shouldKeepAlive = false;
+  answer(res, 'internal', { attempts: 0, upstream: '' });
 }
 
 /** CONNECT: tunnels are opened from the proxy port only. */
@@ -119,7 +141,7 @@ function handleConnect(
   const refusal = refuse(ctx, req);
   if (refusal !== undefined) {
     refuseTunnel(ctx, req, socket, refusal.error, refusal.message);
-  } else if (options.listener !== undefined) {
+  } else if (options.listener !== undefined || tunnelledOf(socket) !== undefined) {
     refuseTunnel(ctx, req, socket, 'bad-request', 'CONNECT is served on the proxy port only');
   } else {
     openTunnel(ctx, req, socket, head).catch((err: unknown) => {
@@ -173,15 +195,21 @@ function check(
   const refusal = refuse(ctx, req);
   if (refusal !== undefined) return refusal;
   const url = req.url ?? '';
+  const inside = tunnelledOf(req.socket);
+  const rules = ctx.config.upstreams;
   const target =
-    listener === undefined
-      ? parseAbsoluteTarget(url, ctx.config.upstreams)
-      : listenerRequestTarget(ctx, listener, url);
+    inside !== undefined
+      ? tunnelTarget(inside.hostHeader, inside.kind === 'intercepted', url, rules)
+      : listener === undefined
+        ? parseAbsoluteTarget(url, rules)
+        : listenerRequestTarget(ctx, listener, url);
   if (target === undefined) {
     const message =
-      listener !== undefined
-        ? `this port forwards to ${listener.authority} only: send origin-form (/path)`
-        : 'expected an absolute-form URI (http://host/path): point HTTP_PROXY here';
+      inside !== undefined
+        ? `this tunnel goes to ${inside.hostHeader} only: send origin-form (/path)`
+        : listener !== undefined
+          ? `this port forwards to ${listener.authority} only: send origin-form (/path)`
+          : 'expected an absolute-form URI (http://host/path): point HTTP_PROXY here';
     return { error: 'bad-request', message };
   }
   if (ctx.ownAuthorities.has(target.authority)) {
@@ -210,8 +238,7 @@ function refuse(
   req: IncomingMessage,
 ): { error: ErrorName; message: string } | undefined {
   const allowed = ctx.config.access.allowedClientList;
-  const address = req.socket.remoteAddress ?? '';
-  if (allowed !== undefined && !isListed(allowed, address)) {
+  if (allowed !== undefined && !isAllowed(req.socket as ProxySocket, allowed)) {
     return { error: 'forbidden', message: 'client not in access.allowedClients' };
   }
   const malformed = guardRequest(req, ctx.config.limits.maxUrlBytes);
@@ -219,6 +246,18 @@ function refuse(
   if (hasVia(req.rawHeaders, ctx.viaId))
     return { error: 'loop', message: 'the request already passed this proxy' };
   return undefined;
+}
+
+/**
+ * Whether the client is in `allowed`, asked once per connection and list: keep-alive requests
+ * come from the address their connection was accepted from. A reload brings a new list, asked
+ * afresh.
+ */
+function isAllowed(socket: ProxySocket, allowed: BlockList): boolean {
+  if (socket[allowedBy] === allowed) return true;
+  const yes = isListed(allowed, socket.remoteAddress ?? '');
+  if (yes) socket[allowedBy] = allowed;
+  return yes;
 }
 
 function reject(

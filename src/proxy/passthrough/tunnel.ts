@@ -1,49 +1,38 @@
 /**
  * CONNECT tunnels (SPEC §6): `CONNECT host:port` becomes a TCP connection spliced to the
  * client's socket. Only the connect is retried, per `connect.retry`: nothing has been sent,
- * so that is safe whatever the tunnel will carry. After `200 Connection Established` reprise
- * never looks inside (usually TLS), so nothing in it is ever retried.
+ * so that is safe whatever the tunnel will carry. After `200 Connection Established` the
+ * client's first bytes are peeked (tunnel-inside.ts): plain HTTP is served as proxied
+ * requests, TLS to a host in `connect.intercept.hosts` is opened and served the same way;
+ * anything else is passed through untouched and never retried.
  *
- * `reprise_tunnels_total{outcome}`: established, connect-failure, circuit-open, overflow,
- * forbidden (client, port or denied upstream), loop, bad-request, client-gone.
+ * `reprise_tunnels_total{outcome}`: established (passed through), intercepted, plain-http,
+ * connect-failure, circuit-open, overflow, forbidden (client, port, denied upstream, or an SNI
+ * naming another host), loop, bad-request, client-gone.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import type { BreakerPermit } from '../../resilience/circuit-breaker.ts';
 import type { Upstream } from '../../resilience/upstream-registry.ts';
-import { backoffDelay } from '../../retry/backoff.ts';
 import { type Authority, parseAuthority, socketAddress } from '../../routing/authority.ts';
 import { type RequestEnd, type RequestOrigin, summarize } from '../../summary.ts';
-import type { ErrorName, FailureName, TunnelOutcome } from '../../vocabulary.ts';
+import type { InterceptCa } from '../../tls/intercept-ca.ts';
+import type { ErrorName, FailureName } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
 import { requestOrigin, takeConnectionBytes } from '../correlation.ts';
 import { toRetryAfterSeconds } from '../respond.ts';
-import type { Dialed } from '../upstream/dialer.ts';
 import { answerOnSocket, ClientHold, splice } from './detached-socket.ts';
-
-type TunnelRefusal = Exclude<TunnelOutcome, 'established' | 'client-gone'>;
+import { connectWithRetries, type Opening } from './tunnel-connect.ts';
+import {
+  CLIENT_FIRST_WAIT_MS,
+  decideHello,
+  interceptTls,
+  peekClient,
+  servePlain,
+} from './tunnel-inside.ts';
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
 
-const DENIED = 'the upstream address is in access.deniedUpstreams';
 const NONE: readonly never[] = Object.freeze([]);
-
-type Opening =
-  | {
-      readonly kind: 'connected';
-      readonly socket: Socket;
-      readonly attempts: number;
-      readonly retryReasons: readonly FailureName[];
-    }
-  | {
-      readonly kind: 'refused';
-      readonly error: TunnelRefusal;
-      readonly message?: string;
-      readonly attempts: number;
-      readonly retryReasons: readonly FailureName[];
-      readonly retryAfterMs?: number;
-    }
-  | { readonly kind: 'client-gone' };
 
 /** Handles one CONNECT whose client passed the access check. Never throws. */
 export async function openTunnel(
@@ -70,6 +59,9 @@ export async function openTunnel(
     return refuse(authority, { error: 'loop', message: 'the tunnel targets this proxy' });
   }
   const upstream = ctx.upstreams.get(authority, ctx.now());
+  const opening: Opened = { ctx, client, origin, target, upstream };
+  const ca = ctx.intercept;
+  if (ca?.covers(target.host, target.port)) return openIntercepted(opening, ca, hold);
   const opened = await connectWithRetries(ctx, upstream, target, hold, origin.requestId);
   if (opened.kind === 'client-gone') {
     ctx.onTunnelDone?.(authority, 'client-gone', NONE);
@@ -78,21 +70,115 @@ export async function openTunnel(
   }
   if (opened.kind === 'refused') return refuse(authority, opened);
   const socket = opened.socket;
-  const upstreamAddress = socketAddress(socket.remoteAddress, socket.remotePort);
   client.write(ESTABLISHED);
   const early = hold.release();
-  if (early.length > 0) socket.write(early);
+  // plain HTTP is served only where the upstream has not spoken first (an HTTP server never does)
+  const peeked = await peekClient(client, early, ctx.config.connect.idleTimeoutMs, socket);
+  if (peeked.start.kind === 'http' && peeked.upstreamFirst === undefined) {
+    socket.destroy();
+    return servePlainTunnel(opening, peeked.bytes, opened.retryReasons);
+  }
+  if (peeked.upstreamFirst !== undefined) client.write(peeked.upstreamFirst);
+  passThrough(opening, opened, peeked.bytes);
+}
+
+/** A CONNECT that got its 200: what every path inside a tunnel needs. */
+interface Opened {
+  readonly ctx: ProxyContext;
+  readonly client: Socket;
+  readonly origin: RequestOrigin;
+  readonly target: Authority;
+  readonly upstream: Upstream;
+}
+
+/**
+ * A tunnel to an intercepted host: 200 at once, then the client's first bytes decide. Nothing
+ * is dialled for an intercepted or plain-HTTP tunnel (each request inside makes its own tries);
+ * a tunnel passed through is dialled only then, and if that fails the client is disconnected.
+ */
+async function openIntercepted(o: Opened, ca: InterceptCa, hold: ClientHold): Promise<void> {
+  const { ctx, client, origin, target } = o;
+  const authority = target.authority;
+  client.write(ESTABLISHED);
+  const peeked = await peekClient(client, hold.release(), CLIENT_FIRST_WAIT_MS);
+  const start = peeked.start;
+  if (client.destroyed) {
+    ctx.onTunnelDone?.(authority, 'client-gone', NONE);
+    tunnelEnded(ctx, origin, client, { upstream: authority, status: 200 });
+    return;
+  }
+  if (start.kind === 'http') return servePlainTunnel(o, peeked.bytes, NONE);
+  if (start.kind === 'tls') {
+    const decision = decideHello(start, target.host);
+    if (decision === 'sni-mismatch') {
+      // no certificate is made for a name the operator did not list
+      ca.refuse();
+      ctx.onClientHandshake?.(authority, 'sni-mismatch', start.serverName);
+      ctx.onTunnelDone?.(authority, 'forbidden', NONE);
+      client.destroy();
+      tunnelEnded(ctx, origin, client, { upstream: authority, status: 200, error: 'forbidden' });
+      return;
+    }
+    if (decision === 'intercept') {
+      ctx.onTunnelDone?.(authority, 'intercepted', NONE);
+      client.once('close', () =>
+        tunnelEnded(ctx, origin, client, { upstream: authority, status: 200 }),
+      );
+      const result = await interceptTls(ctx, ca, client, target, peeked.bytes);
+      ctx.onClientHandshake?.(authority, result, start.serverName);
+      return;
+    }
+    ctx.onClientHandshake?.(authority, 'h2-only', start.serverName);
+  }
+  const held = new ClientHold(client, peeked.bytes);
+  const opened = await connectWithRetries(ctx, o.upstream, target, held, origin.requestId);
+  if (opened.kind !== 'connected') {
+    // the 200 is sent: all that is left to say is a disconnect
+    const error = opened.kind === 'refused' ? opened.error : undefined;
+    ctx.onTunnelDone?.(authority, error ?? 'client-gone', NONE);
+    client.destroy();
+    tunnelEnded(ctx, origin, client, { upstream: authority, status: 200, error });
+    return;
+  }
+  passThrough(o, opened, held.release());
+}
+
+/** Plain HTTP inside a tunnel: its requests are served like the proxy port's (SPEC §6). */
+function servePlainTunnel(o: Opened, bytes: Buffer, retryReasons: readonly FailureName[]): void {
+  const { ctx, client, origin, target } = o;
+  ctx.onTunnelDone?.(target.authority, 'plain-http', retryReasons);
+  client.once('close', () =>
+    tunnelEnded(ctx, origin, client, { upstream: target.authority, status: 200 }),
+  );
+  servePlain(ctx, client, target, bytes);
+}
+
+/** Splices the client to the upstream, `early` (the client's bytes read so far) sent first. */
+function passThrough(
+  o: Opened,
+  opened: Extract<Opening, { kind: 'connected' }>,
+  early: Buffer,
+): void {
+  const { ctx, client, origin, target } = o;
+  const { socket } = opened;
+  const authority = target.authority;
   // the access line waits for the tunnel to close, so its bytes and duration are whole
   const ended = {
     upstream: authority,
     status: 200,
     ...triesOf(opened.attempts, opened.retryReasons, authority),
-    upstreamAddress,
+    upstreamAddress: socketAddress(socket.remoteAddress, socket.remotePort),
   };
+  ctx.onTunnelDone?.(authority, 'established', opened.retryReasons);
+  if (client.destroyed) {
+    socket.destroy();
+    tunnelEnded(ctx, origin, client, ended);
+    return;
+  }
+  if (early.length > 0) socket.write(early);
   splice(client, socket, ctx.config.connect.idleTimeoutMs, () =>
     tunnelEnded(ctx, origin, client, ended),
   );
-  ctx.onTunnelDone?.(authority, 'established', opened.retryReasons);
 }
 
 /** The access line's tries of a tunnel: one connect per attempt, all failed but the last. */
@@ -160,88 +246,4 @@ function refuseWith(
   ctx.onTunnelDone?.(upstream, error, retryReasons);
   const tries = triesOf(attempts, retryReasons, upstream);
   tunnelEnded(ctx, origin, client, { upstream, status, ...tries, error, reason: message });
-}
-
-/**
- * Connect tries, each asked of the upstream's gate like a try of the attempt loop (SPEC §4):
- * a refused first try is answered with its refusal, a refused retry with the connect failure.
- * A denied address is answered at once: it was never dialled, so there is nothing to retry.
- */
-async function connectWithRetries(
-  ctx: ProxyContext,
-  upstream: Upstream,
-  target: Authority,
-  hold: ClientHold,
-  requestId: string,
-): Promise<Opening> {
-  const retry = ctx.config.connect.retry;
-  const first = upstream.gate(ctx.now(), 1);
-  if (first === 'circuit-open' || first === 'overflow') {
-    const retryAfterMs =
-      first === 'circuit-open' ? upstream.breaker.retryAfterMs(ctx.now()) : undefined;
-    return { kind: 'refused', error: first, attempts: 0, retryReasons: NONE, retryAfterMs };
-  }
-  let permit: BreakerPermit = first;
-  let previousMs = retry.backoff.baseMs;
-  const retryReasons: FailureName[] = [];
-  try {
-    for (let attempt = 1; ; attempt++) {
-      const dialed = await dial(ctx, target, retry.connectTimeoutMs, hold);
-      if (dialed.kind === 'failed' && dialed.error.failure === 'denied') {
-        upstream.record(ctx.now(), permit, undefined);
-        return { kind: 'refused', error: 'forbidden', message: DENIED, attempts: 0, retryReasons };
-      }
-      const socket = dialed.kind === 'connected' ? dialed.socket : undefined;
-      upstream.record(ctx.now(), permit, hold.gone ? undefined : socket === undefined);
-      if (hold.gone) {
-        socket?.destroy();
-        return { kind: 'client-gone' };
-      }
-      if (socket !== undefined) {
-        return { kind: 'connected', socket, attempts: attempt, retryReasons };
-      }
-      const refused = {
-        kind: 'refused',
-        error: 'connect-failure',
-        attempts: attempt,
-        retryReasons,
-      } as const;
-      if (attempt >= retry.attempts) return refused;
-      const next = upstream.gate(ctx.now(), attempt + 1);
-      if (next === 'circuit-open' || next === 'budget') return refused;
-      permit = next;
-      previousMs = backoffDelay(retry.backoff, attempt, previousMs, ctx.random);
-      ctx.onRetry?.(requestId, '', upstream.authority, attempt, 'connect-failure', previousMs);
-      await hold.sleep(previousMs);
-      if (hold.gone) {
-        upstream.record(ctx.now(), permit, undefined);
-        return { kind: 'client-gone' };
-      }
-      if (!upstream.confirm(ctx.now(), permit)) return refused;
-      // counted once it is made, as the attempt loop counts its retries
-      retryReasons.push('connect-failure');
-    }
-  } finally {
-    // a tunnel is not counted against maxConcurrent once it is open (it may live for hours)
-    upstream.leave(ctx.now());
-  }
-}
-
-/** One dial through the dialer, cancelled if the client leaves first. */
-async function dial(
-  ctx: ProxyContext,
-  target: Authority,
-  connectTimeoutMs: number,
-  hold: ClientHold,
-): Promise<Dialed> {
-  const pending = ctx.dialer.dial({
-    host: target.dialHost,
-    port: target.port,
-    connectTimeoutMs,
-    allowHalfOpen: true,
-  });
-  hold.onGone(() => pending.cancel());
-  const dialed = await pending.result;
-  hold.onGone(undefined);
-  return dialed;
 }

@@ -117,7 +117,7 @@ export async function relayUpgrade(
   };
   const dialing = ctx.dialer.dial({
     host: target.dialHost,
-    port: target.port,
+    port: target.dialPort,
     connectTimeoutMs: policy.retry.connectTimeoutMs,
     allowHalfOpen: true,
     tls: target.tls,

@@ -133,7 +133,11 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
     if (this.#limits.holdBytes > 0 && isWorthHolding(headers, this.#limits.holdBytes)) {
       // the try's timer goes on: holding never outlasts the try
       this.#phase = 'holding';
-      this.#startIdle(this.#limits.bodyTimeoutMs);
+      // a small body usually came in the same read as the head, and undici hands it over and
+      // ends it before this turn is over: the body's stall timer is armed only if it did not
+      queueMicrotask(() => {
+        if (this.#phase === 'holding') this.#startIdle(this.#limits.bodyTimeoutMs);
+      });
       return;
     }
     clearTimeout(this.#tryTimer);
