@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/config/config-error.ts';
-import { loadConfigText } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/types.ts';
+import { configInFixture } from '../helpers/config-in-fixture.ts';
 import { hasOpenssl, makeCa, makeLeaf, type TlsFixture, tlsFixture } from '../helpers/tls.ts';
 
 let fixture: TlsFixture;
@@ -16,20 +15,7 @@ beforeAll(() => {
 });
 afterAll(() => fixture?.remove());
 
-function load(...lines: string[]): Config {
-  return loadConfigText(['version: 1', ...lines].join('\n'), fixture.file('c.yaml'));
-}
-
-function errorsOf(...lines: string[]): string[] {
-  try {
-    load(...lines);
-  } catch (error) {
-    if (error instanceof ConfigError)
-      return error.format().map((line) => line.replaceAll(`${fixture.dir}/`, ''));
-    throw error;
-  }
-  return [];
-}
+const { load, errorsOf } = configInFixture(() => fixture);
 
 describe.skipIf(!hasOpenssl())('connect.intercept', () => {
   it('is off unless written', () => {

@@ -1,10 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/config/config-error.ts';
-import { loadConfigText } from '../../src/config/load.ts';
 import { tlsFilePaths } from '../../src/config/tls-files.ts';
 import type { Config } from '../../src/config/types.ts';
 import { PUBLIC_ROOTS } from '../../src/routing/upstream-rule.ts';
+import { configInFixture } from '../helpers/config-in-fixture.ts';
 import { hasOpenssl, makeCa, makeLeaf, type TlsFixture, tlsFixture } from '../helpers/tls.ts';
 
 let fixture: TlsFixture;
@@ -24,21 +23,7 @@ beforeAll(() => {
 });
 afterAll(() => fixture?.remove());
 
-/** The config file lives in the fixture's directory, so relative paths resolve there. */
-function load(...lines: string[]): Config {
-  return loadConfigText(['version: 1', ...lines].join('\n'), fixture.file('c.yaml'));
-}
-
-function errorsOf(...lines: string[]): string[] {
-  try {
-    load(...lines);
-  } catch (error) {
-    if (error instanceof ConfigError)
-      return error.format().map((line) => line.replaceAll(`${fixture.dir}/`, ''));
-    throw error;
-  }
-  return [];
-}
+const { load, errorsOf } = configInFixture(() => fixture);
 
 describe.skipIf(!hasOpenssl())('upstreams[].tls', () => {
   it('reads the CA and the client certificate and key, paths relative to the config file', () => {
