@@ -1,7 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tlsFilePaths } from '../../src/config/tls-files.ts';
-import type { Config } from '../../src/config/types.ts';
 import { PUBLIC_ROOTS } from '../../src/routing/upstream-rule.ts';
 import { configInFixture } from '../helpers/config-in-fixture.ts';
 import { hasOpenssl, makeCa, makeLeaf, type TlsFixture, tlsFixture } from '../helpers/tls.ts';
