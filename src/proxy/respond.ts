@@ -5,6 +5,9 @@
 import type { ServerResponse } from 'node:http';
 import type { ErrorName } from '../vocabulary.ts';
 
+/** Why a 403 `forbidden` when the address dialled is in `access.deniedUpstreams`, on every path. */
+export const DENIED_UPSTREAM = 'the upstream address is in access.deniedUpstreams';
+
 const ANSWERS: Readonly<Record<ErrorName, { status: number; message: string }>> = {
   'connect-failure': { status: 502, message: 'could not connect to the upstream' },
   reset: { status: 502, message: 'the upstream closed the connection before answering' },

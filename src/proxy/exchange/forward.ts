@@ -22,7 +22,7 @@ import { type RequestSummary, summarize } from '../../summary.ts';
 import type { ProxyContext } from '../context.ts';
 import { type ArrivingRequest, requestOrigin, takeConnectionBytes } from '../correlation.ts';
 import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from '../headers.ts';
-import { answer, toRetryAfterSeconds } from '../respond.ts';
+import { answer, DENIED_UPSTREAM, toRetryAfterSeconds } from '../respond.ts';
 import type { DeniedTry, PendingTry, TryResult } from '../upstream/upstream-client.ts';
 import { relayResponse } from './relay-response.ts';
 import { ReplayableBody } from './replayable-body.ts';
@@ -249,7 +249,7 @@ class Exchange {
         ? toRetryAfterSeconds(end.gate.breaker.retryAfterMs(ctx.now()))
         : undefined;
     if (end.error === 'forbidden') {
-      this.#reason = 'the upstream address is in access.deniedUpstreams';
+      this.#reason = DENIED_UPSTREAM;
     }
     return answer(this.#res, end.error, {
       message: this.#reason,

@@ -10,6 +10,7 @@ import { backoffDelay } from '../../retry/backoff.ts';
 import type { Authority } from '../../routing/authority.ts';
 import type { FailureName, TunnelOutcome } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
+import { DENIED_UPSTREAM } from '../respond.ts';
 import type { Dialed } from '../upstream/dialer.ts';
 import type { ClientHold } from './detached-socket.ts';
 
@@ -18,7 +19,6 @@ type TunnelRefusal = Exclude<
   'established' | 'client-gone' | 'intercepted' | 'plain-http'
 >;
 
-const DENIED = 'the upstream address is in access.deniedUpstreams';
 const NONE: readonly never[] = Object.freeze([]);
 
 export type Opening =
@@ -65,7 +65,13 @@ export async function connectWithRetries(
       const dialed = await dial(ctx, target, retry.connectTimeoutMs, hold);
       if (dialed.kind === 'failed' && dialed.error.failure === 'denied') {
         upstream.record(ctx.now(), permit, undefined);
-        return { kind: 'refused', error: 'forbidden', message: DENIED, attempts: 0, retryReasons };
+        return {
+          kind: 'refused',
+          error: 'forbidden',
+          message: DENIED_UPSTREAM,
+          attempts: 0,
+          retryReasons,
+        };
       }
       const socket = dialed.kind === 'connected' ? dialed.socket : undefined;
       upstream.record(ctx.now(), permit, hold.gone ? undefined : socket === undefined);

@@ -25,7 +25,7 @@ import type { ErrorName, FailureName, TryOutcome } from '../../vocabulary.ts';
 import type { ProxyContext } from '../context.ts';
 import { type ArrivingRequest, requestOrigin, takeConnectionBytes } from '../correlation.ts';
 import { buildClientHeaders, buildUpstreamHeaders } from '../headers.ts';
-import { toRetryAfterSeconds } from '../respond.ts';
+import { DENIED_UPSTREAM, toRetryAfterSeconds } from '../respond.ts';
 import { answerOnSocket, ClientHold, socketResponse, splice } from './detached-socket.ts';
 
 /**
@@ -146,7 +146,7 @@ export async function relayUpgrade(
     const { failure } = dialed.error;
     if (failure !== 'denied') return fail(failure);
     // never dialled: nothing to learn about the upstream
-    if (settle(undefined)) refuse('forbidden', 0, DENIED);
+    if (settle(undefined)) refuse('forbidden', 0, DENIED_UPSTREAM);
     return;
   }
   const socket = dialed.socket;
@@ -186,8 +186,6 @@ export async function relayUpgrade(
   });
   request.end();
 }
-
-const DENIED = 'the upstream address is in access.deniedUpstreams';
 
 function upgradeHeaders(
   req: IncomingMessage,
