@@ -6,15 +6,31 @@
  * handshake.
  */
 import { isIP, type Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import type { SecureContext, TLSSocket } from 'node:tls';
 import type { UpstreamTls } from '../../config/types.ts';
 
 /** TLS sessions kept for resumption; past this the oldest is forgotten. */
 const MAX_SESSIONS = 1_000;
 
-/** The sessions a new connection offers to resume, by TLS settings id and servername. */
+/**
+ * What new connections reuse: the sessions they offer to resume, by TLS settings id and
+ * servername, and one secure context per settings (its roots and client key parsed once, not
+ * per connection).
+ */
 export class TlsSessions {
   readonly #sessions = new Map<string, Buffer>();
+  // keyed by the compiled settings object: a reload's new settings make a new context
+  readonly #contexts = new WeakMap<UpstreamTls, SecureContext>();
+
+  contextFor(tls: UpstreamTls): SecureContext {
+    let context = this.#contexts.get(tls);
+    if (context === undefined) {
+      const { ca, cert, key } = tls;
+      context = process.getBuiltinModule('node:tls').createSecureContext({ ca, cert, key });
+      this.#contexts.set(tls, context);
+    }
+    return context;
+  }
 
   get(key: string): Buffer | undefined {
     return this.#sessions.get(key);
@@ -48,9 +64,7 @@ export function startTls(
     // the name the certificate must carry; SNI only for a name, never for an IP address
     host: name,
     servername: isIP(name) === 0 ? name : '',
-    ca: tls.ca,
-    cert: tls.cert,
-    key: tls.key,
+    secureContext: sessions.contextFor(tls),
     rejectUnauthorized: true,
     ALPNProtocols: ['http/1.1'],
     session: sessions.get(sessionKey),
