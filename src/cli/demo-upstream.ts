@@ -10,9 +10,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export const DEMO_LISTEN = { host: '127.0.0.1', port: 8503 } as const;
+const DEMO_LISTEN = { host: '127.0.0.1', port: 8503 } as const;
 /** Tries of one request id that fail before it is answered 200. */
-export const DEMO_FAILURES = 2;
+const DEMO_FAILURES = 2;
 /** Request ids still counted; the oldest is forgotten past this, so memory stays bounded. */
 const REMEMBERED_IDS = 10_000;
 

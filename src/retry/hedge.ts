@@ -10,7 +10,7 @@ const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** `auto` waits for this many answers before it trusts what the upstream usually takes. */
 export const AUTO_MIN_SAMPLES = 20;
 /** `auto` hedges after this multiple of the upstream's 90th percentile... */
-export const AUTO_FACTOR = 2;
+const AUTO_FACTOR = 2;
 /** ...but never sooner than this, nor later than `AUTO_CEILING_MS`. */
 export const AUTO_FLOOR_MS = 25;
 export const AUTO_CEILING_MS = 2000;

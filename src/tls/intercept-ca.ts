@@ -19,9 +19,9 @@ import {
 } from './certificates.ts';
 
 /** A generated CA lives as long as a pod usually does; the app trusts it only inside the pod. */
-export const GENERATED_CA_VALIDITY_MS = 30 * 24 * 60 * 60 * 1000;
+const GENERATED_CA_VALIDITY_MS = 30 * 24 * 60 * 60 * 1000;
 /** Leaves are re-minted after this (and never outlive their CA). */
-export const LEAF_VALIDITY_MS = 7 * 24 * 60 * 60 * 1000;
+const LEAF_VALIDITY_MS = 7 * 24 * 60 * 60 * 1000;
 /**
  * Distinct hosts whose certificate is kept; past it the least recently used is dropped. Each
  * holds some 35 KiB (its TLS context; heap kept after 300 hosts: 9 MiB), and a sidecar talks to
