@@ -59,6 +59,9 @@ function figures(run: LossRunResult): string {
   return `packet loss seed ${run.seed}: ${bursts} bursts, ${badMs} ms bad, ${droppedPackets} packets dropped; ${sides.join('; ')}`;
 }
 
+/** Requests (of 60) by which one run's direct side may beat the via side by chance. */
+const SAMPLING_SLACK = 3;
+
 describe.concurrent('real packet loss in a network namespace', () => {
   it.skipIf(unavailable !== undefined).each(SEEDS)(
     `seed %i: names every broken answer as its client saw it, direct and via reprise side by side${skipNote}`,
@@ -96,8 +99,10 @@ describe.concurrent('real packet loss in a network namespace', () => {
       const defaults = run.sides.find((side) => side.name === 'via-defaults');
       expect(direct?.ok).toBeGreaterThan(0);
       expect(defaults?.outcomes['error:circuit-open'] ?? 0).toBe(0);
-      // retries and hedges may only add successes to what the same link gives direct
-      expect(defaults?.ok ?? 0).toBeGreaterThanOrEqual(direct?.ok ?? 0);
+      // retries and hedges may only add successes to what the same link gives direct; the two
+      // sides are separate samples of one lossy link, 60 requests each, so a gap of a few is
+      // sampling (seen: 57 against 59 on a loaded run); the bench's 5 seeds of 100 hold the claim
+      expect(defaults?.ok ?? 0).toBeGreaterThanOrEqual((direct?.ok ?? 0) - SAMPLING_SLACK);
     },
     60_000,
   );
