@@ -120,8 +120,11 @@ const luaString = (s: string) => JSON.stringify(s);
  * end. It runs under `sh`, which prints its own /proc stat after wrk has ended: the children's
  * CPU time (cutime + cstime) is then wrk's.
  */
+/** Runs started by this process: each writes a script of its own, so runs may overlap. */
+let wrkRuns = 0;
+
 async function runWrk(spec: LoadSpec): Promise<LoadResult> {
-  const script = `${tmpdir()}/reprise-bench-wrk-${process.pid}.lua`;
+  const script = `${tmpdir()}/reprise-bench-wrk-${process.pid}-${++wrkRuns}.lua`;
   const body = spec.body ? `wrk.body = string.rep("p", ${spec.body.length})\n` : '';
   writeFileSync(
     script,
