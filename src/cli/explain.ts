@@ -218,7 +218,7 @@ function hedgedLine(policy: RequestPolicy, method: string): string {
   if (policy.attempts < 2 || observeOnly) return 'hedged: no (no second try allowed)';
   const after =
     afterMs === 'auto'
-      ? `twice the upstream's recent p90 (${AUTO_FLOOR_MS}ms–${formatDuration(AUTO_CEILING_MS)}, once it has ${AUTO_MIN_SAMPLES} answers)`
+      ? `twice the upstream's recent p90 (${AUTO_FLOOR_MS}ms–${formatDuration(AUTO_CEILING_MS)}; ${formatDuration(AUTO_CEILING_MS)} until it has ${AUTO_MIN_SAMPLES} answers)`
       : formatDuration(afterMs);
   return `hedged: yes, a second try when the first has not answered after ${after}`;
 }

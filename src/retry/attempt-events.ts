@@ -26,6 +26,8 @@ export type AttemptEvent =
   | { readonly type: 'start' }
   /** A try has its answer (its head, or its held body whole), or failed. */
   | { readonly type: 'try-ended'; readonly tryId: number; readonly end: TryEnd }
+  /** A try is connected and its request is being written. */
+  | { readonly type: 'try-sent'; readonly tryId: number }
   /** A `wait` is over (a back-off, or the time before a hedge). */
   | { readonly type: 'timer'; readonly timerId: number }
   | { readonly type: 'client-gone' };

@@ -46,6 +46,8 @@ interface Try {
   readonly permit: BreakerPermit;
   readonly hedge: boolean;
   readonly startedMs: number;
+  /** Connected, its request on the wire: only then may a hedge follow it. */
+  sent: boolean;
 }
 
 type Phase = 'new' | 'trying' | 'backoff' | 'done';
@@ -70,6 +72,8 @@ export class AttemptMachine {
   #retryReason = '';
   #backoffTimer = 0;
   #hedgeTimer = 0;
+  /** The hedge's wait ran out while every try was still connecting. */
+  #hedgeDue = false;
   #clientGone = false;
   #out: AttemptAction[] = [];
 
@@ -88,6 +92,9 @@ export class AttemptMachine {
         break;
       case 'try-ended':
         this.#onTryEnded(event.tryId, event.end, nowMs);
+        break;
+      case 'try-sent':
+        this.#onTrySent(event.tryId, nowMs);
         break;
       case 'timer':
         if (event.timerId === this.#backoffTimer) this.#afterBackoff(nowMs);
@@ -130,6 +137,7 @@ export class AttemptMachine {
       permit,
       hedge,
       startedMs: nowMs,
+      sent: false,
     };
     this.#inFlight.push(t);
     if (hedge) this.#hedges.push(t);
@@ -187,6 +195,12 @@ export class AttemptMachine {
   #onHedgeTimer(nowMs: number): void {
     this.#hedgeTimer = 0;
     if (!this.#mayHedge()) return;
+    // a slow connect is raced already (proxy/upstream/connect-race.ts); a hedge would only
+    // spend a try on one more connect: it waits for the usual time once a try is sent
+    if (!this.#inFlight.some((t) => t.sent)) {
+      this.#hedgeDue = true;
+      return;
+    }
     // a hedge asks like a retry: the breaker, the budget, and a concurrency slot of its own
     const gate = this.#target.gate.gateHedge(nowMs);
     if (gate !== 'pass' && gate !== 'probe') {
@@ -194,6 +208,15 @@ export class AttemptMachine {
       return;
     }
     this.#send(gate, true, nowMs);
+  }
+
+  #onTrySent(tryId: number, nowMs: number): void {
+    const t = this.#inFlight.find((f) => f.id === tryId);
+    if (t === undefined) return;
+    t.sent = true;
+    if (!this.#hedgeDue || this.#hedgeTimer !== 0) return;
+    this.#hedgeDue = false;
+    this.#armHedge(nowMs);
   }
 
   #onTryEnded(tryId: number, end: TryEnd, nowMs: number): void {
@@ -268,6 +291,7 @@ export class AttemptMachine {
     this.#out.push({ type: 'retry', upstream: authority, attempt, reason, delayMs });
     if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
     this.#hedgeTimer = 0;
+    this.#hedgeDue = false;
     if (delayMs <= 0) {
       this.#afterBackoff(nowMs);
       return;
@@ -359,6 +383,7 @@ export class AttemptMachine {
     if (this.#clientGone || this.#phase === 'done') return;
     this.#clientGone = true;
     this.#hedgeTimer = 0;
+    this.#hedgeDue = false;
     if (this.#phase === 'backoff') {
       this.#target.gate.record(nowMs, this.#retryPermit, undefined);
       this.record.suppressed = 'client-gone';
@@ -373,6 +398,7 @@ export class AttemptMachine {
     this.#phase = 'done';
     this.#backoffTimer = 0;
     this.#hedgeTimer = 0;
+    this.#hedgeDue = false;
     for (const t of this.#hedges) {
       const result: HedgeResult = t.attempt === this.record.wonAttempt ? 'won' : 'lost';
       this.record.hedgeResults.push(result);

@@ -7,7 +7,12 @@ import type { Hedge } from '../config/types.ts';
 /** Only these are hedged: a repeat of them changes nothing upstream (RFC 9110 §9.2.1). */
 const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-/** `auto` waits for this many answers before it trusts what the upstream usually takes. */
+/**
+ * `auto` trusts what the upstream usually takes once it has this many answers; until then it
+ * hedges only a try that has waited `AUTO_CEILING_MS`: the first requests to a lossy upstream
+ * are the ones most likely to sit in TCP's back-off, and nothing else would cut them before
+ * `perTryTimeout`.
+ */
 export const AUTO_MIN_SAMPLES = 20;
 /** `auto` hedges after this multiple of the upstream's 90th percentile... */
 const AUTO_FACTOR = 2;
@@ -36,6 +41,6 @@ export function hedgeDelayMs(
   if (afterMs === 'off' || !isHedged(hedge, method)) return undefined;
   if (afterMs !== 'auto') return afterMs;
   const quantileMs = usual.quantileMs();
-  if (usual.samples < AUTO_MIN_SAMPLES || quantileMs === undefined) return undefined;
+  if (usual.samples < AUTO_MIN_SAMPLES || quantileMs === undefined) return AUTO_CEILING_MS;
   return Math.min(AUTO_CEILING_MS, Math.max(AUTO_FLOOR_MS, Math.ceil(AUTO_FACTOR * quantileMs)));
 }

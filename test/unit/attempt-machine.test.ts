@@ -32,6 +32,7 @@ interface Rig {
   end(tryId: number, end: TryEnd): AttemptAction[];
   fire(timerId: number): AttemptAction[];
   clientGone(): AttemptAction[];
+  sent(tryId: number): AttemptAction[];
 }
 
 function rig(
@@ -41,6 +42,8 @@ function rig(
     upstream?: Partial<UpstreamSettings>;
     body?: BodyState;
     headers?: Record<string, string>;
+    /** Tries stay connecting until `sent`; otherwise each is sent the moment it starts. */
+    connecting?: boolean;
   } = {},
 ): Rig {
   const route = makeRoutePolicy({
@@ -83,10 +86,13 @@ function rig(
     end: (tryId, end) => keep(machine.handle({ type: 'try-ended', tryId, end }, r.now)),
     fire: (timerId) => keep(machine.handle({ type: 'timer', timerId }, r.now)),
     clientGone: () => keep(machine.handle({ type: 'client-gone' }, r.now)),
+    sent: (tryId) => keep(machine.handle({ type: 'try-sent', tryId }, r.now)),
   };
   function keep(out: AttemptAction[]): AttemptAction[] {
     actions.push(...out);
-    return out;
+    if (options.connecting === true) return out;
+    const sentNow = sends(out).flatMap((s) => r.sent(s.tryId));
+    return [...out, ...sentNow];
   }
   return r;
 }
@@ -237,6 +243,32 @@ describe('hedging', () => {
     expect(sends(r.fire(again?.timerId ?? 0))[0]?.attempt).toBe(3);
   });
 
+  it('hedges a try only once it is sent: a slow connect is raced, not hedged', () => {
+    const r = rig({ route: hedged(50), connecting: true });
+    const out = r.start();
+    const [first] = sends(out);
+    r.now = 50;
+    // still connecting when the wait is over: no hedge yet
+    expect(sends(r.fire(waits(out)[0]?.timerId ?? 0))).toEqual([]);
+    r.now = 400;
+    const [again] = waits(r.sent(first?.tryId ?? 0));
+    expect(again?.delayMs).toBe(50);
+    r.now = 450;
+    expect(sends(r.fire(again?.timerId ?? 0))[0]?.attempt).toBe(2);
+  });
+
+  it('retries a try that failed to connect as before, with no hedge spent on it', () => {
+    const r = rig({ route: hedged(50), connecting: true });
+    const out = r.start();
+    const [first] = sends(out);
+    r.now = 50;
+    r.fire(waits(out)[0]?.timerId ?? 0);
+    r.now = 3500;
+    const failed = r.end(first?.tryId ?? 0, REFUSED);
+    expect(failed.map((a) => a.type)).toEqual(['retry', 'wait']);
+    expect(r.machine.record.hedgeResults).toEqual([]);
+  });
+
   it('never hedges a POST', () => {
     const r = rig({ method: 'POST', route: hedged(50) });
     expect(waits(r.start())).toEqual([]);
@@ -262,9 +294,9 @@ describe('hedging', () => {
     expect(r.machine.record.hedgeResults).toEqual(['suppressed']);
   });
 
-  it('with auto, hedges only once the upstream has a history, after twice its p90', () => {
+  it('with auto, hedges after twice the p90 once the upstream has a history, 2 s before', () => {
     const r = rig({ route: hedged('auto') });
-    expect(waits(r.start())).toEqual([]);
+    expect(waits(r.start())[0]?.delayMs).toBe(2000);
     const again = rig({ route: hedged('auto') });
     // 49 answers, the slowest tenth at 100 ms (the quantile is worked out every 16)
     for (let i = 0; i < 49; i++) again.primary.latency.add(i < 44 ? 5 : 100);

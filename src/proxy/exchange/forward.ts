@@ -200,6 +200,8 @@ class Exchange {
       bodyTimeoutMs: retry.bodyTimeoutMs,
       streamIdleTimeoutMs: retry.streamIdleTimeoutMs,
       pool: this.#ctx.pool,
+      // undici may start the request from within this call: the machine hears of it after
+      onSent: () => queueMicrotask(() => this.#feed({ type: 'try-sent', tryId: action.tryId })),
     });
     const flight: Flight = { pending, source, response: undefined, cancelled: false };
     this.#flights.set(action.tryId, flight);

@@ -36,6 +36,8 @@ export interface TryRequest {
   readonly streamIdleTimeoutMs: number;
   /** Held response bytes are reserved here, with the replay copies. */
   readonly pool: BufferPool;
+  /** Called once the try is connected and its request is being written. */
+  readonly onSent?: () => void;
 }
 
 /** A try on its way; `abort` cancels it wherever it is (the client went away). */

@@ -46,6 +46,8 @@ export interface TryLimits {
   readonly streamIdleTimeoutMs: number;
   /** Bounds held bytes of all tries and replay copies together. */
   readonly pool: BufferPool;
+  /** Called once the try is connected and its request is being written. */
+  readonly onSent?: () => void;
 }
 
 /** Where the rest of a relayed body goes. */
@@ -118,7 +120,11 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
     this.upstreamAddress = this.peer?.address;
-    if (this.#abortReason !== undefined) controller.abort(this.#abortReason);
+    if (this.#abortReason !== undefined) {
+      controller.abort(this.#abortReason);
+      return;
+    }
+    this.#limits.onSent?.();
   }
 
   onResponseStart(
