@@ -253,8 +253,11 @@ export class AttemptMachine {
         return;
       }
       if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
-      // a place in the race is free: a hedge may take it, after the usual wait
-      if (this.#hedgeTimer === 0) this.#armHedge(nowMs);
+      // a place in the race is free: a hedge may take it, after the usual wait, but not the
+      // last try: under loss that hedge mostly failed to connect, and the try still in flight
+      // then ended with no try left to retry it
+      const lastTry = this.#triesOnOrigin + 1 >= this.#policy.attempts;
+      if (this.#hedgeTimer === 0 && !lastTry) this.#armHedge(nowMs);
       return;
     }
     this.#decide(t, end, nowMs);

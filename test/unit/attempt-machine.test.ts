@@ -231,7 +231,7 @@ describe('hedging', () => {
   });
 
   it('lets a new hedge take the place of a try that failed while another is in flight', () => {
-    const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
+    const r = rig({ route: { retry: { attempts: 4, hedge: { afterMs: 50, max: 2 } } } });
     const out = r.start();
     const [first] = sends(out);
     r.now = 50;
@@ -267,6 +267,22 @@ describe('hedging', () => {
     const failed = r.end(first?.tryId ?? 0, REFUSED);
     expect(failed.map((a) => a.type)).toEqual(['retry', 'wait']);
     expect(r.machine.record.hedgeResults).toEqual([]);
+  });
+
+  it('keeps the last try for a retry: a failed try is not replaced by a hedge then', () => {
+    const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
+    const out = r.start();
+    const [first] = sends(out);
+    r.now = 50;
+    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    r.now = 3550;
+    expect(r.end(hedge?.tryId ?? 0, REFUSED)).toEqual([]);
+    r.now = 10_000;
+    const failed = r.end(first?.tryId ?? 0, { kind: 'failure', failure: 'timeout' });
+    expect(failed.map((a) => a.type)).toEqual(['retry', 'wait']);
+    r.now = 10_100;
+    const [retry] = sends(r.fire(waits(failed)[0]?.timerId ?? 0));
+    expect(retry).toMatchObject({ attempt: 3 });
   });
 
   it('never hedges a POST', () => {
