@@ -47,6 +47,8 @@ export interface Row {
   vsDirect?: number;
   vsReference?: number;
   proxyCpuUsPerReq?: number;
+  /** Scenario 12: CPU per request over the reference's, both loaded at once (median round). */
+  cpuVsReference?: number;
   /** Share of CPU time over the run, 1 = one core: proxy, upstream, load generator. */
   cpuCores?: { proxy: number; upstream: number; loadgen: number; other: number };
   successShare?: number;

@@ -32,6 +32,8 @@ const num = (v: number | undefined, digits = 0) =>
     : '';
 const ratio = (v: number | undefined) => (isNum(v) ? `${v.toFixed(2)}×` : '');
 const ratioText = (v: number | undefined) => ratio(v) || 'n/a';
+const quotient = (a: number | undefined, b: number | undefined) =>
+  isNum(a) && isNum(b) && b > 0 ? a / b : undefined;
 const pct = (v: number | undefined) => (isNum(v) ? `${(v * 100).toFixed(1)}%` : '');
 
 // an open breaker lets almost nothing through: show 0.002, not 0.00
@@ -333,6 +335,40 @@ export function targetLines(rows: readonly Row[]): string[] {
       value: over('get-1024-c50/reprise', 'get-1024-c50/reference'),
       goal: 1,
       atMost: false,
+      unit: '×',
+    },
+    {
+      label:
+        '1 KiB GET c50 (issue 25), side by side on one CPU: proxy CPU per request, reprise / reference',
+      value: by.get('sbs-get-1024-c50/reprise')?.cpuVsReference,
+      goal: 1,
+      atMost: true,
+      unit: '×',
+    },
+    {
+      label: '1 KiB GET c50 (issue 25), side by side on one CPU: req/s, reprise / reference',
+      value: by.get('sbs-get-1024-c50/reprise')?.vsReference,
+      goal: 1,
+      atMost: false,
+      unit: '×',
+    },
+    {
+      label:
+        '1 KiB GET c50, side by side on one CPU: proxy CPU per request, with / without the V8 settings',
+      value: quotient(
+        by.get('sbs-get-1024-c50/reprise')?.cpuVsReference,
+        by.get('sbs-get-1024-c50/reprise-unbounded')?.cpuVsReference,
+      ),
+      goal: 1.05,
+      atMost: true,
+      unit: '×',
+    },
+    {
+      label:
+        'TLS origination 1 KiB GET c50 (issue 22), side by side on one CPU: proxy CPU per request, reprise / bare TLS reference',
+      value: by.get('sbs-tls-get-1024-c50/reprise')?.cpuVsReference,
+      goal: 1.1,
+      atMost: true,
       unit: '×',
     },
     {

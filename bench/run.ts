@@ -17,7 +17,8 @@
  * Section 8 is the resilience matrix (bench/resilience.ts), about 5 minutes on its own; 9 is
  * the packet-loss run (bench/packet-loss.ts: root and network namespaces), only when asked;
  * 10 is TLS origination against bare TLS-originating proxies (bench/tls-origination.ts); 11 the
- * upload burst (bench/upload-burst.ts; BENCH_BURST PUTs, default 1,000).
+ * upload burst (bench/upload-burst.ts; BENCH_BURST PUTs, default 1,000); 12 the CPU ratios of
+ * issues 22 and 25 with reprise and the reference loaded at once (bench/side-by-side.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -53,13 +54,14 @@ import {
 } from './report.ts';
 import { type MatrixLine, matrixTable, resilienceMatrix } from './resilience.ts';
 import { type BenchContext, getThroughput, healedFailures, putReplayBuffer } from './scenarios.ts';
+import { sideBySide } from './side-by-side.ts';
 import { tlsOrigination } from './tls-origination.ts';
 import { uploadBurst } from './upload-burst.ts';
 
 const durationS = Number(process.env.BENCH_DURATION ?? 6);
 const warmupS = Number(process.env.BENCH_WARMUP ?? 1);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
-const only = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5,6,7,8,10,11').split(',').map(Number));
+const only = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5,6,7,8,10,11,12').split(',').map(Number));
 const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 // cpus(), not availableParallelism(): the bench pins itself to one CPU (processes.ts)
@@ -140,6 +142,7 @@ async function main(): Promise<void> {
     if (only.has(11)) rows.push(...(await uploadBurst(ctx)));
     if (only.has(8)) matrix = await resilienceMatrix(tmpDir, progress);
     if (only.has(10)) rows.push(...(await tlsOrigination(ctx)));
+    if (only.has(12)) rows.push(...(await sideBySide(ctx)));
     // not in the default set: it needs root and network namespaces, and takes minutes
     if (only.has(9)) lossLines = await packetLoss(progress);
   } finally {

@@ -13,10 +13,14 @@ import { startReprise, UNBOUNDED } from './proxies.ts';
 import { type BenchContext, compare, get, OK, type Target } from './scenarios.ts';
 
 /** The upstream's certificate names this; every proxy verifies it as SNI. */
-const SERVERNAME = 'localhost';
+export const TLS_SERVERNAME = 'localhost';
 
 /** A CA and a server certificate it signed, with the `openssl` CLI, in `dir`. */
-function makeCertificates(dir: string): { caFile: string; certFile: string; keyFile: string } {
+export function makeCertificates(dir: string): {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+} {
   const file = (name: string) => `${dir}/tls-${name}`;
   const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
@@ -26,9 +30,9 @@ function makeCertificates(dir: string): { caFile: string; certFile: string; keyF
   );
   openssl(
     ...['req', ...ec, '-keyout', file('server.key'), '-out', file('server.csr')],
-    ...['-subj', `/CN=${SERVERNAME}`],
+    ...['-subj', `/CN=${TLS_SERVERNAME}`],
   );
-  writeFileSync(file('server.ext'), `subjectAltName=DNS:${SERVERNAME},IP:127.0.0.1\n`);
+  writeFileSync(file('server.ext'), `subjectAltName=DNS:${TLS_SERVERNAME},IP:127.0.0.1\n`);
   openssl(
     ...['x509', '-req', '-in', file('server.csr'), '-CA', file('ca.pem')],
     ...['-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('server.pem'), '-days', '2'],
@@ -56,11 +60,11 @@ export async function tlsOrigination(ctx: BenchContext): Promise<Row[]> {
     };
   };
   const config = {
-    upstreams: [{ match: '127.0.0.1', tls: { ca: caFile, servername: SERVERNAME } }],
+    upstreams: [{ match: '127.0.0.1', tls: { ca: caFile, servername: TLS_SERVERNAME } }],
   };
   const targets: Target[] = [
-    { via: 'reference', proc: once(() => startBareTls('reference', caFile, SERVERNAME)) },
-    { via: 'floor', proc: once(() => startBareTls('floor', caFile, SERVERNAME)) },
+    { via: 'reference', proc: once(() => startBareTls('reference', caFile, TLS_SERVERNAME)) },
+    { via: 'floor', proc: once(() => startBareTls('floor', caFile, TLS_SERVERNAME)) },
     { via: 'reprise', proc: once(() => startReprise(config, ctx.tmpDir, 'reprise-tls')) },
     // the bare proxies run on node's defaults: the same build without its V8 settings, too
     {

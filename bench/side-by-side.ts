@@ -1,0 +1,150 @@
+/**
+ * Scenario 12: CPU per request as a ratio that a noisy machine does not move. Two proxies are
+ * loaded at the same time, each by its own wrk, both pinned to the proxy CPU (processes.ts), so
+ * a slow spell of the machine falls on both alike; each round gives one ratio, and the median
+ * of the rounds is reported. On a shared VM the turns of scenarios 1 and 10 (one proxy at a
+ * time) moved the reference's own CPU per request between 58 and 130 µs within minutes, while
+ * the rounds' ratios here stay within a few percent of each other.
+ *
+ * Each proxy then has half the CPU, so it serves about half the req/s it would alone and does
+ * a little more work per request (fewer requests per read): the ratios, not the absolute
+ * figures, are what this scenario is for. Pairs: reprise (its shipped settings) and reprise
+ * without its V8 settings against the bare reference, plain HTTP and TLS origination.
+ */
+
+import { runLoad } from './load.ts';
+import type { Row } from './measure.ts';
+import { cpuMs, type Proc, startBareTls, startReference, startUpstream } from './processes.ts';
+import { startReprise, UNBOUNDED } from './proxies.ts';
+import type { BenchContext } from './scenarios.ts';
+import { makeCertificates, TLS_SERVERNAME } from './tls-origination.ts';
+
+const CONNECTIONS = 50;
+const PATH = '/bytes/1024';
+
+interface Pair {
+  readonly key: string;
+  readonly scenario: string;
+  readonly via: 'reprise' | 'reprise-unbounded';
+  readonly reference: Proc;
+  readonly proxy: Proc;
+  readonly upstreamPort: number;
+}
+
+const median = (values: readonly number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+
+/** Loads both proxies at once for `durationS`; CPU µs per request and req/s of each. */
+async function loadBoth(pair: Pair, durationS: number) {
+  const authority = `127.0.0.1:${pair.upstreamPort}`;
+  const procs = [pair.reference, pair.proxy];
+  const spec = (proc: Proc) => ({
+    port: proc.port,
+    path: `http://${authority}${PATH}`,
+    host: authority,
+    method: 'GET' as const,
+    connections: CONNECTIONS,
+    durationS,
+  });
+  const cpu0 = procs.map((p) => cpuMs(p.pid));
+  const loads = await Promise.all(procs.map((p) => runLoad(spec(p))));
+  return procs.map((p, i) => {
+    const load = loads[i] as Awaited<ReturnType<typeof runLoad>>;
+    const cpuUs = ((cpuMs(p.pid) - (cpu0[i] as number)) * 1000) / Math.max(1, load.responses);
+    return { cpuUs, reqPerS: load.reqPerS, errors: load.errors + load.responses - load.ok };
+  }) as [Side, Side];
+}
+
+interface Side {
+  readonly cpuUs: number;
+  readonly reqPerS: number;
+  readonly errors: number;
+}
+
+async function measurePair(ctx: BenchContext, pair: Pair): Promise<Row> {
+  const rounds = Math.max(3, ctx.rounds * 2);
+  const durationS = Math.max(2, Math.round(ctx.durationS / 2));
+  await loadBoth(pair, ctx.warmupS + 2);
+  const cpu: number[] = [];
+  const rate: number[] = [];
+  const reprise: Side[] = [];
+  let errors = 0;
+  for (let round = 0; round < rounds; round++) {
+    await loadBoth(pair, ctx.warmupS);
+    const [reference, proxy] = await loadBoth(pair, durationS);
+    cpu.push(proxy.cpuUs / reference.cpuUs);
+    rate.push(proxy.reqPerS / reference.reqPerS);
+    reprise.push(proxy);
+    errors += reference.errors + proxy.errors;
+  }
+  const row: Row = {
+    key: pair.key,
+    id: `${pair.key}/${pair.via}`,
+    group: 12,
+    scenario: pair.scenario,
+    via: pair.via,
+    connections: CONNECTIONS,
+    reqPerS: median(reprise.map((s) => s.reqPerS)),
+    proxyCpuUsPerReq: median(reprise.map((s) => s.cpuUs)),
+    vsReference: median(rate),
+    cpuVsReference: median(cpu),
+    note: `CPU per request / the reference's, ${rounds} rounds: ${cpu.map((r) => r.toFixed(2)).join(' ')}${errors > 0 ? `; ${errors} errors or non-2xx` : ''}`,
+  };
+  ctx.progress(
+    `${row.id}: ${(row.cpuVsReference as number).toFixed(2)}× the reference's CPU per request, ${(row.vsReference as number).toFixed(2)}× its req/s`,
+  );
+  return row;
+}
+
+/** 12: reprise and the bare reference loaded at once on one CPU, plain HTTP and TLS. */
+export async function sideBySide(ctx: BenchContext): Promise<Row[]> {
+  const rows: Row[] = [];
+  const plain = [await startReference(), await startReprise({}, ctx.tmpDir, 'sbs-reprise')];
+  plain.push(await startReprise({}, ctx.tmpDir, 'sbs-unbounded', { node: UNBOUNDED }));
+  const [reference, reprise, unbounded] = plain as [Proc, Proc, Proc];
+  try {
+    const base = { key: 'sbs-get-1024-c50', scenario: '1 KiB GET, side by side on one CPU' };
+    const upstreamPort = ctx.upstream.port;
+    rows.push(
+      await measurePair(ctx, { ...base, via: 'reprise', reference, proxy: reprise, upstreamPort }),
+    );
+    rows.push(
+      await measurePair(ctx, {
+        ...base,
+        via: 'reprise-unbounded',
+        reference,
+        proxy: unbounded,
+        upstreamPort,
+      }),
+    );
+  } finally {
+    await Promise.all(plain.map((p) => p.stop()));
+  }
+  const { caFile, certFile, keyFile } = makeCertificates(ctx.tmpDir);
+  const upstream = await startUpstream({
+    BENCH_UPSTREAM_CERT: certFile,
+    BENCH_UPSTREAM_KEY: keyFile,
+  });
+  const config = {
+    upstreams: [{ match: '127.0.0.1', tls: { ca: caFile, servername: TLS_SERVERNAME } }],
+  };
+  const tls: Proc[] = [];
+  try {
+    tls.push(await startBareTls('reference', caFile, TLS_SERVERNAME));
+    tls.push(await startReprise(config, ctx.tmpDir, 'sbs-reprise-tls'));
+    const [tlsReference, tlsReprise] = tls as [Proc, Proc];
+    rows.push(
+      await measurePair(ctx, {
+        key: 'sbs-tls-get-1024-c50',
+        scenario: '1 KiB GET, proxy originates TLS, side by side on one CPU',
+        via: 'reprise',
+        reference: tlsReference,
+        proxy: tlsReprise,
+        upstreamPort: upstream.port,
+      }),
+    );
+  } finally {
+    await Promise.all([...tls.map((p) => p.stop()), upstream.stop()]);
+  }
+  return rows;
+}
