@@ -200,7 +200,7 @@ class Exchange {
       bodyTimeoutMs: retry.bodyTimeoutMs,
       streamIdleTimeoutMs: retry.streamIdleTimeoutMs,
       pool: this.#ctx.pool,
-      // undici may start the request from within this call: the machine hears of it after
+      // never fed to the machine from inside the actions it is doing now
       onSent: () => queueMicrotask(() => this.#feed({ type: 'try-sent', tryId: action.tryId })),
     });
     const flight: Flight = { pending, source, response: undefined, cancelled: false };
