@@ -28,6 +28,8 @@ export type AttemptEvent =
   | { readonly type: 'try-ended'; readonly tryId: number; readonly end: TryEnd }
   /** A try is connected and its request is being written. */
   | { readonly type: 'try-sent'; readonly tryId: number }
+  /** A sent try had its whole per-try time without an answer; it goes on until cancelled. */
+  | { readonly type: 'try-overdue'; readonly tryId: number }
   /** A `wait` is over (a back-off, or the time before a hedge). */
   | { readonly type: 'timer'; readonly timerId: number }
   | { readonly type: 'client-gone' };

@@ -48,7 +48,11 @@ interface Try {
   readonly startedMs: number;
   /** Connected, its request on the wire: only then may a hedge follow it. */
   sent: boolean;
+  /** Past its per-try time, kept beside a try still within its own (`#onTryOverdue`). */
+  overdue: boolean;
 }
+
+const TIMED_OUT = { kind: 'failure', failure: 'timeout' } as const satisfies TryEnd;
 
 type Phase = 'new' | 'trying' | 'backoff' | 'done';
 
@@ -96,6 +100,9 @@ export class AttemptMachine {
       case 'try-sent':
         this.#onTrySent(event.tryId, nowMs);
         break;
+      case 'try-overdue':
+        this.#onTryOverdue(event.tryId, nowMs);
+        break;
       case 'timer':
         if (event.timerId === this.#backoffTimer) this.#afterBackoff(nowMs);
         else if (event.timerId === this.#hedgeTimer) this.#onHedgeTimer(nowMs);
@@ -138,6 +145,7 @@ export class AttemptMachine {
       hedge,
       startedMs: nowMs,
       sent: false,
+      overdue: false,
     };
     this.#inFlight.push(t);
     if (hedge) this.#hedges.push(t);
@@ -219,6 +227,24 @@ export class AttemptMachine {
     this.#armHedge(nowMs);
   }
 
+  /**
+   * A sent try had its per-try time without an answer. Cut, it ends as `timeout` (SPEC §3).
+   * But while another try of the request still waits within its own time and no further try
+   * may start, cutting it gains nothing: it goes on beside that try and ends with it. Under
+   * packet loss the older try is often the one whose next retransmission gets through.
+   */
+  #onTryOverdue(tryId: number, nowMs: number): void {
+    const t = this.#inFlight.find((f) => f.id === tryId);
+    if (t === undefined || this.#phase === 'done') return;
+    const anotherWaits = this.#inFlight.some((f) => f !== t && !f.overdue);
+    if (anotherWaits && this.#triesOnOrigin >= this.#policy.attempts && !this.#clientGone) {
+      t.overdue = true;
+      return;
+    }
+    this.#out.push({ type: 'cancel', tryId });
+    this.#onTryEnded(tryId, TIMED_OUT, nowMs);
+  }
+
   #onTryEnded(tryId: number, end: TryEnd, nowMs: number): void {
     const index = this.#inFlight.findIndex((t) => t.id === tryId);
     // a try cancelled earlier: its end was already accounted for
@@ -252,13 +278,17 @@ export class AttemptMachine {
         this.#win(t, nowMs);
         return;
       }
-      if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
-      // a place in the race is free: a hedge may take it, after the usual wait, but not the
-      // last try: under loss that hedge mostly failed to connect, and the try still in flight
-      // then ended with no try left to retry it
-      const lastTry = this.#triesOnOrigin + 1 >= this.#policy.attempts;
-      if (this.#hedgeTimer === 0 && !lastTry) this.#armHedge(nowMs);
-      return;
+      if (!this.#inFlight.every((f) => f.overdue)) {
+        if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
+        // a place in the race is free: a hedge may take it, after the usual wait, but not the
+        // last try: under loss that hedge mostly failed to connect, and the try still in
+        // flight then ended with no try left to retry it
+        const lastTry = this.#triesOnOrigin + 1 >= this.#policy.attempts;
+        if (this.#hedgeTimer === 0 && !lastTry) this.#armHedge(nowMs);
+        return;
+      }
+      // only tries past their own time are left: they end with this one
+      this.#endOverdue(nowMs);
     }
     this.#decide(t, end, nowMs);
   }
@@ -338,6 +368,18 @@ export class AttemptMachine {
     this.#cancelInFlight(nowMs);
     this.record.setWinner(t.attempt);
     this.#answer({ kind: 'response', tryId: t.id });
+  }
+
+  /** The tries kept past their per-try time end as `timeout`, as they would have at it. */
+  #endOverdue(nowMs: number): void {
+    for (const t of this.#inFlight) {
+      const gate = t.target.gate;
+      gate.record(nowMs, t.permit, true);
+      if (t.hedge) gate.leave(nowMs);
+      this.record.addTry(TIMED_OUT, gate.authority);
+      this.#out.push({ type: 'cancel', tryId: t.id });
+    }
+    this.#inFlight.length = 0;
   }
 
   /** The tries still in flight lost the race: each was made, none is waited for. */

@@ -33,6 +33,7 @@ interface Rig {
   fire(timerId: number): AttemptAction[];
   clientGone(): AttemptAction[];
   sent(tryId: number): AttemptAction[];
+  overdue(tryId: number): AttemptAction[];
 }
 
 function rig(
@@ -87,6 +88,7 @@ function rig(
     fire: (timerId) => keep(machine.handle({ type: 'timer', timerId }, r.now)),
     clientGone: () => keep(machine.handle({ type: 'client-gone' }, r.now)),
     sent: (tryId) => keep(machine.handle({ type: 'try-sent', tryId }, r.now)),
+    overdue: (tryId) => keep(machine.handle({ type: 'try-overdue', tryId }, r.now)),
   };
   function keep(out: AttemptAction[]): AttemptAction[] {
     actions.push(...out);
@@ -283,6 +285,71 @@ describe('hedging', () => {
     r.now = 10_100;
     const [retry] = sends(r.fire(waits(failed)[0]?.timerId ?? 0));
     expect(retry).toMatchObject({ attempt: 3 });
+  });
+
+  it('cuts an overdue try as a timeout and retries it while tries are left', () => {
+    const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
+    const out = r.start();
+    const [first] = sends(out);
+    r.now = 50;
+    sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    r.now = 3550;
+    r.end(3, REFUSED);
+    r.now = 10_000;
+    // try 3 is still to come: the overdue try makes way for it
+    const cut = r.overdue(first?.tryId ?? 0);
+    expect(cut.map((a) => a.type)).toEqual(['cancel', 'retry', 'wait']);
+    expect(r.machine.record.outcomes).toEqual(['connect-failure', 'timeout']);
+  });
+
+  it('keeps an overdue try beside one still within its time when no try is left to start', () => {
+    const r = rig({ route: { retry: { attempts: 2, hedge: { afterMs: 2000, max: 2 } } } });
+    const out = r.start();
+    const [first] = sends(out);
+    r.now = 2000;
+    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    r.now = 10_000;
+    // cutting it would start nothing: it goes on, and may still answer first
+    expect(r.overdue(first?.tryId ?? 0)).toEqual([]);
+    r.now = 11_000;
+    const won = r.end(first?.tryId ?? 0, OK);
+    expect(won).toContainEqual({ type: 'cancel', tryId: hedge?.tryId });
+    expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
+    expect(r.machine.record).toMatchObject({ attempts: 2, wonAttempt: 1 });
+  });
+
+  it('ends the kept overdue try as a timeout once the try beside it has had its own time', () => {
+    const r = rig({ route: { retry: { attempts: 2, hedge: { afterMs: 2000, max: 2 } } } });
+    const out = r.start();
+    const [first] = sends(out);
+    r.now = 2000;
+    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    r.now = 10_000;
+    r.overdue(first?.tryId ?? 0);
+    r.now = 12_000;
+    const end = r.overdue(hedge?.tryId ?? 0);
+    expect(end.filter((a) => a.type === 'cancel').map((a) => a.tryId)).toEqual([
+      hedge?.tryId,
+      first?.tryId,
+    ]);
+    expect(answerOf(end)).toMatchObject({ kind: 'error', error: 'timeout' });
+    expect(r.machine.record).toMatchObject({ attempts: 2, outcomes: ['timeout', 'timeout'] });
+    expect(r.primary.inFlight).toBe(1);
+  });
+
+  it('ends the kept overdue try with the other when that one fails', () => {
+    const r = rig({ route: { retry: { attempts: 2, hedge: { afterMs: 2000, max: 2 } } } });
+    const out = r.start();
+    const [first] = sends(out);
+    r.now = 2000;
+    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    r.now = 10_000;
+    r.overdue(first?.tryId ?? 0);
+    r.now = 10_500;
+    const end = r.end(hedge?.tryId ?? 0, RESET);
+    expect(end).toContainEqual({ type: 'cancel', tryId: first?.tryId });
+    expect(answerOf(end)).toMatchObject({ kind: 'error', error: 'reset' });
+    expect(r.machine.record.outcomes).toEqual(['reset', 'timeout']);
   });
 
   it('never hedges a POST', () => {

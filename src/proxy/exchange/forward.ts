@@ -202,6 +202,7 @@ class Exchange {
       pool: this.#ctx.pool,
       // never fed to the machine from inside the actions it is doing now
       onSent: () => queueMicrotask(() => this.#feed({ type: 'try-sent', tryId: action.tryId })),
+      onOverdue: () => this.#feed({ type: 'try-overdue', tryId: action.tryId }),
     });
     const flight: Flight = { pending, source, response: undefined, cancelled: false };
     this.#flights.set(action.tryId, flight);

@@ -38,6 +38,8 @@ export interface TryRequest {
   readonly pool: BufferPool;
   /** Called once the try is connected and its request is being written. */
   readonly onSent?: () => void;
+  /** Called when a sent try has had its time: see TryLimits.onOverdue. */
+  readonly onOverdue?: () => void;
 }
 
 /** A try on its way; `abort` cancels it wherever it is (the client went away). */

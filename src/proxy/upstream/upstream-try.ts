@@ -48,6 +48,11 @@ export interface TryLimits {
   readonly pool: BufferPool;
   /** Called once the try is connected and its request is being written. */
   readonly onSent?: () => void;
+  /**
+   * A sent try had `tryTimeoutMs` without a head: called instead of failing it, and the try
+   * goes on until aborted (the attempt loop decides). Without it the try fails as `timeout`.
+   */
+  readonly onOverdue?: () => void;
 }
 
 /** Where the rest of a relayed body goes. */
@@ -365,7 +370,10 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
 
   #onTryTimeout(): void {
     if (this.#phase === 'holding') this.#onHeldStall(new TryTimeout('perTryTimeout'));
-    else if (this.#phase === 'waiting') this.#fail(new TryTimeout('perTryTimeout'));
+    else if (this.#phase !== 'waiting') return;
+    else if (this.#controller !== undefined && this.#limits.onOverdue !== undefined)
+      this.#limits.onOverdue();
+    else this.#fail(new TryTimeout('perTryTimeout'));
   }
 
   #releasePool(): void {
