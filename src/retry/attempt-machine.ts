@@ -229,15 +229,16 @@ export class AttemptMachine {
 
   /**
    * A sent try had its per-try time without an answer. Cut, it ends as `timeout` (SPEC §3).
-   * But while another try of the request still waits within its own time and no further try
-   * may start, cutting it gains nothing: it goes on beside that try and ends with it. Under
-   * packet loss the older try is often the one whose next retransmission gets through.
+   * But while another try of the request still waits within its own time, cutting it starts
+   * nothing (a retry waits for the last try in flight): it goes on beside that try and ends
+   * with it. Under packet loss the older try is often the one whose next retransmission gets
+   * through.
    */
   #onTryOverdue(tryId: number, nowMs: number): void {
     const t = this.#inFlight.find((f) => f.id === tryId);
     if (t === undefined || this.#phase === 'done') return;
     const anotherWaits = this.#inFlight.some((f) => f !== t && !f.overdue);
-    if (anotherWaits && this.#triesOnOrigin >= this.#policy.attempts && !this.#clientGone) {
+    if (anotherWaits && !this.#clientGone) {
       t.overdue = true;
       return;
     }

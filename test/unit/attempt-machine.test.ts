@@ -302,7 +302,7 @@ describe('hedging', () => {
     expect(r.machine.record.outcomes).toEqual(['connect-failure', 'timeout']);
   });
 
-  it('keeps an overdue try beside one still within its time when no try is left to start', () => {
+  it('keeps an overdue try beside one still within its time: cutting it would start nothing', () => {
     const r = rig({ route: { retry: { attempts: 2, hedge: { afterMs: 2000, max: 2 } } } });
     const out = r.start();
     const [first] = sends(out);
@@ -316,6 +316,21 @@ describe('hedging', () => {
     expect(won).toContainEqual({ type: 'cancel', tryId: hedge?.tryId });
     expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
     expect(r.machine.record).toMatchObject({ attempts: 2, wonAttempt: 1 });
+  });
+
+  it('ends the kept overdue try with the other once that one has had its time, then retries', () => {
+    const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 2000, max: 2 } } } });
+    const out = r.start();
+    const [first] = sends(out);
+    r.now = 2000;
+    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    r.now = 10_000;
+    expect(r.overdue(first?.tryId ?? 0)).toEqual([]);
+    r.now = 12_000;
+    const end = r.overdue(hedge?.tryId ?? 0);
+    expect(end.map((a) => a.type)).toEqual(['cancel', 'cancel', 'retry', 'wait']);
+    r.now = 12_100;
+    expect(sends(r.fire(waits(end)[0]?.timerId ?? 0))[0]?.attempt).toBe(3);
   });
 
   it('ends the kept overdue try as a timeout once the try beside it has had its own time', () => {
