@@ -46,6 +46,8 @@ interface Try {
   readonly permit: BreakerPermit;
   readonly hedge: boolean;
   readonly startedMs: number;
+  /** When its per-try time (perTryTimeout, or what was left before the deadline) is up. */
+  readonly endsMs: number;
   /** Connected, its request on the wire: only then may a hedge follow it. */
   sent: boolean;
   /** Past its per-try time, kept beside a try still within its own (`#onTryOverdue`). */
@@ -137,6 +139,7 @@ export class AttemptMachine {
   #send(permit: BreakerPermit, hedge: boolean, nowMs: number): void {
     const { retry } = this.#policy;
     this.#triesOnOrigin++;
+    const timeoutMs = tryTimeoutMs(this.#policy, nowMs);
     const t: Try = {
       id: ++this.#nextId,
       attempt: ++this.#started,
@@ -144,6 +147,7 @@ export class AttemptMachine {
       permit,
       hedge,
       startedMs: nowMs,
+      endsMs: nowMs + timeoutMs,
       sent: false,
       overdue: false,
     };
@@ -160,7 +164,7 @@ export class AttemptMachine {
       // a probe's answer must reach the breaker at its head: holding it would keep the
       // circuit half-open until its body ended
       hold: permit !== 'probe' && this.#mayRetryBodyCut(),
-      tryTimeoutMs: tryTimeoutMs(this.#policy, nowMs),
+      tryTimeoutMs: timeoutMs,
       retry,
     });
     this.#armHedge(nowMs);
@@ -234,9 +238,12 @@ export class AttemptMachine {
    * with it. Under packet loss the older try is often the one whose next retransmission gets
    * through.
    */
-  #onTryOverdue(tryId: number, nowMs: number): void {
+  #onTryOverdue(tryId: number, firedMs: number): void {
     const t = this.#inFlight.find((f) => f.id === tryId);
     if (t === undefined || this.#phase === 'done') return;
+    // its time is up by definition: a timer that fired a tick before the clock says so must
+    // not turn the deadline into a plain timeout
+    const nowMs = Math.max(firedMs, t.endsMs);
     const anotherWaits = this.#inFlight.some((f) => f !== t && !f.overdue);
     if (anotherWaits && !this.#clientGone) {
       t.overdue = true;

@@ -352,6 +352,18 @@ describe('hedging', () => {
     expect(r.primary.inFlight).toBe(1);
   });
 
+  it('answers deadline when a try bounded by the deadline is overdue a tick early', () => {
+    const r = rig({ headers: { 'x-reprise-timeout-ms': '100' } });
+    const [first] = sends(r.start());
+    expect(first?.tryTimeoutMs).toBe(100);
+    // the try's timer and the clock read a millisecond apart
+    r.now = 99;
+    expect(answerOf(r.overdue(first?.tryId ?? 0))).toMatchObject({
+      kind: 'error',
+      error: 'deadline',
+    });
+  });
+
   it('ends the kept overdue try with the other when that one fails', () => {
     const r = rig({ route: { retry: { attempts: 2, hedge: { afterMs: 2000, max: 2 } } } });
     const out = r.start();
