@@ -197,6 +197,16 @@ describe('one try at a time', () => {
   });
 });
 
+/** A request with `attempts` whose first try (sent at 0) and hedge (at 2 s) are both in flight. */
+function twoInFlight(attempts: number) {
+  const r = rig({ route: { retry: { attempts, hedge: { afterMs: 2000, max: 2 } } } });
+  const out = r.start();
+  const [first] = sends(out);
+  r.now = 2000;
+  const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
+  return { r, first, hedge };
+}
+
 describe('hedging', () => {
   const hedged = (after: number | 'auto' | 'off', max = 2): RouteOverrides => ({
     retry: { hedge: { afterMs: after, max } },
@@ -303,11 +313,7 @@ describe('hedging', () => {
   });
 
   it('keeps an overdue try beside one still within its time: cutting it would start nothing', () => {
-    const r = rig({ route: { retry: { attempts: 2, hedge: { afterMs: 2000, max: 2 } } } });
-    const out = r.start();
-    const [first] = sends(out);
-    r.now = 2000;
-    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    const { r, first, hedge } = twoInFlight(2);
     r.now = 10_000;
     // cutting it would start nothing: it goes on, and may still answer first
     expect(r.overdue(first?.tryId ?? 0)).toEqual([]);
@@ -319,11 +325,7 @@ describe('hedging', () => {
   });
 
   it('ends the kept overdue try with the other once that one has had its time, then retries', () => {
-    const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 2000, max: 2 } } } });
-    const out = r.start();
-    const [first] = sends(out);
-    r.now = 2000;
-    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    const { r, first, hedge } = twoInFlight(3);
     r.now = 10_000;
     expect(r.overdue(first?.tryId ?? 0)).toEqual([]);
     r.now = 12_000;
@@ -334,11 +336,7 @@ describe('hedging', () => {
   });
 
   it('ends the kept overdue try as a timeout once the try beside it has had its own time', () => {
-    const r = rig({ route: { retry: { attempts: 2, hedge: { afterMs: 2000, max: 2 } } } });
-    const out = r.start();
-    const [first] = sends(out);
-    r.now = 2000;
-    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    const { r, first, hedge } = twoInFlight(2);
     r.now = 10_000;
     r.overdue(first?.tryId ?? 0);
     r.now = 12_000;
@@ -365,11 +363,7 @@ describe('hedging', () => {
   });
 
   it('ends the kept overdue try with the other when that one fails', () => {
-    const r = rig({ route: { retry: { attempts: 2, hedge: { afterMs: 2000, max: 2 } } } });
-    const out = r.start();
-    const [first] = sends(out);
-    r.now = 2000;
-    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    const { r, first, hedge } = twoInFlight(2);
     r.now = 10_000;
     r.overdue(first?.tryId ?? 0);
     r.now = 10_500;
