@@ -12,7 +12,7 @@
  * without its V8 settings against the bare reference, plain HTTP and TLS origination.
  */
 
-import { runLoad } from './load.ts';
+import { type LoadResult, runLoad } from './load.ts';
 import type { Row } from './measure.ts';
 import { cpuMs, type Proc, startBareTls, startReference, startUpstream } from './processes.ts';
 import { startReprise, UNBOUNDED } from './proxies.ts';
@@ -31,11 +31,17 @@ interface Pair {
   readonly upstreamPort: number;
 }
 
+interface Side {
+  readonly cpuUs: number;
+  readonly reqPerS: number;
+  readonly errors: number;
+}
+
 const median = (values: readonly number[]) =>
   [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 
-/** Loads both proxies at once for `durationS`; CPU µs per request and req/s of each. */
-async function loadBoth(pair: Pair, durationS: number) {
+/** Loads both proxies at once for `durationS`: the reference's side, then the proxy's. */
+async function loadBoth(pair: Pair, durationS: number): Promise<[Side, Side]> {
   const authority = `127.0.0.1:${pair.upstreamPort}`;
   const procs = [pair.reference, pair.proxy];
   const spec = (proc: Proc) => ({
@@ -49,16 +55,10 @@ async function loadBoth(pair: Pair, durationS: number) {
   const cpu0 = procs.map((p) => cpuMs(p.pid));
   const loads = await Promise.all(procs.map((p) => runLoad(spec(p))));
   return procs.map((p, i) => {
-    const load = loads[i] as Awaited<ReturnType<typeof runLoad>>;
+    const load = loads[i] as LoadResult;
     const cpuUs = ((cpuMs(p.pid) - (cpu0[i] as number)) * 1000) / Math.max(1, load.responses);
     return { cpuUs, reqPerS: load.reqPerS, errors: load.errors + load.responses - load.ok };
   }) as [Side, Side];
-}
-
-interface Side {
-  readonly cpuUs: number;
-  readonly reqPerS: number;
-  readonly errors: number;
 }
 
 async function measurePair(ctx: BenchContext, pair: Pair): Promise<Row> {
