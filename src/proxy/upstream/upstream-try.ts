@@ -369,11 +369,14 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
   }
 
   #onTryTimeout(): void {
-    if (this.#phase === 'holding') this.#onHeldStall(new TryTimeout('perTryTimeout'));
-    else if (this.#phase !== 'waiting') return;
-    else if (this.#controller !== undefined && this.#limits.onOverdue !== undefined)
-      this.#limits.onOverdue();
-    else this.#fail(new TryTimeout('perTryTimeout'));
+    if (this.#phase === 'holding') {
+      this.#onHeldStall(new TryTimeout('perTryTimeout'));
+    } else if (this.#phase === 'waiting') {
+      // a sent try is the attempt loop's to cut or to keep beside another (attempt-machine.ts)
+      const { onOverdue } = this.#limits;
+      if (this.#controller !== undefined && onOverdue !== undefined) onOverdue();
+      else this.#fail(new TryTimeout('perTryTimeout'));
+    }
   }
 
   #releasePool(): void {
