@@ -297,16 +297,16 @@ describe('hedging', () => {
     expect(retry).toMatchObject({ attempt: 3 });
   });
 
-  it('cuts an overdue try as a timeout and retries it while tries are left', () => {
+  it('cuts an overdue try that is alone in flight as a timeout, and retries it', () => {
     const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
     const out = r.start();
     const [first] = sends(out);
     r.now = 50;
-    sends(r.fire(waits(out)[0]?.timerId ?? 0));
+    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
     r.now = 3550;
-    r.end(3, REFUSED);
+    r.end(hedge?.tryId ?? 0, REFUSED);
     r.now = 10_000;
-    // try 3 is still to come: the overdue try makes way for it
+    // no other try waits beside it: cut, it makes way for try 3
     const cut = r.overdue(first?.tryId ?? 0);
     expect(cut.map((a) => a.type)).toEqual(['cancel', 'retry', 'wait']);
     expect(r.machine.record.outcomes).toEqual(['connect-failure', 'timeout']);
