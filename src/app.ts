@@ -29,6 +29,7 @@ import { UpstreamRegistry } from './resilience/upstream-registry.ts';
 import { type OwnAuthorities, ownAuthorities } from './routing/target.ts';
 import { viewRuleTls } from './routing/upstream-rule.ts';
 import type { RequestSummary } from './summary.ts';
+import { REAL_TIMERS, type Timers } from './timers.ts';
 import type { InterceptCa } from './tls/intercept-ca.ts';
 import type { CertificateResult } from './vocabulary.ts';
 
@@ -49,6 +50,8 @@ export interface AppOptions {
   /** false: no metrics (the bench measures their cost). Default true. */
   readonly metrics?: boolean;
   readonly now?: () => number;
+  /** The timers of the proxy's own waits (src/timers.ts); a test steps them with `now`. */
+  readonly timers?: Timers;
   readonly random?: () => number;
   /**
    * The full collection made once after start-up and by the quiet collector. Default: V8's
@@ -88,11 +91,13 @@ export interface App {
 export async function startApp(config: Config, options: AppOptions = {}): Promise<App> {
   const logger = options.logger ?? createLogger();
   const now = options.now ?? Date.now;
+  const timers = options.timers ?? REAL_TIMERS;
   const viaId = `reprise-${randomBytes(4).toString('hex')}`;
   const pool = new BufferPool(config.limits.maxBufferedBytes);
   let context: ProxyContext;
   let metrics: Metrics | undefined;
   const dialer = new Dialer({
+    timers,
     deniedUpstreams: () => context.config.access.deniedUpstreamList,
     onHandshake: (result, target, error) => {
       metrics?.tlsHandshake('upstream', result);
@@ -106,7 +111,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       });
     },
   });
-  const client = new UpstreamClient({ dialer });
+  const client = new UpstreamClient({ dialer, timers });
   const upstreams = new UpstreamRegistry(config.defaultUpstream, config.upstreams, {
     onTransition: (authority, to, from) => {
       metrics?.circuitTransition(authority, to);
@@ -146,6 +151,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     viaId,
     viaToken: `1.1 ${viaId}`,
     now,
+    timers,
     random: options.random ?? Math.random,
     onDone,
     onRetry: debug
@@ -236,7 +242,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }
 
   const collectGarbage = options.collectGarbage ?? v8Collection();
-  const timers = options.collectionTimers ?? COLLECTION_TIMERS;
+  const collectionTimers = options.collectionTimers ?? COLLECTION_TIMERS;
   let stopQuietTicks: (() => void) | undefined;
   let cancelStartupCollection: (() => void) | undefined;
   if (collectGarbage !== undefined) {
@@ -246,7 +252,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       const ms = Math.round(performance.now() - collectStart);
       logger.debug({ ms }, `collected after ${after}`);
     };
-    cancelStartupCollection = timers.afterStartup(() => collect('start-up'));
+    cancelStartupCollection = collectionTimers.afterStartup(() => collect('start-up'));
     const quiet = new QuietCollector({
       heapBytes: () => {
         const usage = process.memoryUsage();
@@ -258,7 +264,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     });
     // an open tunnel or WebSocket is traffic too
     const busy = () => inFlight + detached.size;
-    stopQuietTicks = timers.everyQuietPeriod(() => quiet.tick(started, busy()));
+    stopQuietTicks = collectionTimers.everyQuietPeriod(() => quiet.tick(started, busy()));
   }
 
   return {

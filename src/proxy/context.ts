@@ -7,6 +7,7 @@ import type { Config } from '../config/types.ts';
 import type { UpstreamRegistry } from '../resilience/upstream-registry.ts';
 import type { OwnAuthorities } from '../routing/target.ts';
 import type { RequestSummary } from '../summary.ts';
+import type { Timers } from '../timers.ts';
 import type { InterceptCa } from '../tls/intercept-ca.ts';
 import type { ClientHandshakeResult, SuppressedCause } from '../vocabulary.ts';
 import type { BufferPool } from './buffer-pool.ts';
@@ -27,6 +28,8 @@ export interface ProxyContext {
   /** Every spelling of reprise's own bound addresses (loop detection). */
   readonly ownAuthorities: OwnAuthorities;
   readonly now: () => number;
+  /** Every wait the proxy decides on is armed here (src/timers.ts). */
+  readonly timers: Timers;
   readonly random: () => number;
   readonly onDone: (summary: RequestSummary) => void;
   /** A retry decided (debug); `requestId` tells overlapping requests apart. */

@@ -19,6 +19,7 @@ import { resolveRequestPolicy } from '../../retry/request-policy.ts';
 import { matchRoute } from '../../routing/route-table.ts';
 import type { Target } from '../../routing/target.ts';
 import { type RequestSummary, summarize } from '../../summary.ts';
+import type { Timer } from '../../timers.ts';
 import type { ProxyContext } from '../context.ts';
 import { type ArrivingRequest, requestOrigin, takeConnectionBytes } from '../correlation.ts';
 import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from '../headers.ts';
@@ -57,7 +58,7 @@ class Exchange {
   /** The upstream request head every try copies (each sets its own attempt and Host). */
   readonly #headers: string[];
   readonly #flights = new Map<number, Flight>();
-  readonly #timers = new Map<number, NodeJS.Timeout>();
+  readonly #waits = new Map<number, Timer>();
   #body: ReplayableBody | undefined;
   #machine: AttemptMachine | undefined;
   #routeName = '';
@@ -125,7 +126,7 @@ class Exchange {
       this.#feed({ type: 'start' });
       status = await this.#commit(await end);
     } finally {
-      for (const timer of this.#timers.values()) clearTimeout(timer);
+      for (const timer of this.#waits.values()) ctx.timers.clear(timer);
       machine.finish(ctx.now());
       this.#body?.release();
       ctx.onDone(this.#summary(route.name, status));
@@ -146,11 +147,11 @@ class Exchange {
           break;
         case 'wait': {
           const { timerId, delayMs } = action;
-          const timer = setTimeout(() => {
-            this.#timers.delete(timerId);
+          const timer = ctx.timers.set(() => {
+            this.#waits.delete(timerId);
             this.#feed({ type: 'timer', timerId });
           }, delayMs);
-          this.#timers.set(timerId, timer);
+          this.#waits.set(timerId, timer);
           break;
         }
         case 'retry':

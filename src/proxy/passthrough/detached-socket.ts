@@ -5,6 +5,7 @@
  */
 import { type IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Timers } from '../../timers.ts';
 import type { ErrorName } from '../../vocabulary.ts';
 import { type AnswerDetails, answer } from '../respond.ts';
 
@@ -36,15 +37,15 @@ export class ClientHold {
     this.#onGone = callback;
   }
 
-  /** Waits `delayMs`, less if the client leaves. */
-  sleep(delayMs: number): Promise<void> {
+  /** Waits `delayMs` on `timers`, less if the client leaves. */
+  sleep(delayMs: number, timers: Timers): Promise<void> {
     return new Promise((resolve) => {
       const done = (): void => {
-        clearTimeout(timer);
+        timers.clear(timer);
         this.#onGone = undefined;
         resolve();
       };
-      const timer = setTimeout(done, delayMs);
+      const timer = timers.set(done, delayMs);
       this.#onGone = done;
     });
   }

@@ -94,7 +94,7 @@ export async function connectWithRetries(
       permit = next;
       previousMs = backoffDelay(retry.backoff, attempt, previousMs, ctx.random);
       ctx.onRetry?.(requestId, '', upstream.authority, attempt, 'connect-failure', previousMs);
-      await hold.sleep(previousMs);
+      await hold.sleep(previousMs, ctx.timers);
       if (hold.gone) {
         upstream.record(ctx.now(), permit, undefined);
         return { kind: 'client-gone' };

@@ -104,7 +104,7 @@ export async function relayUpgrade(
   const settle = (failed: boolean | undefined): boolean => {
     if (settled) return false;
     settled = true;
-    clearTimeout(timer);
+    ctx.timers.clear(timer);
     hold.onGone(undefined);
     upstream.record(ctx.now(), permit, failed);
     upstream.leave(ctx.now());
@@ -123,7 +123,7 @@ export async function relayUpgrade(
     tls: target.tls,
   });
   // one clock for the whole try, as on the forward path: the connect, then the answer's head
-  const timer = setTimeout(
+  const timer = ctx.timers.set(
     () => {
       // a connect still under way when the try's time ran out: nothing was sent
       if (outgoing === undefined) dialing.cancel();

@@ -19,6 +19,7 @@ import { type BlockList, connect, isIP, type Socket } from 'node:net';
 import type { UpstreamTls } from '../../config/types.ts';
 import { classifyDialError } from '../../retry/failure.ts';
 import { isDenied } from '../../routing/address-list.ts';
+import { REAL_TIMERS, type Timers } from '../../timers.ts';
 import type { DialFailure, HandshakeResult } from '../../vocabulary.ts';
 import { DeniedAddressError, guardedLookup } from './address-guard.ts';
 import { RACE_AFTER_MS, RACE_MAX, type RaceOptions, raceConnect } from './connect-race.ts';
@@ -73,6 +74,8 @@ export interface DialerOptions {
   readonly onHandshake?: (result: HandshakeResult, target: DialTarget, error?: DialError) => void;
   /** How a slow TCP connect is raced (connect-race.ts); 250 ms, 3 at most, unless given. */
   readonly race?: RaceOptions;
+  /** Arms the connect timeout, and the race's timer unless `race` brings its own. */
+  readonly timers?: Timers;
 }
 
 export class Dialer {
@@ -80,13 +83,23 @@ export class Dialer {
   readonly #onHandshake: DialerOptions['onHandshake'];
   readonly #sessions = new TlsSessions();
   readonly #race: RaceOptions;
+  readonly #timers: Timers;
   #lookupList: BlockList | undefined;
   #lookup: ReturnType<typeof guardedLookup> | undefined;
 
   constructor(options: DialerOptions = {}) {
     this.#denied = options.deniedUpstreams ?? (() => undefined);
     this.#onHandshake = options.onHandshake;
-    this.#race = options.race ?? { afterMs: RACE_AFTER_MS, max: RACE_MAX };
+    const timers = options.timers ?? REAL_TIMERS;
+    this.#timers = timers;
+    this.#race = options.race ?? {
+      afterMs: RACE_AFTER_MS,
+      max: RACE_MAX,
+      setTimer: (fn, ms) => {
+        const timer = timers.set(fn, ms);
+        return () => timers.clear(timer);
+      },
+    };
   }
 
   /** The deny list dials are checked against now. */
@@ -123,7 +136,7 @@ export class Dialer {
     const fail = (error: DialError): void => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      this.#timers.clear(timer);
       cancelRace();
       current?.destroy();
       tcp?.destroy();
@@ -134,10 +147,10 @@ export class Dialer {
     };
     const succeed = (connected: Socket): void => {
       done = true;
-      clearTimeout(timer);
+      this.#timers.clear(timer);
       finish({ kind: 'connected', socket: connected });
     };
-    const timer = setTimeout(
+    const timer = this.#timers.set(
       () => fail(new DialError('connect-failure', timeoutMessage(connectTimeoutMs))),
       connectTimeoutMs,
     );

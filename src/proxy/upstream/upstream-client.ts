@@ -9,6 +9,7 @@ import type { BlockList } from 'node:net';
 import type { buildConnector, Dispatcher, Client as UndiciClient } from 'undici';
 import type { UpstreamTls } from '../../config/types.ts';
 import { socketAddress } from '../../routing/authority.ts';
+import { REAL_TIMERS, type Timers } from '../../timers.ts';
 import type { BufferPool } from '../buffer-pool.ts';
 import { dialerConnector } from './connector.ts';
 import type { Dialer } from './dialer.ts';
@@ -53,6 +54,8 @@ export interface PendingTry {
 export interface UpstreamClientOptions {
   /** Makes every connection; when its deny list changes, new pools replace the old. */
   readonly dialer: Dialer;
+  /** Arms each try's perTryTimeout and body stall timers. */
+  readonly timers?: Timers;
 }
 
 /** Distinct TLS settings with pools at once; past it the oldest settings' pools close. */
@@ -60,6 +63,7 @@ const MAX_TLS_SETTINGS = 64;
 
 export class UpstreamClient {
   readonly #dialer: Dialer;
+  readonly #timers: Timers;
   #agentsDenied: BlockList | undefined;
   /** By TLS settings id ('' for plain TCP), then by connect timeout. */
   readonly #agents = new Map<string, Map<number, Agent>>();
@@ -67,10 +71,11 @@ export class UpstreamClient {
 
   constructor(options: UpstreamClientOptions) {
     this.#dialer = options.dialer;
+    this.#timers = options.timers ?? REAL_TIMERS;
   }
 
   send(request: TryRequest): PendingTry {
-    const handler = new UpstreamTry(request);
+    const handler = new UpstreamTry(request, this.#timers);
     this.#agentFor(request.connectTimeoutMs, request.tls).dispatch(
       {
         origin: request.origin,

@@ -12,6 +12,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { classifyError } from '../../retry/failure.ts';
+import type { Timer, Timers } from '../../timers.ts';
 import type { FailureName } from '../../vocabulary.ts';
 import type { BufferPool } from '../buffer-pool.ts';
 import { DialError } from './dialer.ts';
@@ -92,8 +93,9 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined;
   #phase: Phase = 'waiting';
   #abortReason: Error | undefined;
-  #tryTimer: NodeJS.Timeout | undefined;
-  #idleTimer: NodeJS.Timeout | undefined;
+  readonly #timers: Timers;
+  #tryTimer: Timer | undefined;
+  #idleTimer: Timer | undefined;
   #idleMs = 0;
   #paused = false;
   #head: Extract<TryResult, { kind: 'response' }> | undefined;
@@ -107,12 +109,13 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
   peer: { readonly address: string | undefined } | undefined;
   upstreamAddress: string | undefined;
 
-  constructor(limits: TryLimits) {
+  constructor(limits: TryLimits, timers: Timers) {
     this.#limits = limits;
+    this.#timers = timers;
     this.result = new Promise((resolve) => {
       this.#resolve = resolve;
     });
-    this.#tryTimer = setTimeout(() => this.#onTryTimeout(), limits.tryTimeoutMs);
+    this.#tryTimer = timers.set(() => this.#onTryTimeout(), limits.tryTimeoutMs);
   }
 
   /** Cancels the try wherever it is (the client went away). */
@@ -151,7 +154,7 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
       });
       return;
     }
-    clearTimeout(this.#tryTimer);
+    this.#timers.clear(this.#tryTimer);
     this.#startIdle(this.#limits.streamIdleTimeoutMs);
     // the parser goes on with the bytes already received, so bad framing right behind the
     // head (an invalid chunk size) still fails this try before anything reaches the client;
@@ -313,7 +316,7 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
 
   /** Holding ends without a whole body (too large, pool full, a body of no length paused): it will stream. */
   #stopHolding(): void {
-    clearTimeout(this.#tryTimer);
+    this.#timers.clear(this.#tryTimer);
     this.#idleMs = this.#limits.streamIdleTimeoutMs;
     if (!this.#paused) this.#startIdle(this.#idleMs);
     this.#give();
@@ -337,14 +340,14 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
     this.#paused = true;
     controller.pause();
     // a client that reads slowly is not an upstream that stalls
-    clearTimeout(this.#idleTimer);
+    this.#timers.clear(this.#idleTimer);
     this.#idleTimer = undefined;
   }
 
   #startIdle(ms: number): void {
-    clearTimeout(this.#idleTimer);
+    this.#timers.clear(this.#idleTimer);
     this.#idleMs = ms;
-    this.#idleTimer = setTimeout(() => this.#onIdle(ms), ms);
+    this.#idleTimer = this.#timers.set(() => this.#onIdle(ms), ms);
   }
 
   #onIdle(ms: number): void {
@@ -363,8 +366,8 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
   }
 
   #stopTimers(): void {
-    clearTimeout(this.#tryTimer);
-    clearTimeout(this.#idleTimer);
+    this.#timers.clear(this.#tryTimer);
+    this.#timers.clear(this.#idleTimer);
     this.#idleTimer = undefined;
   }
 
