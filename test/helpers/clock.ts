@@ -19,6 +19,8 @@ import type { Timer, Timers } from '../../src/timers.ts';
 export interface ManualClock {
   readonly now: () => number;
   readonly timers: Timers;
+  /** Both, as the app's options take them: `startProxy(yaml, clock.options)`. */
+  readonly options: { readonly now: () => number; readonly timers: Timers };
   /**
    * Moves time `ms` ahead, stopping at each timer that comes due on the way (in due order,
    * ties in the order they were armed) to fire it in a turn of its own, so I/O and what the
@@ -29,6 +31,8 @@ export interface ManualClock {
   nextDueInMs(): number | undefined;
   /** Timers armed and neither fired nor cleared. */
   readonly armed: number;
+  /** How many of those were armed for `ms`: tells which wait the proxy is in (a 200 ms bodyTimeout). */
+  armedFor(ms: number): number;
 }
 
 class ManualTimer implements Timer {
@@ -73,8 +77,18 @@ class Clock implements ManualClock {
 
   readonly now = (): number => this.#nowMs;
 
+  get options(): { now: () => number; timers: Timers } {
+    return { now: this.now, timers: this.timers };
+  }
+
   get armed(): number {
     return this.#armed.size;
+  }
+
+  armedFor(ms: number): number {
+    let count = 0;
+    for (const timer of this.#armed) if (timer.delayMs === ms) count++;
+    return count;
   }
 
   arm(timer: ManualTimer): ManualTimer {

@@ -30,7 +30,7 @@ export async function startProxy(
   yaml = '',
   options: { logLevel?: string } & Pick<
     AppOptions,
-    'random' | 'now' | 'collectGarbage' | 'collectionTimers'
+    'random' | 'now' | 'timers' | 'collectGarbage' | 'collectionTimers'
   > = {},
 ): Promise<TestProxy> {
   const text = `version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\n${yaml}`;

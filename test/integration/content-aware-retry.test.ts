@@ -7,6 +7,7 @@ import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
+import { type ManualClock, manualClock, until } from '../helpers/clock.ts';
 import { type RawUpstream, startRawUpstream } from '../helpers/fault-relay.ts';
 import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 
@@ -48,6 +49,12 @@ function firstBodyBytes(proxyPort: number, url: string): Promise<string> {
     req.on('error', reject);
     req.end();
   });
+}
+
+/** The failed try's back-off (FAST: at most 5 ms) is armed and passes; the retry goes out. */
+async function retryAfterBackoff(clock: ManualClock): Promise<void> {
+  await until(() => (clock.nextDueInMs() ?? Infinity) <= 5);
+  await clock.advance(5);
 }
 
 async function metric(px: TestProxy, line: string): Promise<boolean> {
@@ -117,25 +124,40 @@ describe('a body cut before the client saw any of it', () => {
     raw = await startRawUpstream(
       firstThenGood((s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc')),
     );
-    proxy = await startProxy(`${FAST}      bodyTimeout: 200ms\n`);
-    const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+    const clock = manualClock();
+    proxy = await startProxy(`${FAST}      bodyTimeout: 200ms\n`, clock.options);
+    const answer = viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+    // the head is in and the body held: its stall timer runs
+    await until(() => clock.armedFor(200) === 1);
+    await clock.advance(200);
+    await retryAfterBackoff(clock);
+    const res = await answer;
     expect(res.complete).toBe(true);
     expect(res.body.equals(GOOD)).toBe(true);
     expect(proxy.requests()[0]).toMatchObject({ retries: ['body-cut'] });
   });
 
   // SPEC §3: while nothing has reached the client, a stalled held body is a failed try,
-  // whichever timer noticed it first: here perTryTimeout is shorter than bodyTimeout (2 s)
-  it.each(['100ms', '500ms'])(
-    'retries a held body that stalls after 10 of 4,811 bytes with perTryTimeout: %s',
-    async (perTryTimeout) => {
+  // whichever timer noticed it first: here perTryTimeout is shorter than bodyTimeout
+  it.each([100, 500])(
+    'retries a held body that stalls after 10 of 4,811 bytes with perTryTimeout: %i ms',
+    async (perTryTimeoutMs) => {
       const whole = Buffer.alloc(4811, 99);
       raw = await startRawUpstream((s, n) => {
         s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${whole.length}\r\n\r\n`);
         s.write(n === 0 ? whole.subarray(0, 10) : whole);
       });
-      proxy = await startProxy(`${FAST}      perTryTimeout: ${perTryTimeout}\n`);
-      const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/doc`);
+      const clock = manualClock();
+      proxy = await startProxy(
+        `${FAST}      perTryTimeout: ${perTryTimeoutMs}ms\n      bodyTimeout: 3s\n`,
+        clock.options,
+      );
+      const answer = viaProxy(proxy.port, 'GET', `${raw.origin}/doc`);
+      // the head is in and the body held (bodyTimeout's timer runs): perTryTimeout notices first
+      await until(() => clock.armedFor(3_000) === 1);
+      await clock.advance(perTryTimeoutMs);
+      await retryAfterBackoff(clock);
+      const res = await answer;
       expect(res.status).toBe(200);
       expect(res.complete).toBe(true);
       expect(res.body.equals(whole)).toBe(true);
@@ -242,14 +264,20 @@ describe('a cut body that reached the client', () => {
     expect(await metric(proxy, `reprise_attempts_total{${up},outcome="2xx"} 0`)).toBe(true);
   });
 
-  it('cuts a streamed body at streamIdleTimeout, not half a second later', async () => {
-    // one second is where undici's own coarse timer starts: it let a 1.3 s pause pass
-    raw = await startRawUpstream((s) => {
-      s.write('HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nabc');
-      setTimeout(() => s.write('def'), 1300);
-    });
-    proxy = await startProxy(`${FAST}      attempts: 1\n      streamIdleTimeout: 1s\n`);
-    const res = await viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+  it('cuts a streamed body at streamIdleTimeout', async () => {
+    raw = await startRawUpstream((s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nabc'));
+    const clock = manualClock();
+    proxy = await startProxy(
+      `${FAST}      attempts: 1\n      streamIdleTimeout: 1s\n`,
+      clock.options,
+    );
+    const answer = viaProxy(proxy.port, 'GET', `${raw.origin}/`);
+    // the last try is not held: its body streams, and its idle timer runs
+    await until(() => clock.armedFor(1_000) === 1);
+    await clock.advance(999);
+    expect(proxy.requests()).toHaveLength(0);
+    await clock.advance(1);
+    const res = await answer;
     expect(res.complete).toBe(false);
     expect(res.body.toString()).toBe('abc');
     expect(proxy.requests()[0]).toMatchObject({ error: 'body-cut' });

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startApp } from '../../src/app.ts';
 import { loadConfigText } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
+import { manualClock, until } from '../helpers/clock.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { type RawAnswer, readText, sendRaw } from '../helpers/raw-head.ts';
 import { deadPort } from '../helpers/upstream.ts';
@@ -61,6 +62,18 @@ function expectEnded(socket: Socket): void {
 
 const connectRequest = (authority: string) =>
   `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`;
+
+/** Connect retries with a fixed back-off of `backoff`, for tests that step the proxy's clock. */
+function connectRetryYaml(port: number, backoff: string): string {
+  return `connect:
+  allowedPorts: [${port}]
+  retry: { attempts: 5, connectTimeout: 1s, backoff: { base: ${backoff}, max: ${backoff}, jitter: none } }
+`;
+}
+
+function retryLines(px: TestProxy): number {
+  return px.logs.filter((line) => line.msg === 'retry').length;
+}
 
 function connectYaml(port: number, extra = ''): string {
   return `connect:
@@ -171,40 +184,33 @@ describe('CONNECT tunnels (SPEC §6)', () => {
     expect(answer.headers['x-reprise-error']).toBe('bad-request');
   });
 
-  it('reaches a port that starts listening 150 ms later through connect retries', async () => {
+  it('reaches a port that starts listening during the connect back-off', async () => {
     const port = await deadPort();
-    proxy = await startProxy(`connect:
-  allowedPorts: [${port}]
-  retry: { attempts: 5, connectTimeout: 1s, backoff: { base: 100ms, max: 1s, jitter: none } }
-`);
-    const late = setTimeout(async () => {
-      tcp = await startTcp(echo, port);
-    }, 150);
-    try {
-      const startedMs = Date.now();
-      const answer = await open(proxy, `127.0.0.1:${port}`);
-      expect(answer.status).toBe(200);
-      expect(Date.now() - startedMs).toBeGreaterThanOrEqual(150);
-      answer.socket.write('late');
-      expect(await readText(answer.socket, 4)).toBe('late');
-    } finally {
-      clearTimeout(late);
-    }
+    const clock = manualClock();
+    proxy = await startProxy(connectRetryYaml(port, '100ms'), clock.options);
+    const px = proxy;
+    const opening = open(px, `127.0.0.1:${port}`);
+    await until(() => retryLines(px) === 1);
+    tcp = await startTcp(echo, port);
+    await clock.advance(100);
+    const answer = await opening;
+    expect(answer.status).toBe(200);
+    answer.socket.write('late');
+    expect(await readText(answer.socket, 4)).toBe('late');
   });
 
   it('logs and counts the connects retried before a tunnel opened on its third', async () => {
     const port = await deadPort();
-    // long waits between connects, so the port can start listening before the third
-    proxy = await startProxy(`connect:
-  allowedPorts: [${port}]
-  retry: { attempts: 5, connectTimeout: 1s, backoff: { base: 1s, max: 1s, jitter: none } }
-`);
+    const clock = manualClock();
+    proxy = await startProxy(connectRetryYaml(port, '1s'), clock.options);
     const px = proxy;
     const opening = open(px, `127.0.0.1:${port}`);
-    await vi.waitFor(() => expect(px.logs.filter((l) => l.msg === 'retry')).toHaveLength(2), {
-      timeout: 5_000,
-    });
+    // each back-off is armed as its retry is logged; the port opens during the second
+    await until(() => retryLines(px) === 1);
+    await clock.advance(1_000);
+    await until(() => retryLines(px) === 2);
     tcp = await startTcp(echo, port);
+    await clock.advance(1_000);
     const answer = await opening;
     expect(answer.status).toBe(200);
     answer.socket.destroy();
@@ -255,22 +261,24 @@ describe('CONNECT tunnels (SPEC §6)', () => {
 
   it('stops retrying the connect at once when the client goes away', async () => {
     const port = await deadPort();
-    proxy = await startProxy(`connect:
-  allowedPorts: [${port}]
-  retry: { attempts: 5, connectTimeout: 1s, backoff: { base: 400ms, max: 1s, jitter: none } }
-`);
-    const client = connect({ port: proxy.port, host: '127.0.0.1' });
+    const clock = manualClock();
+    proxy = await startProxy(connectRetryYaml(port, '400ms'), clock.options);
+    const px = proxy;
+    const client = connect({ port: px.port, host: '127.0.0.1' });
     clients.push(client);
     client.on('error', () => {});
     client.write(connectRequest(`127.0.0.1:${port}`));
-    // tries at 0, 400 and 1200 ms; the client leaves at 50 ms, the port opens at 100 ms
-    setTimeout(() => client.destroy(), 50);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await until(() => retryLines(px) === 1);
+    client.destroy();
+    // the back-off ends when the client leaves, with no time passing on the proxy's clock
+    await vi.waitFor(async () =>
+      expect(await tunnelCount(px, `127.0.0.1:${port}`, 'client-gone')).toBe(1),
+    );
+    expect(clock.armed).toBe(0);
     tcp = await startTcp(echo, port);
-    await new Promise((resolve) => setTimeout(resolve, 150));
-    expect(await tunnelCount(proxy, `127.0.0.1:${port}`, 'client-gone')).toBe(1);
-    await new Promise((resolve) => setTimeout(resolve, 450));
+    await clock.advance(5_000);
     expect(tcp.sockets).toHaveLength(0);
+    expect(retryLines(px)).toBe(1);
   });
 
   it('closes both sides after connect.idleTimeout without traffic', async () => {
