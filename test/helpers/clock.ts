@@ -139,6 +139,15 @@ function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/**
+ * Waits until the proxy arms a timer due within `withinMs` (a FAST back-off: 5 ms), then moves
+ * time to it so it fires: for the waits a test does not need to name.
+ */
+export async function fireNext(clock: ManualClock, withinMs: number): Promise<void> {
+  await until(() => (clock.nextDueInMs() ?? Number.POSITIVE_INFINITY) <= withinMs);
+  await clock.advance(clock.nextDueInMs() ?? 0);
+}
+
 /** Resolves once `condition` holds, checking every few milliseconds (the test's timeout bounds it). */
 export async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));

@@ -7,7 +7,7 @@ import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ManualClock, manualClock, until } from '../helpers/clock.ts';
+import { fireNext, manualClock, until } from '../helpers/clock.ts';
 import { type RawUpstream, startRawUpstream } from '../helpers/fault-relay.ts';
 import { FAST, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 
@@ -49,12 +49,6 @@ function firstBodyBytes(proxyPort: number, url: string): Promise<string> {
     req.on('error', reject);
     req.end();
   });
-}
-
-/** The failed try's back-off (FAST: at most 5 ms) is armed and passes; the retry goes out. */
-async function retryAfterBackoff(clock: ManualClock): Promise<void> {
-  await until(() => (clock.nextDueInMs() ?? Infinity) <= 5);
-  await clock.advance(5);
 }
 
 async function metric(px: TestProxy, line: string): Promise<boolean> {
@@ -130,7 +124,7 @@ describe('a body cut before the client saw any of it', () => {
     // the head is in and the body held: its stall timer runs
     await until(() => clock.armedFor(200) === 1);
     await clock.advance(200);
-    await retryAfterBackoff(clock);
+    await fireNext(clock, 5); // the back-off: the retry goes out
     const res = await answer;
     expect(res.complete).toBe(true);
     expect(res.body.equals(GOOD)).toBe(true);
@@ -156,7 +150,7 @@ describe('a body cut before the client saw any of it', () => {
       // the head is in and the body held (bodyTimeout's timer runs): perTryTimeout notices first
       await until(() => clock.armedFor(3_000) === 1);
       await clock.advance(perTryTimeoutMs);
-      await retryAfterBackoff(clock);
+      await fireNext(clock, 5); // the back-off: the retry goes out
       const res = await answer;
       expect(res.status).toBe(200);
       expect(res.complete).toBe(true);

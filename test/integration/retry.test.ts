@@ -141,13 +141,18 @@ describe('what is retried (SPEC §3)', () => {
     const clock = manualClock();
     const inOneSecond = new Date(clock.now() + 1000).toUTCString();
     const up = await startUpstream([reply(503, '', { 'retry-after': inOneSecond }), reply(200)]);
-    const px = await startProxy(FAST, { now: clock.now });
-    const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
-    expect(res.status).toBe(200);
+    const px = await startProxy(FAST, clock.options);
+    const answer = viaProxy(px.port, 'GET', `${up.origin}/`);
+    await until(() => px.logs.some((line) => line.msg === 'retry'));
     expect(px.logs.find((line) => line.msg === 'retry')).toMatchObject({
       reason: '503',
       delayMs: 1000,
     });
+    await clock.advance(999);
+    expect(up.seen).toHaveLength(1);
+    await clock.advance(1);
+    expect((await answer).status).toBe(200);
+    expect(up.seen).toHaveLength(2);
   });
 
   it('passes a Retry-After longer than retryAfter.max to the client at once', async () => {

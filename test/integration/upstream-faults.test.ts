@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { manualClock } from '../helpers/clock.ts';
+import { fireNext, manualClock, until } from '../helpers/clock.ts';
 import {
   type BlackHole,
   type FaultRelay,
@@ -24,6 +24,20 @@ import {
   startUpstream,
   type Upstream,
 } from '../helpers/upstream.ts';
+
+/** A promise and whether it has settled yet, to check a request is still waiting. */
+function settles<T>(promise: Promise<T>): { promise: Promise<T>; readonly done: boolean } {
+  const state = { promise, done: false };
+  promise.then(
+    () => {
+      state.done = true;
+    },
+    () => {
+      state.done = true;
+    },
+  );
+  return state;
+}
 
 const ONE_TRY = `${FAST}      attempts: 1\n`;
 
@@ -66,29 +80,45 @@ describe('connect failures', () => {
 
   it('gives up on a black-holed address after connectTimeout, and retries it', async () => {
     hole = await startBlackHole();
-    proxy = await startProxy(`${FAST}      connectTimeout: 150ms\n      attempts: 2\n`);
-    const started = Date.now();
-    const res = await viaProxy(proxy.port, 'GET', `http://127.0.0.1:${hole.port}/`);
-    const elapsedMs = Date.now() - started;
+    const clock = manualClock();
+    proxy = await startProxy(
+      `${FAST}      connectTimeout: 150ms\n      attempts: 2\n`,
+      clock.options,
+    );
+    const answered = settles(viaProxy(proxy.port, 'GET', `http://127.0.0.1:${hole.port}/`));
+    for (const attempt of [1, 2]) {
+      await until(() => clock.armedFor(150) === 1); // this try's connect is under way
+      await clock.advance(149);
+      expect(answered.done).toBe(false);
+      await clock.advance(1);
+      if (attempt === 1) await fireNext(clock, 5); // the back-off
+    }
+    const res = await answered.promise;
     expect(res.status).toBe(502);
     expect(res.headers['x-reprise-error']).toBe('connect-failure');
     expect(res.headers['x-reprise-attempts']).toBe('2');
-    expect(elapsedMs).toBeGreaterThanOrEqual(290);
-    expect(elapsedMs).toBeLessThan(1000);
   });
 
   it('counts a connect that perTryTimeout cut short as connect-failure, so a POST retries', async () => {
     hole = await startBlackHole();
+    const clock = manualClock();
     proxy = await startProxy(
       `${FAST}      attempts: 2\n      connectTimeout: 1s\n      perTryTimeout: 150ms\n`,
+      clock.options,
     );
-    const res = await viaProxy(proxy.port, 'POST', `http://127.0.0.1:${hole.port}/`, {
-      body: 'x',
-    });
+    const answer = viaProxy(proxy.port, 'POST', `http://127.0.0.1:${hole.port}/`, { body: 'x' });
+    await until(() => clock.armedFor(150) === 1); // the first try's timer
+    await clock.advance(150);
+    await fireNext(clock, 5); // the back-off
+    await until(() => clock.armedFor(150) === 1);
+    await clock.advance(150);
+    const res = await answer;
     expect(res.status).toBe(502);
     expect(res.headers['x-reprise-error']).toBe('connect-failure');
     expect(res.headers['x-reprise-attempts']).toBe('2');
     expect(proxy.requests()[0]).toMatchObject({ retries: ['connect-failure'] });
+    // the connects go on, for the pool, until their own connectTimeout: then the proxy can stop
+    await clock.advance(1_000);
   });
 });
 

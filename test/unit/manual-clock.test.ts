@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { manualClock } from '../helpers/clock.ts';
+import { fireNext, manualClock } from '../helpers/clock.ts';
 
 describe('manual clock', () => {
   it('moves now only when advanced', async () => {
@@ -94,5 +94,31 @@ describe('manual clock', () => {
     expect(fired).toBe(false);
     await clock.advance(0);
     expect(fired).toBe(true);
+  });
+});
+
+describe('manual clock: what a test waits on', () => {
+  it('counts the timers armed for a given delay, until they fire or are cleared', async () => {
+    const clock = manualClock(0);
+    const a = clock.timers.set(() => {}, 200);
+    clock.timers.set(() => {}, 200);
+    clock.timers.set(() => {}, 3_000);
+    expect(clock.armedFor(200)).toBe(2);
+    expect(clock.armedFor(3_000)).toBe(1);
+    expect(clock.armedFor(100)).toBe(0);
+    clock.timers.clear(a);
+    expect(clock.armedFor(200)).toBe(1);
+    await clock.advance(200);
+    expect(clock.armedFor(200)).toBe(0);
+  });
+
+  it('fires the next timer once one is armed within the bound, and not a later one', async () => {
+    const clock = manualClock(0);
+    const fired: string[] = [];
+    clock.timers.set(() => fired.push('late'), 1_000);
+    setImmediate(() => clock.timers.set(() => fired.push('back-off'), 4));
+    await fireNext(clock, 5);
+    expect(fired).toEqual(['back-off']);
+    expect(clock.now()).toBe(4);
   });
 });
