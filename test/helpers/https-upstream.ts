@@ -35,6 +35,7 @@ export async function startHttpsUpstream(
   const seen: Seen[] = [];
   const clientNames: (string | undefined)[] = [];
   let connections = 0;
+  let heads = 0;
   let handshakes = 0;
   let resumed = 0;
   const sockets = new Set<TLSSocket>();
@@ -50,6 +51,7 @@ export async function startHttpsUpstream(
       }),
     },
     (req, res) => {
+      heads++;
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
@@ -91,6 +93,9 @@ export async function startHttpsUpstream(
     authority: `127.0.0.1:${port}`,
     seen,
     clientNames,
+    get heads() {
+      return heads;
+    },
     get connections() {
       return connections;
     },

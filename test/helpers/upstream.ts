@@ -152,7 +152,10 @@ export interface Upstream {
   readonly port: number;
   readonly origin: string;
   readonly authority: string;
+  /** Requests whose body has been read, in order. */
   readonly seen: Seen[];
+  /** Requests whose head has arrived, bodies read or not. */
+  readonly heads: number;
   readonly connections: number;
   close(): Promise<void>;
 }
@@ -160,9 +163,11 @@ export interface Upstream {
 export async function startUpstream(script: Step[] = [reply(200, 'ok')]): Promise<Upstream> {
   const seen: Seen[] = [];
   let connections = 0;
+  let heads = 0;
   const sockets = new Set<Socket>();
   const ids = new WeakMap<Socket, number>();
   const server: Server = createServer((req, res) => {
+    heads++;
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -193,6 +198,9 @@ export async function startUpstream(script: Step[] = [reply(200, 'ok')]): Promis
     origin: `http://127.0.0.1:${port}`,
     authority: `127.0.0.1:${port}`,
     seen,
+    get heads() {
+      return heads;
+    },
     get connections() {
       return connections;
     },

@@ -4,13 +4,29 @@
  */
 import { request } from 'node:http';
 import { describe, expect, it } from 'vitest';
+import { type ManualClock, manualClock, until } from '../helpers/clock.ts';
 import { closeAfterEach } from '../helpers/close-after-each.ts';
 import { FAST, startProxy, viaProxy } from '../helpers/proxy.ts';
-import { delayed, echo, reply, startUpstream } from '../helpers/upstream.ts';
+import { delayed, echo, reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
 
 closeAfterEach();
 
 const HEDGED = `${FAST}      hedge: { after: 50ms, max: 2 }\n`;
+
+/**
+ * hedge.after passes on the proxy's clock once the first try is sent: its head at the upstream
+ * (a hedge timer that ran out before that would wait for the send, and start again).
+ */
+async function hedgeAfter(clock: ManualClock, up: Upstream): Promise<void> {
+  await until(() => up.heads === 1 && clock.armedFor(50) === 1);
+  await clock.advance(50);
+}
+
+/** While the one try is at the upstream, a second of the proxy's time passes: any hedge would start. */
+async function passWhileWaiting(clock: ManualClock, up: Upstream) {
+  await until(() => up.heads === 1);
+  await clock.advance(1_000);
+}
 
 async function metrics(adminPort: number): Promise<string[]> {
   return (await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()).split('\n');
@@ -31,8 +47,11 @@ async function settledInFlight(adminPort: number): Promise<number> {
 describe('a hedged GET', () => {
   it('gets the hedge answer when the first try stalls, and cancels the first', async () => {
     const up = await startUpstream([delayed(10_000, reply(200, 'slow')), reply(200, 'fast')]);
-    const px = await startProxy(HEDGED);
-    const res = await viaProxy(px.port, 'GET', `${up.origin}/item`);
+    const clock = manualClock();
+    const px = await startProxy(HEDGED, clock.options);
+    const answer = viaProxy(px.port, 'GET', `${up.origin}/item`);
+    await hedgeAfter(clock, up);
+    const res = await answer;
     expect(res.status).toBe(200);
     expect(res.body.toString()).toBe('fast');
     expect(res.headers['x-reprise-attempts']).toBe('2');
@@ -49,7 +68,8 @@ describe('a hedged GET', () => {
 
   it('keeps the first answer when it comes before hedge.after: one try', async () => {
     const up = await startUpstream([reply(200, 'quick')]);
-    const px = await startProxy(HEDGED);
+    // no time passes on the proxy's clock: the answer comes before hedge.after, whatever the load
+    const px = await startProxy(HEDGED, manualClock().options);
     const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
     expect(res.body.toString()).toBe('quick');
     expect(up.seen).toHaveLength(1);
@@ -62,8 +82,11 @@ describe('a hedged GET', () => {
       delayed(150, reply(200, 'first')),
       delayed(10_000, reply(200)),
     ]);
-    const px = await startProxy(HEDGED);
-    const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
+    const clock = manualClock();
+    const px = await startProxy(HEDGED, clock.options);
+    const answer = viaProxy(px.port, 'GET', `${up.origin}/`);
+    await hedgeAfter(clock, up);
+    const res = await answer;
     expect(res.body.toString()).toBe('first');
     expect(px.requests()[0]).toMatchObject({ won: 1, hedges: ['lost'] });
   });
@@ -73,11 +96,14 @@ describe('a hedged request with a body', () => {
   it('gives each try its own replay of the whole body', async () => {
     const body = Buffer.alloc(40_000, 7);
     const up = await startUpstream([delayed(10_000, echo()), echo()]);
-    const px = await startProxy(HEDGED);
-    const res = await viaProxy(px.port, 'GET', `${up.origin}/`, {
+    const clock = manualClock();
+    const px = await startProxy(HEDGED, clock.options);
+    const answer = viaProxy(px.port, 'GET', `${up.origin}/`, {
       headers: { 'content-length': String(body.length) },
       body: [body.subarray(0, 20_000), body.subarray(20_000)],
     });
+    await hedgeAfter(clock, up);
+    const res = await answer;
     expect(res.body.equals(body)).toBe(true);
     expect(up.seen).toHaveLength(2);
     expect(up.seen[1]?.body.equals(body)).toBe(true);
@@ -86,7 +112,8 @@ describe('a hedged request with a body', () => {
   it('gives a hedge that starts while the body still arrives the copy, then the rest', async () => {
     const body = Buffer.alloc(40_000, 9);
     const up = await startUpstream([delayed(10_000, echo()), echo()]);
-    const px = await startProxy(HEDGED);
+    const clock = manualClock();
+    const px = await startProxy(HEDGED, clock.options);
     const answer = new Promise<Buffer>((resolve, reject) => {
       const req = request({
         host: '127.0.0.1',
@@ -111,6 +138,7 @@ describe('a hedged request with a body', () => {
         }
       }, 5);
     });
+    await hedgeAfter(clock, up);
     expect((await answer).equals(body)).toBe(true);
     // both tries had the whole body, whichever the upstream finished reading first
     expect(up.seen.map((s) => s.headers['x-reprise-attempt']).sort()).toEqual(['1', '2']);
@@ -121,28 +149,38 @@ describe('a hedged request with a body', () => {
 describe('what is never hedged', () => {
   it('does not hedge a POST, even with an idempotency key', async () => {
     const up = await startUpstream([delayed(200, echo())]);
-    const px = await startProxy(HEDGED);
-    const res = await viaProxy(px.port, 'POST', `${up.origin}/`, {
+    const clock = manualClock();
+    const px = await startProxy(HEDGED, clock.options);
+    const answer = viaProxy(px.port, 'POST', `${up.origin}/`, {
       body: 'once',
       headers: { 'idempotency-key': 'k1' },
     });
+    await passWhileWaiting(clock, up);
+    const res = await answer;
     expect(res.body.toString()).toBe('once');
     expect(up.seen).toHaveLength(1);
   });
 
   it('does not hedge with hedge.after: off', async () => {
     const up = await startUpstream([delayed(200, reply(200, 'one'))]);
-    const px = await startProxy(`${FAST}      hedge: { after: 'off' }\n`);
-    await viaProxy(px.port, 'GET', `${up.origin}/`);
+    const clock = manualClock();
+    const px = await startProxy(`${FAST}      hedge: { after: 'off' }\n`, clock.options);
+    const answer = viaProxy(px.port, 'GET', `${up.origin}/`);
+    await passWhileWaiting(clock, up);
+    await answer;
     expect(up.seen).toHaveLength(1);
   });
 
   it('does not hedge past the budget: the hedge is counted as suppressed', async () => {
     const up = await startUpstream([delayed(200, reply(200, 'one'))]);
+    const clock = manualClock();
     const px = await startProxy(
       `${HEDGED}  upstream:\n    budget: { ratio: 0, minPerSecond: 0 }\n`,
+      clock.options,
     );
-    const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
+    const answer = viaProxy(px.port, 'GET', `${up.origin}/`);
+    await hedgeAfter(clock, up);
+    const res = await answer;
     expect(res.body.toString()).toBe('one');
     expect(up.seen).toHaveLength(1);
     expect(px.requests()[0]).toMatchObject({ hedges: ['suppressed'] });
