@@ -206,11 +206,14 @@ describe('circuit breaker (SPEC §4)', () => {
   upstream:
     circuitBreaker: { consecutiveFailures: 2, failingFor: 0ms, openFor: 10s, maxOpenFor: 1m }
 `;
-    const { up, px } = await setup([reply(503, 'down')], yaml);
+    const clock = manualClock();
+    const up = await startUpstream([reply(503, 'down')]);
+    const px = await startProxy(yaml, { logLevel: 'info', ...clock.options });
     const waiting = viaProxy(px.port, 'GET', `${up.origin}/a`);
-    await sleep(50);
+    await until(() => clock.armedFor(200) === 1);
     // a second failure in a row opens the circuit while the first request waits to retry
     await viaProxy(px.port, 'GET', `${up.origin}/b`, { headers: { 'x-reprise-retry': 'off' } });
+    await clock.advance(200);
     const res = await waiting;
     expect(res.status).toBe(503);
     expect(res.headers['x-reprise-error']).toBe('circuit-open');
@@ -313,12 +316,15 @@ describe('maxConcurrent', () => {
   upstream:
     maxConcurrent: 1
 `;
-    const { up, px } = await setup([reply(503, 'busy'), reply(200, 'retried')], yaml);
+    const clock = manualClock();
+    const up = await startUpstream([reply(503, 'busy'), reply(200, 'retried')]);
+    const px = await startProxy(yaml, { logLevel: 'info', ...clock.options });
     const waiting = viaProxy(px.port, 'GET', `${up.origin}/a`);
-    await sleep(50);
+    await until(() => clock.armedFor(200) === 1);
     const refused = await viaProxy(px.port, 'GET', `${up.origin}/b`);
     expect(refused.status).toBe(503);
     expect(refused.headers['x-reprise-error']).toBe('overflow');
+    await clock.advance(200);
     const res = await waiting;
     expect(res.body.toString()).toBe('retried');
     expect(up.seen.map((s) => s.url)).toEqual(['/a', '/a']);
