@@ -88,24 +88,28 @@ export function flushLogs(): void {
  */
 export function logRequestDone(logger: Logger, s: RequestSummary): void {
   if (logger.levelVal > INFO) return;
-  // one shape for requests, refusals, CONNECT tunnels and Upgrades; undefined fields drop out
-  let line = `${lineStart('info', Date.now())},"requestId":${quoted(s.requestId)}`;
-  if (s.traceId !== undefined) line += `,"traceId":${quoted(s.traceId)}`;
-  line += `,"client":${quoted(s.client)},"route":${quoted(s.route)},"upstream":${quoted(s.upstream)}`;
-  if (s.upstreamAddress !== undefined) line += `,"upstreamAddress":${quoted(s.upstreamAddress)}`;
+  // one shape for requests, refusals, CONNECT tunnels and Upgrades; undefined fields drop out.
+  // Each string value sits between quotes that belong to the constant around it: every `+`
+  // makes one more string to collect, and this line is made once per request
+  let line = `${lineStart('info', Date.now())},"requestId":"${inQuotes(s.requestId)}"`;
+  if (s.traceId !== undefined) line += `,"traceId":"${inQuotes(s.traceId)}"`;
+  line += `,"client":"${inQuotes(s.client)}","route":"${inQuotes(s.route)}","upstream":"${inQuotes(s.upstream)}"`;
+  if (s.upstreamAddress !== undefined) {
+    line += `,"upstreamAddress":"${inQuotes(s.upstreamAddress)}"`;
+  }
   // only where it is so: most lines are plain HTTP, and they stay as they were
   if (s.tls) line += ',"tls":true';
-  if (s.tunnel !== undefined) line += `,"tunnel":${quoted(s.tunnel)}`;
-  line += `,"method":${quoted(s.method)},"path":${quoted(stripQuery(s.path))},"status":${number(s.status)},"attempts":${number(s.attempts)},"retries":${quotedList(s.retryReasons)}`;
-  if (s.suppressed !== undefined) line += `,"suppressed":${quoted(s.suppressed)}`;
+  if (s.tunnel !== undefined) line += `,"tunnel":"${inQuotes(s.tunnel)}"`;
+  line += `,"method":"${inQuotes(s.method)}","path":"${inQuotes(stripQuery(s.path))}","status":${number(s.status)},"attempts":${number(s.attempts)},"retries":${quotedList(s.retryReasons)}`;
+  if (s.suppressed !== undefined) line += `,"suppressed":"${inQuotes(s.suppressed)}"`;
   // which try won, where hedges raced it
   if (s.hedges.length > 0) {
     if (s.wonAttempt !== undefined) line += `,"won":${number(s.wonAttempt)}`;
     line += `,"hedges":${quotedList(s.hedges)}`;
   }
-  if (s.fallback !== undefined) line += `,"fallback":${quoted(s.fallback)}`;
-  if (s.error !== undefined) line += `,"error":${quoted(s.error)}`;
-  if (s.reason !== undefined) line += `,"reason":${quoted(s.reason)}`;
+  if (s.fallback !== undefined) line += `,"fallback":"${inQuotes(s.fallback)}"`;
+  if (s.error !== undefined) line += `,"error":"${inQuotes(s.error)}"`;
+  if (s.reason !== undefined) line += `,"reason":"${inQuotes(s.reason)}"`;
   line += `,"bytesIn":${number(s.bytesIn)},"bytesOut":${number(s.bytesOut)},"durationMs":${number(s.durationMs)},"msg":"request"}\n`;
   const destination = (logger as unknown as Record<symbol, LogDestination>)[
     pino.symbols.streamSym
@@ -113,9 +117,9 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
   destination.write(line);
 }
 
-/** `value` as a JSON string; JSON.stringify only when a character needs escaping. */
-function quoted(value: string): string {
-  return needsEscape(value) ? JSON.stringify(value) : `"${value}"`;
+/** `value` as it goes between a JSON string's quotes; itself unless a character needs escaping. */
+function inQuotes(value: string): string {
+  return needsEscape(value) ? JSON.stringify(value).slice(1, -1) : value;
 }
 
 /** Whether JSON must escape a character of `value`: quote, backslash, control, lone surrogate. */
@@ -129,10 +133,11 @@ function needsEscape(value: string): boolean {
 
 function quotedList(values: readonly string[]): string {
   if (values.length === 0) return '[]';
-  let list = '[';
-  for (let i = 0; i < values.length; i++)
-    list += (i === 0 ? '' : ',') + quoted(values[i] as string);
-  return `${list}]`;
+  let list = '["';
+  for (let i = 0; i < values.length; i++) {
+    list += (i === 0 ? '' : '","') + inQuotes(values[i] as string);
+  }
+  return `${list}"]`;
 }
 
 /** As JSON.stringify writes a number (null for NaN and the infinities). */
