@@ -21,7 +21,7 @@ import type {
   OriginTarget,
   TryEnd,
 } from './attempt-events.ts';
-import { AttemptRecord } from './attempt-record.ts';
+import { AttemptRecord, appended } from './attempt-record.ts';
 import { type BodyState, decideRetry } from './decide.ts';
 import { hedgeDelayMs } from './hedge.ts';
 import { type RequestPolicy, resolveFallbackPolicy, tryTimeoutMs } from './request-policy.ts';
@@ -58,6 +58,10 @@ const TIMED_OUT = { kind: 'failure', failure: 'timeout' } as const satisfies Try
 
 type Phase = 'new' | 'trying' | 'backoff' | 'done';
 
+/** Never added to: `appended` makes a new array of the first item. */
+const NO_TRIES: Try[] = [];
+const NO_ACTIONS: AttemptAction[] = [];
+
 export class AttemptMachine {
   /** What happened, for the summary (the access line and the metrics). */
   readonly record = new AttemptRecord();
@@ -68,8 +72,8 @@ export class AttemptMachine {
   #onFallback = false;
   /** The upstream whose in-flight slot the request holds until `finish`. */
   #slot: OriginTarget | undefined;
-  readonly #inFlight: Try[] = [];
-  readonly #hedges: Try[] = [];
+  #inFlight: Try[] = NO_TRIES;
+  #hedges: Try[] = NO_TRIES;
   #triesOnOrigin = 0;
   #started = 0;
   #nextId = 0;
@@ -81,7 +85,7 @@ export class AttemptMachine {
   /** The hedge's wait ran out while every try was still connecting. */
   #hedgeDue = false;
   #clientGone = false;
-  #out: AttemptAction[] = [];
+  #out: AttemptAction[] = NO_ACTIONS;
 
   constructor(input: MachineInput) {
     this.#in = input;
@@ -91,7 +95,7 @@ export class AttemptMachine {
 
   /** Feeds one event at `nowMs`; returns what to do, in order. */
   handle(event: AttemptEvent, nowMs: number): AttemptAction[] {
-    this.#out = [];
+    this.#out = NO_ACTIONS;
     switch (event.type) {
       case 'start':
         if (this.#phase === 'new') this.#beginOrigin(this.#target, this.#policy, nowMs);
@@ -114,6 +118,11 @@ export class AttemptMachine {
         break;
     }
     return this.#out;
+  }
+
+  /** Most events have one action: an array of one, not `[]` grown to 17 slots. */
+  #emit(action: AttemptAction): void {
+    this.#out = appended(this.#out, action);
   }
 
   /** The answer is relayed or dropped: frees the request's in-flight slot. */
@@ -151,10 +160,10 @@ export class AttemptMachine {
       sent: false,
       overdue: false,
     };
-    this.#inFlight.push(t);
-    if (hedge) this.#hedges.push(t);
+    this.#inFlight = appended(this.#inFlight, t);
+    if (hedge) this.#hedges = appended(this.#hedges, t);
     this.#phase = 'trying';
-    this.#out.push({
+    this.#emit({
       type: 'send',
       tryId: t.id,
       attempt: t.attempt,
@@ -188,7 +197,7 @@ export class AttemptMachine {
     const delayMs = hedgeDelayMs(policy.retry.hedge, this.#in.method, this.#target.gate.latency);
     if (delayMs === undefined || nowMs + delayMs >= policy.deadlineMs) return;
     this.#hedgeTimer = ++this.#nextId;
-    this.#out.push({ type: 'wait', timerId: this.#hedgeTimer, delayMs });
+    this.#emit({ type: 'wait', timerId: this.#hedgeTimer, delayMs });
   }
 
   #mayHedge(): boolean {
@@ -216,14 +225,19 @@ export class AttemptMachine {
     // a hedge asks like a retry: the breaker, the budget, and a concurrency slot of its own
     const gate = this.#target.gate.gateHedge(nowMs);
     if (gate !== 'pass' && gate !== 'probe') {
-      this.record.hedgeResults.push('suppressed');
+      this.record.addHedge('suppressed');
       return;
     }
     this.#send(gate, true, nowMs);
   }
 
+  #inFlightTry(tryId: number): Try | undefined {
+    for (const t of this.#inFlight) if (t.id === tryId) return t;
+    return undefined;
+  }
+
   #onTrySent(tryId: number, nowMs: number): void {
-    const t = this.#inFlight.find((f) => f.id === tryId);
+    const t = this.#inFlightTry(tryId);
     if (t === undefined) return;
     t.sent = true;
     if (!this.#hedgeDue || this.#hedgeTimer !== 0) return;
@@ -239,7 +253,7 @@ export class AttemptMachine {
    * through.
    */
   #onTryOverdue(tryId: number, firedMs: number): void {
-    const t = this.#inFlight.find((f) => f.id === tryId);
+    const t = this.#inFlightTry(tryId);
     if (t === undefined || this.#phase === 'done') return;
     // its time is up by definition: a timer that fired a tick before the clock says so must
     // not turn the deadline into a plain timeout
@@ -249,16 +263,19 @@ export class AttemptMachine {
       t.overdue = true;
       return;
     }
-    this.#out.push({ type: 'cancel', tryId });
+    this.#emit({ type: 'cancel', tryId });
     this.#onTryEnded(tryId, TIMED_OUT, nowMs);
   }
 
   #onTryEnded(tryId: number, end: TryEnd, nowMs: number): void {
-    const index = this.#inFlight.findIndex((t) => t.id === tryId);
+    const inFlight = this.#inFlight;
+    let index = inFlight.length - 1;
+    while (index >= 0 && (inFlight[index] as Try).id !== tryId) index--;
     // a try cancelled earlier: its end was already accounted for
     if (index < 0 || this.#phase === 'done') return;
-    const t = this.#inFlight[index] as Try;
-    this.#inFlight.splice(index, 1);
+    const t = inFlight[index] as Try;
+    if (inFlight.length === 1) this.#inFlight = NO_TRIES;
+    else inFlight.splice(index, 1);
     const gate = t.target.gate;
     if (t.hedge) gate.leave(nowMs);
     if (end.kind === 'denied') {
@@ -274,7 +291,7 @@ export class AttemptMachine {
     this.record.addTry(end, gate.authority);
     if (!failed) gate.latency.add(nowMs - t.startedMs);
     if (this.#clientGone) {
-      if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
+      if (end.kind === 'response') this.#emit({ type: 'cancel', tryId: t.id });
       if (this.#inFlight.length > 0) return;
       if (this.#triesOnOrigin < this.#policy.attempts) this.record.suppressed = 'client-gone';
       this.#answer({ kind: 'client-gone' });
@@ -287,7 +304,7 @@ export class AttemptMachine {
         return;
       }
       if (!this.#inFlight.every((f) => f.overdue)) {
-        if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
+        if (end.kind === 'response') this.#emit({ type: 'cancel', tryId: t.id });
         // a place in the race is free: a hedge may take it, after the usual wait, but not the
         // last try: under loss that hedge mostly failed to connect, and the try still in
         // flight then ended with no try left to retry it
@@ -329,8 +346,8 @@ export class AttemptMachine {
     const { authority } = t.target.gate;
     const attempt = this.record.attempts;
     const { reason, delayMs } = decision;
-    this.#out.push({ type: 'retry', upstream: authority, attempt, reason, delayMs });
-    if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
+    this.#emit({ type: 'retry', upstream: authority, attempt, reason, delayMs });
+    if (end.kind === 'response') this.#emit({ type: 'cancel', tryId: t.id });
     this.#hedgeTimer = 0;
     this.#hedgeDue = false;
     if (delayMs <= 0) {
@@ -339,7 +356,7 @@ export class AttemptMachine {
     }
     this.#phase = 'backoff';
     this.#backoffTimer = ++this.#nextId;
-    this.#out.push({ type: 'wait', timerId: this.#backoffTimer, delayMs });
+    this.#emit({ type: 'wait', timerId: this.#backoffTimer, delayMs });
   }
 
   #afterBackoff(nowMs: number): void {
@@ -369,7 +386,7 @@ export class AttemptMachine {
 
   #suppress(cause: SuppressedCause, upstream: string): void {
     this.record.suppressed = cause;
-    this.#out.push({ type: 'suppressed', upstream, attempt: this.record.attempts, cause });
+    this.#emit({ type: 'suppressed', upstream, attempt: this.record.attempts, cause });
   }
 
   #win(t: Try, nowMs: number): void {
@@ -385,9 +402,9 @@ export class AttemptMachine {
       gate.record(nowMs, t.permit, true);
       if (t.hedge) gate.leave(nowMs);
       this.record.addTry(TIMED_OUT, gate.authority);
-      this.#out.push({ type: 'cancel', tryId: t.id });
+      this.#emit({ type: 'cancel', tryId: t.id });
     }
-    this.#inFlight.length = 0;
+    this.#inFlight = NO_TRIES;
   }
 
   /** The tries still in flight lost the race: each was made, none is waited for. */
@@ -396,9 +413,9 @@ export class AttemptMachine {
       t.target.gate.record(nowMs, t.permit, undefined);
       if (t.hedge) t.target.gate.leave(nowMs);
       this.record.attempts++;
-      this.#out.push({ type: 'cancel', tryId: t.id });
+      this.#emit({ type: 'cancel', tryId: t.id });
     }
-    this.#inFlight.length = 0;
+    this.#inFlight = NO_TRIES;
   }
 
   /** No answer to relay from this origin: go to the fallback, or answer with `error`. */
@@ -444,7 +461,7 @@ export class AttemptMachine {
       return;
     }
     // each try ends as the cancel finds it, and is counted then
-    for (const t of this.#inFlight) this.#out.push({ type: 'cancel', tryId: t.id });
+    for (const t of this.#inFlight) this.#emit({ type: 'cancel', tryId: t.id });
   }
 
   #answer(answer: LoopAnswer): void {
@@ -454,9 +471,9 @@ export class AttemptMachine {
     this.#hedgeDue = false;
     for (const t of this.#hedges) {
       const result: HedgeResult = t.attempt === this.record.wonAttempt ? 'won' : 'lost';
-      this.record.hedgeResults.push(result);
+      this.record.addHedge(result);
     }
     if (answer.kind === 'error') this.record.error = answer.error;
-    this.#out.push({ type: 'answer', answer });
+    this.#emit({ type: 'answer', answer });
   }
 }

@@ -7,18 +7,28 @@ import type { SuppressedCause, TryOutcome } from '../vocabulary.ts';
 import type { HedgeResult, LoopError, TryEnd } from './attempt-events.ts';
 import { statusOutcome } from './failure.ts';
 
+/** Most requests have one try and no retry: their lists stay this one empty array. */
+const NONE: never[] = [];
+
+/** `list` with `item` added: a first item makes an array of one (`[]` grows to 17 on a push). */
+export function appended<T>(list: T[], item: T): T[] {
+  if (list.length === 0) return [item];
+  list.push(item);
+  return list;
+}
+
 export class AttemptRecord {
   /** Tries made on the primary and the fallback together, cancelled hedges included. */
   attempts = 0;
   /** One per try that ended (a cancelled hedge has none). */
-  readonly outcomes: TryOutcome[] = [];
+  outcomes: TryOutcome[] = NONE;
   /** The upstream of each entry of `outcomes`. */
-  readonly tryUpstreams: string[] = [];
+  tryUpstreams: string[] = NONE;
   /** One per retry made: the failure name or the status code (`503`). */
-  readonly retryReasons: string[] = [];
-  readonly retryUpstreams: string[] = [];
+  retryReasons: string[] = NONE;
+  retryUpstreams: string[] = NONE;
   /** One per hedge due: `won` or `lost` once started, `suppressed` when the gate said no. */
-  readonly hedgeResults: HedgeResult[] = [];
+  hedgeResults: HedgeResult[] = NONE;
   suppressed: SuppressedCause | undefined;
   /** Why the request went to the route's fallback. */
   fallback: LoopError | undefined;
@@ -30,8 +40,11 @@ export class AttemptRecord {
 
   addTry(end: Exclude<TryEnd, { kind: 'denied' }>, upstream: string): void {
     this.attempts++;
-    this.outcomes.push(end.kind === 'failure' ? end.failure : statusOutcome(end.status));
-    this.tryUpstreams.push(upstream);
+    this.outcomes = appended(
+      this.outcomes,
+      end.kind === 'failure' ? end.failure : statusOutcome(end.status),
+    );
+    this.tryUpstreams = appended(this.tryUpstreams, upstream);
   }
 
   /** The try that just ended (the last of `outcomes`) is the one whose answer is relayed. */
@@ -41,8 +54,12 @@ export class AttemptRecord {
   }
 
   addRetry(reason: string, upstream: string): void {
-    this.retryReasons.push(reason);
-    this.retryUpstreams.push(upstream);
+    this.retryReasons = appended(this.retryReasons, reason);
+    this.retryUpstreams = appended(this.retryUpstreams, upstream);
+  }
+
+  addHedge(result: HedgeResult): void {
+    this.hedgeResults = appended(this.hedgeResults, result);
   }
 
   /** Every try so far failed before the upstream had the request. */
