@@ -33,11 +33,15 @@ type SendAction = Extract<AttemptAction, { type: 'send' }>;
 
 /** One try on its way, as the driver holds it. */
 interface Flight {
+  readonly tryId: number;
   readonly pending: PendingTry;
   readonly source: Buffer | AsyncIterable<Buffer> | null;
   response: ResponseResult | undefined;
   cancelled: boolean;
 }
+
+/** Shared by every exchange until its first try: never pushed to. */
+const NO_FLIGHTS: Flight[] = [];
 
 export function forward(
   ctx: ProxyContext,
@@ -55,10 +59,11 @@ class Exchange {
   readonly #target: Target;
   readonly #startMs: number;
   readonly #origin: ArrivingRequest;
-  /** The upstream request head every try copies (each sets its own attempt and Host). */
+  /** The upstream request head: the first try's own, copied by every later try. */
   readonly #headers: string[];
-  readonly #flights = new Map<number, Flight>();
-  readonly #waits = new Map<number, Timer>();
+  /** Most requests make one try and wait for nothing: a list made on the first, a Map on the first wait. */
+  #flights: Flight[] = NO_FLIGHTS;
+  #waits: Map<number, Timer> | undefined;
   #body: ReplayableBody | undefined;
   #machine: AttemptMachine | undefined;
   #routeName = '';
@@ -126,7 +131,8 @@ class Exchange {
       this.#feed({ type: 'start' });
       status = await this.#commit(await end);
     } finally {
-      for (const timer of this.#waits.values()) ctx.timers.clear(timer);
+      if (this.#waits !== undefined)
+        for (const timer of this.#waits.values()) ctx.timers.clear(timer);
       machine.finish(ctx.now());
       this.#body?.release();
       ctx.onDone(this.#summary(route.name, status));
@@ -147,11 +153,13 @@ class Exchange {
           break;
         case 'wait': {
           const { timerId, delayMs } = action;
+          this.#waits ??= new Map();
+          const waits = this.#waits;
           const timer = ctx.timers.set(() => {
-            this.#waits.delete(timerId);
+            waits.delete(timerId);
             this.#feed({ type: 'timer', timerId });
           }, delayMs);
-          this.#waits.set(timerId, timer);
+          waits.set(timerId, timer);
           break;
         }
         case 'retry':
@@ -182,10 +190,14 @@ class Exchange {
 
   #send(action: SendAction): void {
     const { retry } = action;
-    // each try its own head: a try queued in the pool reads its headers when it leaves
-    const headers = this.#headers.slice();
-    if (action.hostHeader !== undefined) setHost(headers, action.hostHeader);
-    setAttempt(headers, action.attempt);
+    // each try its own head: a try queued in the pool reads its headers when it leaves; the
+    // first try to the primary sends the head as built (attempt 1, its Host), later ones a copy
+    let headers = this.#headers;
+    if (action.attempt !== 1 || action.hostHeader !== undefined) {
+      headers = headers.slice();
+      if (action.hostHeader !== undefined) setHost(headers, action.hostHeader);
+      setAttempt(headers, action.attempt);
+    }
     const source = this.#body?.source() ?? null;
     this.#tls = action.tls !== undefined;
     const pending = this.#ctx.client.send({
@@ -205,25 +217,32 @@ class Exchange {
       onSent: () => queueMicrotask(() => this.#feed({ type: 'try-sent', tryId: action.tryId })),
       onOverdue: () => this.#feed({ type: 'try-overdue', tryId: action.tryId }),
     });
-    const flight: Flight = { pending, source, response: undefined, cancelled: false };
-    this.#flights.set(action.tryId, flight);
-    pending.result.then((result) => this.#onResult(action.tryId, flight, result));
+    const flight: Flight = {
+      tryId: action.tryId,
+      pending,
+      source,
+      response: undefined,
+      cancelled: false,
+    };
+    if (this.#flights === NO_FLIGHTS) this.#flights = [flight];
+    else this.#flights.push(flight);
+    pending.result.then((result) => this.#onResult(flight, result));
   }
 
-  #onResult(tryId: number, flight: Flight, result: TryResult | DeniedTry): void {
+  #onResult(flight: Flight, result: TryResult | DeniedTry): void {
     this.#upstreamAddress = flight.pending.upstreamAddress ?? this.#upstreamAddress;
     if (result.kind === 'response') {
       flight.response = result;
       if (flight.cancelled) result.response.discard();
     } else {
       this.#body?.stop(flight.source);
-      this.#flights.delete(tryId);
+      this.#flights.splice(this.#flights.indexOf(flight), 1);
     }
-    this.#feed({ type: 'try-ended', tryId, end: endOf(result) });
+    this.#feed({ type: 'try-ended', tryId: flight.tryId, end: endOf(result) });
   }
 
   #cancel(tryId: number): void {
-    const flight = this.#flights.get(tryId);
+    const flight = this.#flightOf(tryId);
     if (flight === undefined || flight.cancelled) return;
     flight.cancelled = true;
     if (flight.response !== undefined) flight.response.response.discard();
@@ -235,7 +254,7 @@ class Exchange {
   async #commit(end: LoopAnswer): Promise<number> {
     const ctx = this.#ctx;
     const record = (this.#machine as AttemptMachine).record;
-    const response = end.kind === 'response' ? this.#flights.get(end.tryId)?.response : undefined;
+    const response = end.kind === 'response' ? this.#flightOf(end.tryId)?.response : undefined;
     if (end.kind === 'client-gone' || this.#clientGone) {
       response?.response.discard();
       return 0;
@@ -262,6 +281,11 @@ class Exchange {
       viaToken: ctx.viaToken,
       retryAfterSeconds,
     });
+  }
+
+  #flightOf(tryId: number): Flight | undefined {
+    for (const flight of this.#flights) if (flight.tryId === tryId) return flight;
+    return undefined;
   }
 
   #onClientGone(): void {
