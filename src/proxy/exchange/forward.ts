@@ -25,7 +25,7 @@ import { type ArrivingRequest, requestOrigin, takeConnectionBytes } from '../cor
 import { buildClientHeaders, buildUpstreamHeaders, setAttempt, setHost } from '../headers.ts';
 import { answer, DENIED_UPSTREAM, toRetryAfterSeconds } from '../respond.ts';
 import type { DeniedTry, PendingTry, TryResult } from '../upstream/upstream-client.ts';
-import { relayResponse } from './relay-response.ts';
+import { type RelayOutcome, relayResponse } from './relay-response.ts';
 import { ReplayableBody } from './replayable-body.ts';
 
 type ResponseResult = Extract<TryResult, { kind: 'response' }>;
@@ -42,6 +42,7 @@ interface Flight {
 
 /** Shared by every exchange until its first try: never pushed to. */
 const NO_FLIGHTS: Flight[] = [];
+const NO_WAITS: Timer[] = [];
 
 export function forward(
   ctx: ProxyContext,
@@ -61,9 +62,10 @@ class Exchange {
   readonly #origin: ArrivingRequest;
   /** The upstream request head: the first try's own, copied by every later try. */
   readonly #headers: string[];
-  /** Most requests make one try and wait for nothing: a list made on the first, a Map on the first wait. */
+  /** Lists made on their first item: most requests make one try and set one wait (a hedge's). */
   #flights: Flight[] = NO_FLIGHTS;
-  #waits: Map<number, Timer> | undefined;
+  /** Every wait set, fired or not, all cleared at the end (a fired one is ignored). */
+  #waits: Timer[] = NO_WAITS;
   #body: ReplayableBody | undefined;
   #machine: AttemptMachine | undefined;
   #routeName = '';
@@ -129,10 +131,10 @@ class Exchange {
         this.#answered = resolve;
       });
       this.#feed({ type: 'start' });
-      status = await this.#commit(await end);
+      const committed = this.#commit(await end);
+      status = typeof committed === 'number' ? committed : await committed;
     } finally {
-      if (this.#waits !== undefined)
-        for (const timer of this.#waits.values()) ctx.timers.clear(timer);
+      for (const timer of this.#waits) ctx.timers.clear(timer);
       machine.finish(ctx.now());
       this.#body?.release();
       ctx.onDone(this.#summary(route.name, status));
@@ -153,13 +155,9 @@ class Exchange {
           break;
         case 'wait': {
           const { timerId, delayMs } = action;
-          this.#waits ??= new Map();
-          const waits = this.#waits;
-          const timer = ctx.timers.set(() => {
-            waits.delete(timerId);
-            this.#feed({ type: 'timer', timerId });
-          }, delayMs);
-          waits.set(timerId, timer);
+          const timer = ctx.timers.set(() => this.#feed({ type: 'timer', timerId }), delayMs);
+          if (this.#waits === NO_WAITS) this.#waits = [timer];
+          else this.#waits.push(timer);
           break;
         }
         case 'retry':
@@ -250,8 +248,11 @@ class Exchange {
     this.#body?.stop(flight.source);
   }
 
-  /** Writes the answer; returns the status the client got (0: it went away first). */
-  async #commit(end: LoopAnswer): Promise<number> {
+  /**
+   * Writes the answer; returns the status the client got (0: it went away first), once the
+   * body is relayed: at once when it was all there.
+   */
+  #commit(end: LoopAnswer): number | Promise<number> {
     const ctx = this.#ctx;
     const record = (this.#machine as AttemptMachine).record;
     const response = end.kind === 'response' ? this.#flightOf(end.tryId)?.response : undefined;
@@ -261,10 +262,9 @@ class Exchange {
     }
     if (response !== undefined) {
       const headers = buildClientHeaders(response, ctx.viaToken, record.attempts);
-      const relayed = await relayResponse(response.response, this.#res, response.status, headers);
-      // the client has the head and maybe part of the body: too late to retry, not to tell
-      if (relayed === 'body-cut') record.markRelayCut();
-      return response.status;
+      const relayed = relayResponse(response.response, this.#res, response.status, headers);
+      if (typeof relayed === 'string') return this.#relayed(relayed, response.status);
+      return relayed.then((outcome) => this.#relayed(outcome, response.status));
     }
     if (end.kind !== 'error') throw new Error('the answer names a try that has no response');
     const retryAfterSeconds =
@@ -286,6 +286,12 @@ class Exchange {
   #flightOf(tryId: number): Flight | undefined {
     for (const flight of this.#flights) if (flight.tryId === tryId) return flight;
     return undefined;
+  }
+
+  #relayed(outcome: RelayOutcome, status: number): number {
+    // the client has the head and maybe part of the body: too late to retry, not to tell
+    if (outcome === 'body-cut') (this.#machine as AttemptMachine).record.markRelayCut();
+    return status;
   }
 
   #onClientGone(): void {

@@ -15,12 +15,16 @@ export type RelayOutcome =
   /** the client went away first */
   | 'client-gone';
 
+/**
+ * The outcome itself when the body was all there (most small answers): no promise to make and
+ * await for what is already known.
+ */
 export function relayResponse(
   body: UpstreamTry,
   res: ServerResponse,
   status: number,
   headers: string[],
-): Promise<RelayOutcome> {
+): RelayOutcome | Promise<RelayOutcome> {
   res.writeHead(status, headers);
   const held = body.takeHeld();
   res.cork();
@@ -29,11 +33,11 @@ export function relayResponse(
   const end = body.bodyEnd;
   if (end instanceof Error) {
     res.destroy(end);
-    return Promise.resolve('body-cut');
+    return 'body-cut';
   }
   if (end === 'ended') {
     res.end();
-    return Promise.resolve('complete');
+    return 'complete';
   }
   // nothing of the body yet (a stream that starts later): the client gets the head now
   if (held.length === 0) res.flushHeaders();
