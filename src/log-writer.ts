@@ -1,7 +1,8 @@
 /**
  * Log lines to stdout in batches. A write per line would cost a sixth of the proxy's
- * throughput; a string append per line and one write per 16 KiB costs almost nothing. Lines
- * wait at most one flush interval (the caller's timer) and `drain` writes the rest on exit.
+ * throughput; a line encoded into a kept buffer and one write per 16 KiB costs almost nothing.
+ * Lines wait at most one flush interval (the caller's timer) and `drain` writes the rest on
+ * exit.
  *
  * A reader that stops taking lines never blocks the proxy: what it does not take waits, up to
  * `maxPendingBytes`; past that, lines are dropped and counted, and a `log lines dropped` line
@@ -27,10 +28,15 @@ export class LogWriter {
   readonly #maxPendingBytes: number;
   readonly #droppedLine: (dropped: number) => string;
   readonly #now: () => number;
-  /** Lines not yet handed to the reader. */
-  #pending = '';
-  /** The part of the last write the reader did not take. */
-  #stalled: Buffer | undefined;
+  /**
+   * Lines not yet taken by the reader, as bytes: `[0, #used)`. Each line is encoded as it
+   * comes, into bytes kept from batch to batch: a batch kept as one string had to be flattened
+   * and encoded into a new buffer at every write, which cost more than making the lines.
+   */
+  #pending: Buffer;
+  #used = 0;
+  /** The first bytes of `#pending` the reader refused last time (0: it took everything). */
+  #stalled = 0;
   #dropped = 0;
   /** Nothing can be written any more (stdout closed). */
   #closed = false;
@@ -41,6 +47,7 @@ export class LogWriter {
     this.#maxPendingBytes = options.maxPendingBytes ?? 1024 * 1024;
     this.#droppedLine = options.droppedLine ?? ((dropped) => `${dropped} log lines dropped\n`);
     this.#now = options.now ?? Date.now;
+    this.#pending = Buffer.allocUnsafeSlow(this.#batchBytes * 2);
   }
 
   /** Lines dropped since the last `log lines dropped` line. */
@@ -51,38 +58,46 @@ export class LogWriter {
   /** Queues one line (with its newline). */
   write(line: string): void {
     if (this.#closed) return;
-    if (this.#pending.length >= this.#maxPendingBytes) {
+    if (this.#used - this.#stalled >= this.#maxPendingBytes) {
       this.#dropped++;
       return;
     }
-    this.#pending += line;
-    if (this.#pending.length >= this.#batchBytes && this.#stalled === undefined) this.flush();
+    this.#append(line);
+    if (this.#used >= this.#batchBytes && this.#stalled === 0) this.flush();
   }
 
   /** Writes what waits, as far as the reader takes it; returns whether nothing is left. */
   flush(): boolean {
-    while (!this.#closed) {
-      if (this.#stalled === undefined) {
-        if (this.#pending === '' && this.#dropped === 0) return true;
-        this.#stalled = Buffer.from(this.#pending + this.#takeDropped());
-        this.#pending = '';
+    if (this.#closed) return true;
+    if (this.#stalled === 0 && this.#dropped > 0) this.#append(this.#takeDropped());
+    if (this.#used === 0) return true;
+    let written: number;
+    try {
+      written = this.#writeBytes(this.#pending.subarray(0, this.#used));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+        this.#stalled = this.#used;
+        return false;
       }
-      const bytes = this.#stalled;
-      let written: number;
-      try {
-        written = this.#writeBytes(bytes);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return false;
-        // EPIPE, EBADF: nobody reads stdout any more
-        this.#closed = true;
-        this.#stalled = undefined;
-        this.#pending = '';
-        return true;
-      }
-      this.#stalled = written < bytes.length ? bytes.subarray(written) : undefined;
-      if (this.#stalled !== undefined) return false;
+      // EPIPE, EBADF: nobody reads stdout any more
+      this.#closed = true;
+      this.#used = 0;
+      this.#stalled = 0;
+      return true;
     }
-    return true;
+    if (written < this.#used) {
+      this.#pending.copyWithin(0, written, this.#used);
+      this.#used -= written;
+      this.#stalled = this.#used;
+      return false;
+    }
+    this.#used = 0;
+    this.#stalled = 0;
+    // what a stalled reader made it hold is given back once it reads again
+    if (this.#pending.length > this.#batchBytes * 2) {
+      this.#pending = Buffer.allocUnsafeSlow(this.#batchBytes * 2);
+    }
+    return this.#dropped === 0 || this.flush();
   }
 
   /** Flushes, waiting up to `timeoutMs` for a reader that is full. Call before exiting. */
@@ -92,9 +107,19 @@ export class LogWriter {
     while (!this.flush() && this.#now() < deadline) Atomics.wait(pause, 0, 0, 5);
   }
 
+  #append(text: string): void {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit
+    const needed = this.#used + text.length * 3;
+    if (needed > this.#pending.length) {
+      const bigger = Buffer.allocUnsafeSlow(Math.max(needed, this.#pending.length * 2));
+      this.#pending.copy(bigger, 0, 0, this.#used);
+      this.#pending = bigger;
+    }
+    this.#used += this.#pending.write(text, this.#used, 'utf8');
+  }
+
   #takeDropped(): string {
     const dropped = this.#dropped;
-    if (dropped === 0) return '';
     this.#dropped = 0;
     return this.#droppedLine(dropped);
   }
