@@ -19,6 +19,7 @@ import type {
   LoopAnswer,
   LoopError,
   OriginTarget,
+  OverdueFailure,
   TryEnd,
 } from './attempt-events.ts';
 import { AttemptRecord } from './attempt-record.ts';
@@ -50,11 +51,15 @@ interface Try {
   readonly endsMs: number;
   /** Connected, its request on the wire: only then may a hedge follow it. */
   sent: boolean;
-  /** Past its per-try time, kept beside a try still within its own (`#onTryOverdue`). */
-  overdue: boolean;
+  /**
+   * Failed without ending (past its per-try time, or its held body stalled), kept beside a try
+   * still within its own (`#onTryOverdue`): how it ends once cut.
+   */
+  overdue: { readonly kind: 'failure'; readonly failure: OverdueFailure } | undefined;
 }
 
 const TIMED_OUT = { kind: 'failure', failure: 'timeout' } as const satisfies TryEnd;
+const BODY_CUT = { kind: 'failure', failure: 'body-cut' } as const satisfies TryEnd;
 
 type Phase = 'new' | 'trying' | 'backoff' | 'done';
 
@@ -103,7 +108,7 @@ export class AttemptMachine {
         this.#onTrySent(event.tryId, nowMs);
         break;
       case 'try-overdue':
-        this.#onTryOverdue(event.tryId, nowMs);
+        this.#onTryOverdue(event.tryId, event.failure, nowMs);
         break;
       case 'timer':
         if (event.timerId === this.#backoffTimer) this.#afterBackoff(nowMs);
@@ -149,7 +154,7 @@ export class AttemptMachine {
       startedMs: nowMs,
       endsMs: nowMs + timeoutMs,
       sent: false,
-      overdue: false,
+      overdue: undefined,
     };
     this.#inFlight.push(t);
     if (hedge) this.#hedges.push(t);
@@ -232,25 +237,39 @@ export class AttemptMachine {
   }
 
   /**
-   * A sent try had its per-try time without an answer. Cut, it ends as `timeout` (SPEC §3).
-   * But while another try of the request still waits within its own time, cutting it starts
-   * nothing (a retry waits for the last try in flight): it goes on beside that try and ends
-   * with it. Under packet loss the older try is often the one whose next retransmission gets
-   * through.
+   * A sent try had its per-try time without an answer, or its held body stalled. Cut, it ends
+   * as `timeout` or `body-cut` (SPEC §3). But while another try of the request still waits
+   * within its own time, cutting it starts nothing (a retry waits for the last try in
+   * flight): it goes on beside that try and ends with it. Under packet loss the older try is
+   * often the one whose next retransmission gets through, and a held body that stalled there
+   * has its head and part of its body in already.
    */
-  #onTryOverdue(tryId: number, firedMs: number): void {
+  #onTryOverdue(tryId: number, failure: OverdueFailure, firedMs: number): void {
     const t = this.#inFlight.find((f) => f.id === tryId);
-    if (t === undefined || this.#phase === 'done') return;
+    // a kept try whose other timer fires later is kept still
+    if (t === undefined || t.overdue !== undefined || this.#phase === 'done') return;
+    const end = failure === 'timeout' ? TIMED_OUT : BODY_CUT;
     // its time is up by definition: a timer that fired a tick before the clock says so must
     // not turn the deadline into a plain timeout
-    const nowMs = Math.max(firedMs, t.endsMs);
-    const anotherWaits = this.#inFlight.some((f) => f !== t && !f.overdue);
+    const nowMs = failure === 'timeout' ? Math.max(firedMs, t.endsMs) : firedMs;
+    const anotherWaits = this.#inFlight.some((f) => f !== t && f.overdue === undefined);
     if (anotherWaits && !this.#clientGone) {
-      t.overdue = true;
+      t.overdue = end;
+      return;
+    }
+    if (failure === 'body-cut' && !this.#clientGone && this.#noTriesLeft()) {
+      // holding was for a retry that can no longer come: the body goes to the client as it
+      // comes, as it would have if it had not been held
+      t.overdue = end;
+      this.#out.push({ type: 'stop-holding', tryId });
       return;
     }
     this.#out.push({ type: 'cancel', tryId });
-    this.#onTryEnded(tryId, TIMED_OUT, nowMs);
+    this.#onTryEnded(tryId, end, nowMs);
+  }
+
+  #noTriesLeft(): boolean {
+    return this.#triesOnOrigin >= this.#policy.attempts;
   }
 
   #onTryEnded(tryId: number, end: TryEnd, nowMs: number): void {
@@ -280,13 +299,24 @@ export class AttemptMachine {
       this.#answer({ kind: 'client-gone' });
       return;
     }
+    const final = end.kind === 'response' && !this.#policy.retry.onStatuses.has(end.status);
+    if (this.#phase === 'backoff') {
+      // a kept try (`#onTryOverdue`) ended while its retry waits: the retry comes anyway,
+      // unless this is the answer after all
+      if (final) {
+        this.#backoffTimer = 0;
+        this.#target.gate.record(nowMs, this.#retryPermit, undefined);
+        this.#win(t, nowMs);
+      } else if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
+      return;
+    }
     if (this.#inFlight.length > 0) {
       // the others may still answer: only a final answer ends the race now
-      if (end.kind === 'response' && !this.#policy.retry.onStatuses.has(end.status)) {
+      if (final) {
         this.#win(t, nowMs);
         return;
       }
-      if (!this.#inFlight.every((f) => f.overdue)) {
+      if (!this.#inFlight.every((f) => f.overdue !== undefined)) {
         if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
         // a place in the race is free: a hedge may take it, after the usual wait, but not the
         // last try: under loss that hedge mostly failed to connect, and the try still in
@@ -295,8 +325,7 @@ export class AttemptMachine {
         if (this.#hedgeTimer === 0 && !lastTry) this.#armHedge(nowMs);
         return;
       }
-      // only tries past their own time are left: they end with this one
-      this.#endOverdue(nowMs);
+      // only kept tries are left: they go on beside its retry, or end with it (`#decide`)
     }
     this.#decide(t, end, nowMs);
   }
@@ -314,14 +343,20 @@ export class AttemptMachine {
       random: this.#in.random,
     });
     if (!decision.retry) {
+      this.#endOverdue(nowMs);
       this.#stop(decision.cause, t, end, nowMs);
       return;
     }
     const next = t.target.gate.gate(nowMs, this.#triesOnOrigin + 1);
     // refused: the client gets the answer it would have got without reprise
     if (next === 'circuit-open' || next === 'budget') {
+      this.#endOverdue(nowMs);
       this.#stop(next, t, end, nowMs);
       return;
+    }
+    // a kept try goes on beside the retry while there is room for both: it may answer first
+    if (this.#inFlight.length + 1 > Math.max(1, this.#policy.retry.hedge.max)) {
+      this.#endOverdue(nowMs);
     }
     this.#retryPermit = next;
     this.#retryReason = decision.reason;
@@ -378,13 +413,13 @@ export class AttemptMachine {
     this.#answer({ kind: 'response', tryId: t.id });
   }
 
-  /** The tries kept past their per-try time end as `timeout`, as they would have at it. */
+  /** The tries kept failed end as they would have when cut (`timeout`, `body-cut`). */
   #endOverdue(nowMs: number): void {
     for (const t of this.#inFlight) {
       const gate = t.target.gate;
       gate.record(nowMs, t.permit, true);
       if (t.hedge) gate.leave(nowMs);
-      this.record.addTry(TIMED_OUT, gate.authority);
+      this.record.addTry(t.overdue ?? TIMED_OUT, gate.authority);
       this.#out.push({ type: 'cancel', tryId: t.id });
     }
     this.#inFlight.length = 0;
@@ -403,6 +438,7 @@ export class AttemptMachine {
 
   /** No answer to relay from this origin: go to the fallback, or answer with `error`. */
   #endOrigin(error: Exclude<LoopError, 'deadline'>, nowMs: number): void {
+    this.#endOverdue(nowMs);
     const fallback = this.#onFallback ? undefined : this.#fallbackFor(error, nowMs);
     if (fallback !== undefined && this.#in.fallback !== undefined) {
       this.finish(nowMs);
@@ -439,6 +475,7 @@ export class AttemptMachine {
     this.#hedgeDue = false;
     if (this.#phase === 'backoff') {
       this.#target.gate.record(nowMs, this.#retryPermit, undefined);
+      this.#cancelInFlight(nowMs);
       this.record.suppressed = 'client-gone';
       this.#answer({ kind: 'client-gone' });
       return;
