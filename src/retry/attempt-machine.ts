@@ -268,6 +268,17 @@ export class AttemptMachine {
     this.#onTryEnded(tryId, end, nowMs);
   }
 
+  /**
+   * The last try failed beside a kept try whose held body stalled: with no try left to replace
+   * it, that body goes to the client as it comes (`#onTryOverdue`). Whether there was one.
+   */
+  #stopHoldingKept(): boolean {
+    const kept = this.#inFlight.find((f) => f.overdue?.failure === 'body-cut');
+    if (kept === undefined) return false;
+    this.#out.push({ type: 'stop-holding', tryId: kept.id });
+    return true;
+  }
+
   #noTriesLeft(): boolean {
     return this.#triesOnOrigin >= this.#policy.attempts;
   }
@@ -343,6 +354,7 @@ export class AttemptMachine {
       random: this.#in.random,
     });
     if (!decision.retry) {
+      if (end.kind === 'failure' && this.#noTriesLeft() && this.#stopHoldingKept()) return;
       this.#endOverdue(nowMs);
       this.#stop(decision.cause, t, end, nowMs);
       return;

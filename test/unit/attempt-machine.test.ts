@@ -412,15 +412,20 @@ describe('hedging', () => {
     expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
   });
 
-  it('ends a kept stalled held body as body-cut with the try beside it', () => {
-    const { r, first, hedge } = twoInFlight(2);
+  it('keeps a stalled held body beside the retry of the try that failed beside it', () => {
+    const { r, first, hedge } = twoInFlight(3);
     r.now = 4000;
     r.overdue(first?.tryId ?? 0, 'body-cut');
     r.now = 6000;
     const end = r.end(hedge?.tryId ?? 0, RESET);
-    expect(end).toContainEqual({ type: 'cancel', tryId: first?.tryId });
-    expect(answerOf(end)).toMatchObject({ kind: 'error', error: 'reset' });
-    expect(r.machine.record.outcomes).toEqual(['reset', 'body-cut']);
+    expect(end.map((a) => a.type)).toEqual(['retry', 'wait']);
+    r.now = 6100;
+    const [retry] = sends(r.fire(waits(end)[0]?.timerId ?? 0));
+    r.now = 6200;
+    const won = r.end(retry?.tryId ?? 0, OK);
+    expect(won).toContainEqual({ type: 'cancel', tryId: first?.tryId });
+    expect(answerOf(won)).toEqual({ kind: 'response', tryId: retry?.tryId });
+    expect(r.machine.record).toMatchObject({ attempts: 3, wonAttempt: 3 });
   });
 
   it('cuts a held body that stalled alone while a retry may follow, and retries it', () => {
@@ -430,6 +435,20 @@ describe('hedging', () => {
     const cut = r.overdue(first?.tryId ?? 0, 'body-cut');
     expect(cut.map((a) => a.type)).toEqual(['cancel', 'retry', 'wait']);
     expect(r.machine.record.outcomes).toEqual(['body-cut']);
+  });
+
+  it('stops holding a kept stalled body once the last try beside it fails', () => {
+    const { r, first, hedge } = twoInFlight(2);
+    r.now = 4000;
+    expect(r.overdue(first?.tryId ?? 0, 'body-cut')).toEqual([]);
+    r.now = 5500;
+    // the hedge was the last try: rather than ending with it, the kept body is answered
+    const out = r.end(hedge?.tryId ?? 0, REFUSED);
+    expect(out).toEqual([{ type: 'stop-holding', tryId: first?.tryId }]);
+    const won = r.end(first?.tryId ?? 0, OK);
+    expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
+    expect(r.machine.record).toMatchObject({ attempts: 2, wonAttempt: 1 });
+    expect(r.machine.record.outcomes).toEqual(['connect-failure', '2xx']);
   });
 
   it('stops holding a stalled body when no try is left to replace it: it is answered as it comes', () => {
