@@ -76,6 +76,8 @@ export class AttemptMachine {
   readonly #inFlight: Try[] = [];
   readonly #hedges: Try[] = [];
   #triesOnOrigin = 0;
+  /** A try on this origin has failed: its last try is kept for a retry (`#mayHedge`). */
+  #failedOnOrigin = false;
   #started = 0;
   #nextId = 0;
   #previousDelayMs = 0;
@@ -131,6 +133,7 @@ export class AttemptMachine {
     this.#target = target;
     this.#policy = policy;
     this.#triesOnOrigin = 0;
+    this.#failedOnOrigin = false;
     this.#previousDelayMs = policy.retry.backoff.baseMs;
     const first = target.gate.gate(nowMs, 1);
     if (first === 'circuit-open' || first === 'overflow') {
@@ -196,14 +199,21 @@ export class AttemptMachine {
     this.#out.push({ type: 'wait', timerId: this.#hedgeTimer, delayMs });
   }
 
+  /**
+   * Once a try has failed, the last try is kept for a retry: a hedge taking it would leave the
+   * request with no try for when the link comes back. Under loss such hedges went out seconds
+   * into a burst, sat in TCP's back-off beside the try they hedged, and neither was due to
+   * resend when the burst ended; the retry comes after the try in flight, as a fresh connect.
+   */
   #mayHedge(): boolean {
     const policy = this.#policy;
+    const triesLeft = policy.attempts - this.#triesOnOrigin;
     return (
       this.#phase === 'trying' &&
       !this.#clientGone &&
       this.#inFlight.length > 0 &&
       this.#inFlight.length < policy.retry.hedge.max &&
-      this.#triesOnOrigin < policy.attempts &&
+      triesLeft > (this.#failedOnOrigin ? 1 : 0) &&
       !policy.retry.observeOnly &&
       this.#in.body() === 'replayable'
     );
@@ -253,6 +263,7 @@ export class AttemptMachine {
     // not turn the deadline into a plain timeout
     const nowMs = failure === 'timeout' ? Math.max(firedMs, t.endsMs) : firedMs;
     const anotherWaits = this.#inFlight.some((f) => f !== t && f.overdue === undefined);
+    this.#failedOnOrigin = true;
     if (anotherWaits && !this.#clientGone) {
       t.overdue = end;
       return;
@@ -303,6 +314,7 @@ export class AttemptMachine {
     gate.record(nowMs, t.permit, this.#clientGone ? undefined : failed);
     this.record.addTry(end, gate.authority);
     if (!failed) gate.latency.add(nowMs - t.startedMs);
+    else this.#failedOnOrigin = true;
     if (this.#clientGone) {
       if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
       if (this.#inFlight.length > 0) return;
@@ -329,11 +341,10 @@ export class AttemptMachine {
       }
       if (!this.#inFlight.every((f) => f.overdue !== undefined)) {
         if (end.kind === 'response') this.#out.push({ type: 'cancel', tryId: t.id });
-        // a place in the race is free: a hedge may take it, after the usual wait, but not the
-        // last try: under loss that hedge mostly failed to connect, and the try still in
-        // flight then ended with no try left to retry it
-        const lastTry = this.#triesOnOrigin + 1 >= this.#policy.attempts;
-        if (this.#hedgeTimer === 0 && !lastTry) this.#armHedge(nowMs);
+        // a place in the race is free: a hedge may take it, after the usual wait (not the last
+        // try, `#mayHedge`: under loss that hedge mostly failed to connect, and the try still
+        // in flight then ended with no try left to retry it)
+        if (this.#hedgeTimer === 0) this.#armHedge(nowMs);
         return;
       }
       // only kept tries are left: they go on beside its retry, or end with it (`#decide`)

@@ -298,6 +298,30 @@ describe('hedging', () => {
     expect(retry).toMatchObject({ attempt: 3 });
   });
 
+  it('keeps the last try for a retry once a try has failed: no hedge takes it after a retry', () => {
+    const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
+    const [first] = sends(r.start());
+    r.now = 10;
+    const failed = r.end(first?.tryId ?? 0, REFUSED);
+    r.now = 110;
+    const retried = r.fire(waits(failed)[0]?.timerId ?? 0);
+    expect(sends(retried)[0]).toMatchObject({ attempt: 2 });
+    // a hedge now would be the last try: none is armed
+    expect(waits(retried)).toEqual([]);
+    r.now = 10_110;
+    const cut = r.overdue(sends(retried)[0]?.tryId ?? 0);
+    expect(cut.map((a) => a.type)).toEqual(['cancel', 'retry', 'wait']);
+    r.now = 10_310;
+    expect(sends(r.fire(waits(cut)[0]?.timerId ?? 0))[0]).toMatchObject({ attempt: 3 });
+  });
+
+  it('still hedges with the last try while no try has failed', () => {
+    const r = rig({ route: { retry: { attempts: 2, hedge: { afterMs: 50, max: 2 } } } });
+    const out = r.start();
+    r.now = 50;
+    expect(sends(r.fire(waits(out)[0]?.timerId ?? 0))[0]).toMatchObject({ attempt: 2 });
+  });
+
   it('cuts an overdue try that is alone in flight as a timeout, and retries it', () => {
     const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
     const out = r.start();
