@@ -22,14 +22,20 @@ export type TryEnd =
   /** `access.deniedUpstreams`: the try never left. */
   | { readonly kind: 'denied' };
 
+/** How a sent try that failed without ending (`try-overdue`) ends once it is cut. */
+export type OverdueFailure = Extract<FailureName, 'timeout' | 'body-cut'>;
+
 export type AttemptEvent =
   | { readonly type: 'start' }
   /** A try has its answer (its head, or its held body whole), or failed. */
   | { readonly type: 'try-ended'; readonly tryId: number; readonly end: TryEnd }
   /** A try is connected and its request is being written. */
   | { readonly type: 'try-sent'; readonly tryId: number }
-  /** A sent try had its whole per-try time without an answer; it goes on until cancelled. */
-  | { readonly type: 'try-overdue'; readonly tryId: number }
+  /**
+   * A sent try failed without ending: no head within its per-try time (`timeout`), or its held
+   * body stalled (`body-cut`). It goes on until cancelled.
+   */
+  | { readonly type: 'try-overdue'; readonly tryId: number; readonly failure: OverdueFailure }
   /** A `wait` is over (a back-off, or the time before a hedge). */
   | { readonly type: 'timer'; readonly timerId: number }
   | { readonly type: 'client-gone' };
@@ -54,6 +60,8 @@ export type AttemptAction =
     }
   /** Stop a try wherever it is; drop the answer it holds, if any. */
   | { readonly type: 'cancel'; readonly tryId: number }
+  /** Stop holding this try's body: give its head now, and let the body follow as it comes. */
+  | { readonly type: 'stop-holding'; readonly tryId: number }
   /** Send `timer` with this id after `delayMs`. */
   | { readonly type: 'wait'; readonly timerId: number; readonly delayMs: number }
   /** A retry was decided (for the debug log and nothing else: the record counts it when made). */

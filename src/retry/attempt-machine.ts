@@ -19,6 +19,7 @@ import type {
   LoopAnswer,
   LoopError,
   OriginTarget,
+  OverdueFailure,
   TryEnd,
 } from './attempt-events.ts';
 import { AttemptRecord, appended } from './attempt-record.ts';
@@ -50,11 +51,15 @@ interface Try {
   readonly endsMs: number;
   /** Connected, its request on the wire: only then may a hedge follow it. */
   sent: boolean;
-  /** Past its per-try time, kept beside a try still within its own (`#onTryOverdue`). */
-  overdue: boolean;
+  /**
+   * Failed without ending (past its per-try time, or its held body stalled), kept beside a try
+   * still within its own (`#onTryOverdue`): how it ends once cut.
+   */
+  overdue: { readonly kind: 'failure'; readonly failure: OverdueFailure } | undefined;
 }
 
 const TIMED_OUT = { kind: 'failure', failure: 'timeout' } as const satisfies TryEnd;
+const BODY_CUT = { kind: 'failure', failure: 'body-cut' } as const satisfies TryEnd;
 
 type Phase = 'new' | 'trying' | 'backoff' | 'done';
 
@@ -75,6 +80,8 @@ export class AttemptMachine {
   #inFlight: Try[] = NO_TRIES;
   #hedges: Try[] = NO_TRIES;
   #triesOnOrigin = 0;
+  /** A try on this origin has failed: its last try is kept for a retry (`#mayHedge`). */
+  #failedOnOrigin = false;
   #started = 0;
   #nextId = 0;
   #previousDelayMs = 0;
@@ -107,7 +114,7 @@ export class AttemptMachine {
         this.#onTrySent(event.tryId, nowMs);
         break;
       case 'try-overdue':
-        this.#onTryOverdue(event.tryId, nowMs);
+        this.#onTryOverdue(event.tryId, event.failure, nowMs);
         break;
       case 'timer':
         if (event.timerId === this.#backoffTimer) this.#afterBackoff(nowMs);
@@ -135,6 +142,7 @@ export class AttemptMachine {
     this.#target = target;
     this.#policy = policy;
     this.#triesOnOrigin = 0;
+    this.#failedOnOrigin = false;
     this.#previousDelayMs = policy.retry.backoff.baseMs;
     const first = target.gate.gate(nowMs, 1);
     if (first === 'circuit-open' || first === 'overflow') {
@@ -158,7 +166,7 @@ export class AttemptMachine {
       startedMs: nowMs,
       endsMs: nowMs + timeoutMs,
       sent: false,
-      overdue: false,
+      overdue: undefined,
     };
     this.#inFlight = appended(this.#inFlight, t);
     if (hedge) this.#hedges = appended(this.#hedges, t);
@@ -200,14 +208,21 @@ export class AttemptMachine {
     this.#emit({ type: 'wait', timerId: this.#hedgeTimer, delayMs });
   }
 
+  /**
+   * Once a try has failed, the last try is kept for a retry: a hedge taking it would leave the
+   * request with no try for when the link comes back. Under loss such hedges went out seconds
+   * into a burst, sat in TCP's back-off beside the try they hedged, and neither was due to
+   * resend when the burst ended; the retry comes after the try in flight, as a fresh connect.
+   */
   #mayHedge(): boolean {
     const policy = this.#policy;
+    const triesLeft = policy.attempts - this.#triesOnOrigin;
     return (
       this.#phase === 'trying' &&
       !this.#clientGone &&
       this.#inFlight.length > 0 &&
       this.#inFlight.length < policy.retry.hedge.max &&
-      this.#triesOnOrigin < policy.attempts &&
+      triesLeft > (this.#failedOnOrigin ? 1 : 0) &&
       !policy.retry.observeOnly &&
       this.#in.body() === 'replayable'
     );
@@ -246,25 +261,51 @@ export class AttemptMachine {
   }
 
   /**
-   * A sent try had its per-try time without an answer. Cut, it ends as `timeout` (SPEC §3).
-   * But while another try of the request still waits within its own time, cutting it starts
-   * nothing (a retry waits for the last try in flight): it goes on beside that try and ends
-   * with it. Under packet loss the older try is often the one whose next retransmission gets
-   * through.
+   * A sent try had its per-try time without an answer, or its held body stalled. Cut, it ends
+   * as `timeout` or `body-cut` (SPEC §3). But while another try of the request still waits
+   * within its own time, cutting it starts nothing (a retry waits for the last try in
+   * flight): it goes on beside that try and ends with it. Under packet loss the older try is
+   * often the one whose next retransmission gets through, and a held body that stalled there
+   * has its head and part of its body in already.
    */
-  #onTryOverdue(tryId: number, firedMs: number): void {
+  #onTryOverdue(tryId: number, failure: OverdueFailure, firedMs: number): void {
     const t = this.#inFlightTry(tryId);
-    if (t === undefined || this.#phase === 'done') return;
+    // a kept try whose other timer fires later is kept still
+    if (t === undefined || t.overdue !== undefined || this.#phase === 'done') return;
+    const end = failure === 'timeout' ? TIMED_OUT : BODY_CUT;
     // its time is up by definition: a timer that fired a tick before the clock says so must
     // not turn the deadline into a plain timeout
-    const nowMs = Math.max(firedMs, t.endsMs);
-    const anotherWaits = this.#inFlight.some((f) => f !== t && !f.overdue);
+    const nowMs = failure === 'timeout' ? Math.max(firedMs, t.endsMs) : firedMs;
+    const anotherWaits = this.#inFlight.some((f) => f !== t && f.overdue === undefined);
+    this.#failedOnOrigin = true;
     if (anotherWaits && !this.#clientGone) {
-      t.overdue = true;
+      t.overdue = end;
+      return;
+    }
+    if (failure === 'body-cut' && !this.#clientGone && this.#noTriesLeft()) {
+      // holding was for a retry that can no longer come: the body goes to the client as it
+      // comes, as it would have if it had not been held
+      t.overdue = end;
+      this.#emit({ type: 'stop-holding', tryId });
       return;
     }
     this.#emit({ type: 'cancel', tryId });
-    this.#onTryEnded(tryId, TIMED_OUT, nowMs);
+    this.#onTryEnded(tryId, end, nowMs);
+  }
+
+  /**
+   * The last try failed beside a kept try whose held body stalled: with no try left to replace
+   * it, that body goes to the client as it comes (`#onTryOverdue`). Whether there was one.
+   */
+  #stopHoldingKept(): boolean {
+    const kept = this.#inFlight.find((f) => f.overdue?.failure === 'body-cut');
+    if (kept === undefined) return false;
+    this.#emit({ type: 'stop-holding', tryId: kept.id });
+    return true;
+  }
+
+  #noTriesLeft(): boolean {
+    return this.#triesOnOrigin >= this.#policy.attempts;
   }
 
   #onTryEnded(tryId: number, end: TryEnd, nowMs: number): void {
@@ -290,6 +331,7 @@ export class AttemptMachine {
     gate.record(nowMs, t.permit, this.#clientGone ? undefined : failed);
     this.record.addTry(end, gate.authority);
     if (!failed) gate.latency.add(nowMs - t.startedMs);
+    else this.#failedOnOrigin = true;
     if (this.#clientGone) {
       if (end.kind === 'response') this.#emit({ type: 'cancel', tryId: t.id });
       if (this.#inFlight.length > 0) return;
@@ -297,23 +339,32 @@ export class AttemptMachine {
       this.#answer({ kind: 'client-gone' });
       return;
     }
+    const final = end.kind === 'response' && !this.#policy.retry.onStatuses.has(end.status);
+    if (this.#phase === 'backoff') {
+      // a kept try (`#onTryOverdue`) ended while its retry waits: the retry comes anyway,
+      // unless this is the answer after all
+      if (final) {
+        this.#backoffTimer = 0;
+        this.#target.gate.record(nowMs, this.#retryPermit, undefined);
+        this.#win(t, nowMs);
+      } else if (end.kind === 'response') this.#emit({ type: 'cancel', tryId: t.id });
+      return;
+    }
     if (this.#inFlight.length > 0) {
       // the others may still answer: only a final answer ends the race now
-      if (end.kind === 'response' && !this.#policy.retry.onStatuses.has(end.status)) {
+      if (final) {
         this.#win(t, nowMs);
         return;
       }
-      if (!this.#inFlight.every((f) => f.overdue)) {
+      if (!this.#inFlight.every((f) => f.overdue !== undefined)) {
         if (end.kind === 'response') this.#emit({ type: 'cancel', tryId: t.id });
-        // a place in the race is free: a hedge may take it, after the usual wait, but not the
-        // last try: under loss that hedge mostly failed to connect, and the try still in
-        // flight then ended with no try left to retry it
-        const lastTry = this.#triesOnOrigin + 1 >= this.#policy.attempts;
-        if (this.#hedgeTimer === 0 && !lastTry) this.#armHedge(nowMs);
+        // a place in the race is free: a hedge may take it, after the usual wait (not the last
+        // try, `#mayHedge`: under loss that hedge mostly failed to connect, and the try still
+        // in flight then ended with no try left to retry it)
+        if (this.#hedgeTimer === 0) this.#armHedge(nowMs);
         return;
       }
-      // only tries past their own time are left: they end with this one
-      this.#endOverdue(nowMs);
+      // only kept tries are left: they go on beside its retry, or end with it (`#decide`)
     }
     this.#decide(t, end, nowMs);
   }
@@ -331,14 +382,21 @@ export class AttemptMachine {
       random: this.#in.random,
     });
     if (!decision.retry) {
+      if (end.kind === 'failure' && this.#noTriesLeft() && this.#stopHoldingKept()) return;
+      this.#endOverdue(nowMs);
       this.#stop(decision.cause, t, end, nowMs);
       return;
     }
     const next = t.target.gate.gate(nowMs, this.#triesOnOrigin + 1);
     // refused: the client gets the answer it would have got without reprise
     if (next === 'circuit-open' || next === 'budget') {
+      this.#endOverdue(nowMs);
       this.#stop(next, t, end, nowMs);
       return;
+    }
+    // a kept try goes on beside the retry while there is room for both: it may answer first
+    if (this.#inFlight.length + 1 > Math.max(1, this.#policy.retry.hedge.max)) {
+      this.#endOverdue(nowMs);
     }
     this.#retryPermit = next;
     this.#retryReason = decision.reason;
@@ -395,13 +453,13 @@ export class AttemptMachine {
     this.#answer({ kind: 'response', tryId: t.id });
   }
 
-  /** The tries kept past their per-try time end as `timeout`, as they would have at it. */
+  /** The tries kept failed end as they would have when cut (`timeout`, `body-cut`). */
   #endOverdue(nowMs: number): void {
     for (const t of this.#inFlight) {
       const gate = t.target.gate;
       gate.record(nowMs, t.permit, true);
       if (t.hedge) gate.leave(nowMs);
-      this.record.addTry(TIMED_OUT, gate.authority);
+      this.record.addTry(t.overdue ?? TIMED_OUT, gate.authority);
       this.#emit({ type: 'cancel', tryId: t.id });
     }
     this.#inFlight = NO_TRIES;
@@ -420,6 +478,7 @@ export class AttemptMachine {
 
   /** No answer to relay from this origin: go to the fallback, or answer with `error`. */
   #endOrigin(error: Exclude<LoopError, 'deadline'>, nowMs: number): void {
+    this.#endOverdue(nowMs);
     const fallback = this.#onFallback ? undefined : this.#fallbackFor(error, nowMs);
     if (fallback !== undefined && this.#in.fallback !== undefined) {
       this.finish(nowMs);
@@ -456,6 +515,7 @@ export class AttemptMachine {
     this.#hedgeDue = false;
     if (this.#phase === 'backoff') {
       this.#target.gate.record(nowMs, this.#retryPermit, undefined);
+      this.#cancelInFlight(nowMs);
       this.record.suppressed = 'client-gone';
       this.#answer({ kind: 'client-gone' });
       return;

@@ -3,9 +3,11 @@
  * final answer wins and the other is cancelled. Real proxy, real loopback upstream.
  */
 import { request } from 'node:http';
-import { describe, expect, it } from 'vitest';
+import type { Socket } from 'node:net';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { type ManualClock, manualClock, until } from '../helpers/clock.ts';
 import { closeAfterEach } from '../helpers/close-after-each.ts';
+import { startRawUpstream } from '../helpers/fault-relay.ts';
 import { FAST, startProxy, viaProxy } from '../helpers/proxy.ts';
 import { delayed, echo, reply, startUpstream, type Upstream } from '../helpers/upstream.ts';
 
@@ -32,14 +34,19 @@ async function metrics(adminPort: number): Promise<string[]> {
   return (await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()).split('\n');
 }
 
+/** Tries in flight to every upstream together. */
+async function inFlight(adminPort: number): Promise<number> {
+  const state = (await (await fetch(`http://127.0.0.1:${adminPort}/state`)).json()) as {
+    upstreams: { inFlight: number }[];
+  };
+  return state.upstreams.reduce((sum, u) => sum + u.inFlight, 0);
+}
+
 /** Tries in flight to every upstream together, once that is 0 (the test's timeout bounds it). */
 async function settledInFlight(adminPort: number): Promise<number> {
   for (;;) {
-    const state = (await (await fetch(`http://127.0.0.1:${adminPort}/state`)).json()) as {
-      upstreams: { inFlight: number }[];
-    };
-    const inFlight = state.upstreams.reduce((sum, u) => sum + u.inFlight, 0);
-    if (inFlight === 0) return inFlight;
+    const n = await inFlight(adminPort);
+    if (n === 0) return n;
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
@@ -89,6 +96,68 @@ describe('a hedged GET', () => {
     const res = await answer;
     expect(res.body.toString()).toBe('first');
     expect(px.requests()[0]).toMatchObject({ won: 1, hedges: ['lost'] });
+  });
+});
+
+describe('a try whose held body stalls beside a hedge', () => {
+  const WHOLE = Buffer.alloc(4811, 99);
+  const HEAD = `HTTP/1.1 200 OK\r\ncontent-length: ${WHOLE.length}\r\n\r\n`;
+
+  it('is kept: the rest of its body comes after bodyTimeout, and it answers', async () => {
+    let first: Socket | undefined;
+    // try 1: the head and 10 bytes, the rest when the test says; the hedge: nothing
+    const raw = await startRawUpstream((socket, n) => {
+      if (n > 0) return;
+      first = socket;
+      socket.write(HEAD + WHOLE.subarray(0, 10).toString('latin1'));
+    });
+    onTestFinished(() => raw.close());
+    const clock = manualClock();
+    const px = await startProxy(`${HEDGED}      bodyTimeout: 200ms\n`, clock.options);
+    const answer = viaProxy(px.port, 'GET', `${raw.origin}/doc`);
+    // try 1's body is held (its stall timer runs) when hedge.after passes
+    await until(() => clock.armedFor(200) === 1 && clock.armedFor(50) === 1);
+    await clock.advance(50);
+    await until(() => raw.heads.length === 2);
+    // the body stalls past bodyTimeout: cut, it would start nothing, as the hedge waits
+    await clock.advance(150);
+    first?.write(WHOLE.subarray(10));
+    const res = await answer;
+    expect(res.status).toBe(200);
+    expect(res.body.equals(WHOLE)).toBe(true);
+    expect(px.requests()[0]).toMatchObject({ status: 200, attempts: 2, won: 1, hedges: ['lost'] });
+  });
+
+  it('on the last try, is answered as it comes instead of cut', async () => {
+    let first: Socket | undefined;
+    // try 1: the head and 10 bytes, the rest when the test says; the hedge: refused at once
+    const raw = await startRawUpstream((socket, n) => {
+      if (n > 0) {
+        socket.destroy();
+        return;
+      }
+      first = socket;
+      socket.write(HEAD + WHOLE.subarray(0, 10).toString('latin1'));
+    });
+    onTestFinished(() => raw.close());
+    const clock = manualClock();
+    const px = await startProxy(
+      `${HEDGED}      attempts: 2\n      bodyTimeout: 200ms\n`,
+      clock.options,
+    );
+    const answer = viaProxy(px.port, 'GET', `${raw.origin}/doc`);
+    await until(() => clock.armedFor(200) === 1 && clock.armedFor(50) === 1);
+    await clock.advance(50);
+    // the hedge, the last try, fails (its slot given back): no retry could replace try 1 now
+    await until(() => raw.heads.length === 2);
+    while ((await inFlight(px.adminPort)) > 1) await new Promise((r) => setTimeout(r, 5));
+    await clock.advance(150);
+    // the client gets the head; the body follows as it comes
+    first?.write(WHOLE.subarray(10));
+    const got = await answer;
+    expect(got.status).toBe(200);
+    expect(got.body.equals(WHOLE)).toBe(true);
+    expect(px.requests()[0]).toMatchObject({ status: 200, won: 1 });
   });
 });
 

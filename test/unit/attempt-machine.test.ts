@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { UpstreamSettings } from '../../src/config/types.ts';
 import { type Upstream, UpstreamRegistry } from '../../src/resilience/upstream-registry.ts';
-import type { AttemptAction, TryEnd } from '../../src/retry/attempt-events.ts';
+import type { AttemptAction, OverdueFailure, TryEnd } from '../../src/retry/attempt-events.ts';
 import { AttemptMachine } from '../../src/retry/attempt-machine.ts';
 import type { BodyState } from '../../src/retry/decide.ts';
 import { resolveRequestPolicy } from '../../src/retry/request-policy.ts';
@@ -33,7 +33,7 @@ interface Rig {
   fire(timerId: number): AttemptAction[];
   clientGone(): AttemptAction[];
   sent(tryId: number): AttemptAction[];
-  overdue(tryId: number): AttemptAction[];
+  overdue(tryId: number, failure?: OverdueFailure): AttemptAction[];
 }
 
 function rig(
@@ -88,7 +88,8 @@ function rig(
     fire: (timerId) => keep(machine.handle({ type: 'timer', timerId }, r.now)),
     clientGone: () => keep(machine.handle({ type: 'client-gone' }, r.now)),
     sent: (tryId) => keep(machine.handle({ type: 'try-sent', tryId }, r.now)),
-    overdue: (tryId) => keep(machine.handle({ type: 'try-overdue', tryId }, r.now)),
+    overdue: (tryId, failure = 'timeout') =>
+      keep(machine.handle({ type: 'try-overdue', tryId, failure }, r.now)),
   };
   function keep(out: AttemptAction[]): AttemptAction[] {
     actions.push(...out);
@@ -297,6 +298,30 @@ describe('hedging', () => {
     expect(retry).toMatchObject({ attempt: 3 });
   });
 
+  it('keeps the last try for a retry once a try has failed: no hedge takes it after a retry', () => {
+    const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
+    const [first] = sends(r.start());
+    r.now = 10;
+    const failed = r.end(first?.tryId ?? 0, REFUSED);
+    r.now = 110;
+    const retried = r.fire(waits(failed)[0]?.timerId ?? 0);
+    expect(sends(retried)[0]).toMatchObject({ attempt: 2 });
+    // a hedge now would be the last try: none is armed
+    expect(waits(retried)).toEqual([]);
+    r.now = 10_110;
+    const cut = r.overdue(sends(retried)[0]?.tryId ?? 0);
+    expect(cut.map((a) => a.type)).toEqual(['cancel', 'retry', 'wait']);
+    r.now = 10_310;
+    expect(sends(r.fire(waits(cut)[0]?.timerId ?? 0))[0]).toMatchObject({ attempt: 3 });
+  });
+
+  it('still hedges with the last try while no try has failed', () => {
+    const r = rig({ route: { retry: { attempts: 2, hedge: { afterMs: 50, max: 2 } } } });
+    const out = r.start();
+    r.now = 50;
+    expect(sends(r.fire(waits(out)[0]?.timerId ?? 0))[0]).toMatchObject({ attempt: 2 });
+  });
+
   it('cuts an overdue try that is alone in flight as a timeout, and retries it', () => {
     const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
     const out = r.start();
@@ -324,15 +349,145 @@ describe('hedging', () => {
     expect(r.machine.record).toMatchObject({ attempts: 2, wonAttempt: 1 });
   });
 
-  it('ends the kept overdue try with the other once that one has had its time, then retries', () => {
+  it('keeps the overdue try beside the retry once the other has had its time too', () => {
     const { r, first, hedge } = twoInFlight(3);
     r.now = 10_000;
     expect(r.overdue(first?.tryId ?? 0)).toEqual([]);
     r.now = 12_000;
     const end = r.overdue(hedge?.tryId ?? 0);
-    expect(end.map((a) => a.type)).toEqual(['cancel', 'cancel', 'retry', 'wait']);
+    // only the hedge is cut: the retry needs one place, and the first try keeps the other
+    expect(end).toContainEqual({ type: 'cancel', tryId: hedge?.tryId });
+    expect(end).not.toContainEqual({ type: 'cancel', tryId: first?.tryId });
+    expect(end.map((a) => a.type)).toEqual(['cancel', 'retry', 'wait']);
+    r.now = 12_100;
+    const [retry] = sends(r.fire(waits(end)[0]?.timerId ?? 0));
+    expect(retry?.attempt).toBe(3);
+    // under loss the kept try's next resend may get through first
+    r.now = 12_600;
+    const won = r.end(first?.tryId ?? 0, OK);
+    expect(won).toContainEqual({ type: 'cancel', tryId: retry?.tryId });
+    expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
+    expect(r.machine.record).toMatchObject({ attempts: 3, wonAttempt: 1 });
+  });
+
+  it('ends the kept try as a timeout when the retry beside it fails and no try is left', () => {
+    const { r, first, hedge } = twoInFlight(3);
+    r.now = 10_000;
+    r.overdue(first?.tryId ?? 0);
+    r.now = 12_000;
+    const end = r.overdue(hedge?.tryId ?? 0);
+    r.now = 12_100;
+    const [retry] = sends(r.fire(waits(end)[0]?.timerId ?? 0));
+    r.now = 15_600;
+    const failed = r.end(retry?.tryId ?? 0, REFUSED);
+    expect(failed).toContainEqual({ type: 'cancel', tryId: first?.tryId });
+    expect(answerOf(failed)).toMatchObject({ kind: 'error', error: 'connect-failure' });
+    expect(r.machine.record.outcomes).toEqual(['timeout', 'connect-failure', 'timeout']);
+    expect(r.primary.inFlight).toBe(1);
+  });
+
+  it('lets the kept try answer during the back-off: the retry is never made', () => {
+    const { r, first, hedge } = twoInFlight(3);
+    r.now = 10_000;
+    r.overdue(first?.tryId ?? 0);
+    r.now = 12_000;
+    const end = r.overdue(hedge?.tryId ?? 0);
+    r.now = 12_050;
+    const won = r.end(first?.tryId ?? 0, OK);
+    expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
+    // the back-off's timer fires into a finished loop
+    expect(r.fire(waits(end)[0]?.timerId ?? 0)).toEqual([]);
+    expect(r.machine.record).toMatchObject({ attempts: 2, retryReasons: [], wonAttempt: 1 });
+  });
+
+  it('drops a kept try that fails during the back-off, and still makes the retry', () => {
+    const { r, first, hedge } = twoInFlight(3);
+    r.now = 10_000;
+    r.overdue(first?.tryId ?? 0);
+    r.now = 12_000;
+    const end = r.overdue(hedge?.tryId ?? 0);
+    r.now = 12_050;
+    expect(r.end(first?.tryId ?? 0, RESET)).toEqual([]);
     r.now = 12_100;
     expect(sends(r.fire(waits(end)[0]?.timerId ?? 0))[0]?.attempt).toBe(3);
+  });
+
+  it('cancels the kept try when the client leaves during the back-off', () => {
+    const { r, first, hedge } = twoInFlight(3);
+    r.now = 10_000;
+    r.overdue(first?.tryId ?? 0);
+    r.now = 12_000;
+    r.overdue(hedge?.tryId ?? 0);
+    r.now = 12_050;
+    const gone = r.clientGone();
+    expect(gone).toContainEqual({ type: 'cancel', tryId: first?.tryId });
+    expect(answerOf(gone)).toEqual({ kind: 'client-gone' });
+    expect(r.primary.inFlight).toBe(1);
+  });
+
+  it('keeps a held body that stalled beside a try still within its time', () => {
+    const { r, first, hedge } = twoInFlight(2);
+    r.now = 4000;
+    // the head and part of the body are in: cutting it would start nothing
+    expect(r.overdue(first?.tryId ?? 0, 'body-cut')).toEqual([]);
+    r.now = 9000;
+    const won = r.end(first?.tryId ?? 0, OK);
+    expect(won).toContainEqual({ type: 'cancel', tryId: hedge?.tryId });
+    expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
+  });
+
+  it('keeps a stalled held body beside the retry of the try that failed beside it', () => {
+    const { r, first, hedge } = twoInFlight(3);
+    r.now = 4000;
+    r.overdue(first?.tryId ?? 0, 'body-cut');
+    r.now = 6000;
+    const end = r.end(hedge?.tryId ?? 0, RESET);
+    expect(end.map((a) => a.type)).toEqual(['retry', 'wait']);
+    r.now = 6100;
+    const [retry] = sends(r.fire(waits(end)[0]?.timerId ?? 0));
+    r.now = 6200;
+    const won = r.end(retry?.tryId ?? 0, OK);
+    expect(won).toContainEqual({ type: 'cancel', tryId: first?.tryId });
+    expect(answerOf(won)).toEqual({ kind: 'response', tryId: retry?.tryId });
+    expect(r.machine.record).toMatchObject({ attempts: 3, wonAttempt: 3 });
+  });
+
+  it('cuts a held body that stalled alone while a retry may follow, and retries it', () => {
+    const r = rig({ route: { retry: { attempts: 2 } } });
+    const [first] = sends(r.start());
+    r.now = 2000;
+    const cut = r.overdue(first?.tryId ?? 0, 'body-cut');
+    expect(cut.map((a) => a.type)).toEqual(['cancel', 'retry', 'wait']);
+    expect(r.machine.record.outcomes).toEqual(['body-cut']);
+  });
+
+  it('stops holding a kept stalled body once the last try beside it fails', () => {
+    const { r, first, hedge } = twoInFlight(2);
+    r.now = 4000;
+    expect(r.overdue(first?.tryId ?? 0, 'body-cut')).toEqual([]);
+    r.now = 5500;
+    // the hedge was the last try: rather than ending with it, the kept body is answered
+    const out = r.end(hedge?.tryId ?? 0, REFUSED);
+    expect(out).toEqual([{ type: 'stop-holding', tryId: first?.tryId }]);
+    const won = r.end(first?.tryId ?? 0, OK);
+    expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
+    expect(r.machine.record).toMatchObject({ attempts: 2, wonAttempt: 1 });
+    expect(r.machine.record.outcomes).toEqual(['connect-failure', '2xx']);
+  });
+
+  it('stops holding a stalled body when no try is left to replace it: it is answered as it comes', () => {
+    const { r, first, hedge } = twoInFlight(2);
+    r.now = 5500;
+    // the hedge took the last try, and failed
+    r.end(hedge?.tryId ?? 0, REFUSED);
+    r.now = 6000;
+    const out = r.overdue(first?.tryId ?? 0, 'body-cut');
+    expect(out).toEqual([{ type: 'stop-holding', tryId: first?.tryId }]);
+    // its later timer changes nothing
+    expect(r.overdue(first?.tryId ?? 0, 'timeout')).toEqual([]);
+    const won = r.end(first?.tryId ?? 0, OK);
+    expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
+    expect(r.machine.record).toMatchObject({ attempts: 2, wonAttempt: 1 });
   });
 
   it('ends the kept overdue try as a timeout once the try beside it has had its own time', () => {

@@ -1,7 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { raceConnect, type SetTimer } from '../../src/proxy/upstream/connect-race.ts';
+import {
+  RACE_AFTER_MS,
+  RACE_MAX,
+  raceConnect,
+  type SetTimer,
+} from '../../src/proxy/upstream/connect-race.ts';
 import { type BlackHole, startBlackHole } from '../helpers/fault-relay.ts';
 
 class FakeSocket extends EventEmitter {
@@ -89,6 +94,19 @@ describe('raceConnect', () => {
     expect(outcome.error).toBe(refused);
     expect(sockets.every((s) => s.destroyed)).toBe(true);
     expect(timers.pending()).toBe(0);
+  });
+
+  it('as embedded, sends a SYN at least every 250 ms through a default 3.5 s connect', () => {
+    const { timers, sockets } = race(RACE_MAX);
+    while (timers.pending() > 0) timers.fire();
+    // racer i starts at i * 250 ms; the kernel sends its SYN again 1 s and 3 s later
+    const syns = sockets
+      .flatMap((_, i) => [0, 1000, 3000].map((resend) => i * RACE_AFTER_MS + resend))
+      .filter((ms) => ms <= 3500)
+      .sort((a, b) => a - b);
+    const gaps = syns.slice(1).map((ms, i) => ms - (syns[i] as number));
+    expect(Math.max(...gaps)).toBeLessThanOrEqual(RACE_AFTER_MS);
+    expect(syns.at(-1)).toBe(3500);
   });
 
   it('with max 1 is a plain connect', () => {

@@ -153,6 +153,9 @@ class Exchange {
         case 'cancel':
           this.#cancel(action.tryId);
           break;
+        case 'stop-holding':
+          this.#flightOf(action.tryId)?.pending.release();
+          break;
         case 'wait': {
           const { timerId, delayMs } = action;
           const timer = ctx.timers.set(() => this.#feed({ type: 'timer', timerId }), delayMs);
@@ -213,7 +216,7 @@ class Exchange {
       pool: this.#ctx.pool,
       // never fed to the machine from inside the actions it is doing now
       onSent: () => queueMicrotask(() => this.#feed({ type: 'try-sent', tryId: action.tryId })),
-      onOverdue: () => this.#feed({ type: 'try-overdue', tryId: action.tryId }),
+      onOverdue: (failure) => this.#feed({ type: 'try-overdue', tryId: action.tryId, failure }),
     });
     const flight: Flight = {
       tryId: action.tryId,

@@ -13,8 +13,14 @@ import type { EventEmitter } from 'node:events';
 
 /** RFC 8305's recommended connection attempt delay. */
 export const RACE_AFTER_MS = 250;
-/** Connects in flight at once for one dial, the first included. */
-export const RACE_MAX = 3;
+/**
+ * Connects in flight at once for one dial, the first included. Eight, started 250 ms apart,
+ * keep a SYN going out at least every 250 ms until the default connect timeout (3.5 s): the
+ * racers' own resends (1 s and 3 s after each) fill in after the last has started. With three
+ * the link was tried only at 1.5 s and then not before 3 s, and under 80% loss about half the
+ * connects failed within 3.5 s. An upstream nearer than 750 ms costs no more than with three.
+ */
+export const RACE_MAX = 8;
 
 /** What a racer needs of a socket: `connect` and `error` events, and `destroy`. */
 export interface RacingSocket extends EventEmitter {

@@ -72,7 +72,7 @@ export interface DialerOptions {
    * it failed (the certificate's error code and message, for the log).
    */
   readonly onHandshake?: (result: HandshakeResult, target: DialTarget, error?: DialError) => void;
-  /** How a slow TCP connect is raced (connect-race.ts); 250 ms, 3 at most, unless given. */
+  /** How a slow TCP connect is raced (connect-race.ts); 250 ms, 8 at most, unless given. */
   readonly race?: RaceOptions;
   /** Arms the connect timeout, and the race's timer unless `race` brings its own. */
   readonly timers?: Timers;

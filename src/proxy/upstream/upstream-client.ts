@@ -14,7 +14,7 @@ import type { BufferPool } from '../buffer-pool.ts';
 import { dialerConnector } from './connector.ts';
 import type { Dialer } from './dialer.ts';
 import { Agent, Client, Pool } from './undici-agent.ts';
-import { type DeniedTry, type TryResult, UpstreamTry } from './upstream-try.ts';
+import { type DeniedTry, type TryLimits, type TryResult, UpstreamTry } from './upstream-try.ts';
 
 export type { DeniedTry, TryResult };
 
@@ -39,8 +39,8 @@ export interface TryRequest {
   readonly pool: BufferPool;
   /** Called once the try is connected and its request is being written. */
   readonly onSent?: () => void;
-  /** Called when a sent try has had its time: see TryLimits.onOverdue. */
-  readonly onOverdue?: () => void;
+  /** Called when a sent try has had its time or its held body stalled: see TryLimits.onOverdue. */
+  readonly onOverdue?: TryLimits['onOverdue'];
 }
 
 /** A try on its way; `abort` cancels it wherever it is (the client went away). */
@@ -49,6 +49,8 @@ export interface PendingTry {
   /** `ip:port` of the connection the try was sent on; undefined until it was sent. */
   readonly upstreamAddress: string | undefined;
   abort(): void;
+  /** A held body is given now and follows as it comes (no retry could replace it any more). */
+  release(): void;
 }
 
 export interface UpstreamClientOptions {

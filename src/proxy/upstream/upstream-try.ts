@@ -11,6 +11,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
+import type { OverdueFailure } from '../../retry/attempt-events.ts';
 import { classifyError } from '../../retry/failure.ts';
 import type { Timer, Timers } from '../../timers.ts';
 import type { FailureName } from '../../vocabulary.ts';
@@ -50,10 +51,11 @@ export interface TryLimits {
   /** Called once the try is connected and its request is being written. */
   readonly onSent?: () => void;
   /**
-   * A sent try had `tryTimeoutMs` without a head: called instead of failing it, and the try
-   * goes on until aborted (the attempt loop decides). Without it the try fails as `timeout`.
+   * A sent try had `tryTimeoutMs` without a head (`timeout`), or its held body of known length
+   * stalled (`body-cut`): called instead of failing it, and the try goes on until aborted or
+   * until it answers after all (the attempt loop decides). Without it the try fails so.
    */
-  readonly onOverdue?: () => void;
+  readonly onOverdue?: (failure: OverdueFailure) => void;
 }
 
 /** Where the rest of a relayed body goes. */
@@ -121,6 +123,11 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
   /** Cancels the try wherever it is (the client went away). */
   abort(): void {
     this.#fail(new ClientGone('client went away'));
+  }
+
+  /** Stops holding the body: the head is given now, the body streams as it comes. */
+  release(): void {
+    if (this.#phase === 'holding') this.#stopHolding();
   }
 
   // --- undici's side
@@ -357,11 +364,14 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
 
   /**
    * A held body is not whole in time (bodyTimeout or perTryTimeout, whichever noticed first):
-   * nothing has reached the client, so the try failed (SPEC §3) — unless the body has no
-   * length, which may be a stream whose pauses are its nature: it goes to the client as it comes.
+   * nothing has reached the client, so the try failed (SPEC §3), and the attempt loop cuts it,
+   * keeps it beside another try, or has it stop holding — unless the body has no length, which
+   * may be a stream whose pauses are its nature: it goes to the client as it comes.
    */
   #onHeldStall(reason: Error): void {
+    const { onOverdue } = this.#limits;
     if (this.#head?.headers['content-length'] === undefined) this.#stopHolding();
+    else if (onOverdue !== undefined) onOverdue('body-cut');
     else this.#fail(reason);
   }
 
@@ -377,7 +387,7 @@ export class UpstreamTry implements Dispatcher.DispatchHandler {
     } else if (this.#phase === 'waiting') {
       // a sent try is the attempt loop's to cut or to keep beside another (attempt-machine.ts)
       const { onOverdue } = this.#limits;
-      if (this.#controller !== undefined && onOverdue !== undefined) onOverdue();
+      if (this.#controller !== undefined && onOverdue !== undefined) onOverdue('timeout');
       else this.#fail(new TryTimeout('perTryTimeout'));
     }
   }
