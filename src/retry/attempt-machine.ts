@@ -63,9 +63,9 @@ const BODY_CUT = { kind: 'failure', failure: 'body-cut' } as const satisfies Try
 
 type Phase = 'new' | 'trying' | 'backoff' | 'done';
 
-/** Never added to: `appended` makes a new array of the first item. */
-const NO_TRIES: Try[] = [];
-const NO_ACTIONS: AttemptAction[] = [];
+/** Shared by every machine, so frozen: `appended` makes a new array of the first item. */
+const NO_TRIES = Object.freeze([]) as unknown as Try[];
+const NO_ACTIONS = Object.freeze([]) as unknown as AttemptAction[];
 
 export class AttemptMachine {
   /** What happened, for the summary (the access line and the metrics). */

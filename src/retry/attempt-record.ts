@@ -7,8 +7,11 @@ import type { SuppressedCause, TryOutcome } from '../vocabulary.ts';
 import type { HedgeResult, LoopError, TryEnd } from './attempt-events.ts';
 import { statusOutcome } from './failure.ts';
 
-/** Most requests have one try and no retry: their lists stay this one empty array. */
-const NONE: never[] = [];
+/**
+ * Most requests have one try and no retry: their lists stay this one empty array, frozen
+ * because every record shares it (a push to it throws instead of reaching all of them).
+ */
+const NONE = Object.freeze([]) as unknown as never[];
 
 /** `list` with `item` added: a first item makes an array of one (`[]` grows to 17 on a push). */
 export function appended<T>(list: T[], item: T): T[] {
