@@ -208,6 +208,19 @@ function twoInFlight(attempts: number) {
   return { r, first, hedge };
 }
 
+/**
+ * Three tries allowed, two in flight, both past their per-try time: the first is kept, the
+ * hedge cut, and `end` is what cutting it gave (the retry and its back-off).
+ */
+function bothOverdue() {
+  const { r, first, hedge } = twoInFlight(3);
+  r.now = 10_000;
+  r.overdue(first?.tryId ?? 0);
+  r.now = 12_000;
+  const end = r.overdue(hedge?.tryId ?? 0);
+  return { r, first, hedge, end };
+}
+
 describe('hedging', () => {
   const hedged = (after: number | 'auto' | 'off', max = 2): RouteOverrides => ({
     retry: { hedge: { afterMs: after, max } },
@@ -371,11 +384,7 @@ describe('hedging', () => {
   });
 
   it('ends the kept try as a timeout when the retry beside it fails and no try is left', () => {
-    const { r, first, hedge } = twoInFlight(3);
-    r.now = 10_000;
-    r.overdue(first?.tryId ?? 0);
-    r.now = 12_000;
-    const end = r.overdue(hedge?.tryId ?? 0);
+    const { r, first, end } = bothOverdue();
     r.now = 12_100;
     const [retry] = sends(r.fire(waits(end)[0]?.timerId ?? 0));
     r.now = 15_600;
@@ -387,11 +396,7 @@ describe('hedging', () => {
   });
 
   it('lets the kept try answer during the back-off: the retry is never made', () => {
-    const { r, first, hedge } = twoInFlight(3);
-    r.now = 10_000;
-    r.overdue(first?.tryId ?? 0);
-    r.now = 12_000;
-    const end = r.overdue(hedge?.tryId ?? 0);
+    const { r, first, end } = bothOverdue();
     r.now = 12_050;
     const won = r.end(first?.tryId ?? 0, OK);
     expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
@@ -401,11 +406,7 @@ describe('hedging', () => {
   });
 
   it('drops a kept try that fails during the back-off, and still makes the retry', () => {
-    const { r, first, hedge } = twoInFlight(3);
-    r.now = 10_000;
-    r.overdue(first?.tryId ?? 0);
-    r.now = 12_000;
-    const end = r.overdue(hedge?.tryId ?? 0);
+    const { r, first, end } = bothOverdue();
     r.now = 12_050;
     expect(r.end(first?.tryId ?? 0, RESET)).toEqual([]);
     r.now = 12_100;
@@ -413,11 +414,7 @@ describe('hedging', () => {
   });
 
   it('cancels the kept try when the client leaves during the back-off', () => {
-    const { r, first, hedge } = twoInFlight(3);
-    r.now = 10_000;
-    r.overdue(first?.tryId ?? 0);
-    r.now = 12_000;
-    r.overdue(hedge?.tryId ?? 0);
+    const { r, first } = bothOverdue();
     r.now = 12_050;
     const gone = r.clientGone();
     expect(gone).toContainEqual({ type: 'cancel', tryId: first?.tryId });
