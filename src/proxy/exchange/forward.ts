@@ -40,9 +40,9 @@ interface Flight {
   cancelled: boolean;
 }
 
-/** Shared by every exchange until its first try: never pushed to. */
-const NO_FLIGHTS: Flight[] = [];
-const NO_WAITS: Timer[] = [];
+/** Shared by every exchange until its first try, so frozen: never pushed to. */
+const NO_FLIGHTS = Object.freeze([]) as unknown as Flight[];
+const NO_WAITS = Object.freeze([]) as unknown as Timer[];
 
 export function forward(
   ctx: ProxyContext,
