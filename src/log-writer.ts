@@ -58,7 +58,9 @@ export class LogWriter {
   /** Queues one line (with its newline). */
   write(line: string): void {
     if (this.#closed) return;
-    if (this.#used - this.#stalled >= this.#maxPendingBytes) {
+    // everything waiting counts, the bytes the reader refused included: a reader that refuses
+    // every flush must not let each one make room for more
+    if (this.#used >= this.#maxPendingBytes) {
       this.#dropped++;
       return;
     }

@@ -67,15 +67,35 @@ describe('LogWriter', () => {
     });
     for (let i = 0; i < 10; i++) w.write(line(i));
     expect(w.flush()).toBe(false);
-    // 8-byte lines: two in the refused write, four more until 30 bytes wait, four dropped
-    expect(w.dropped).toBe(4);
+    // 8-byte lines: two in the refused write, two more until 32 bytes wait, six dropped
+    expect(w.dropped).toBe(6);
     full = false;
     expect(w.flush()).toBe(true);
     const lines = r.text().trimEnd().split('\n');
-    expect(lines.slice(0, 6)).toEqual([0, 1, 2, 3, 4, 5].map((i) => line(i).trimEnd()));
-    expect(lines).toHaveLength(7);
-    expect(lines[6]).toBe('4 dropped');
+    expect(lines.slice(0, 4)).toEqual([0, 1, 2, 3].map((i) => line(i).trimEnd()));
+    expect(lines).toHaveLength(5);
+    expect(lines[4]).toBe('6 dropped');
     expect(w.dropped).toBe(0);
+  });
+
+  it('holds no more than the cap however many flushes the reader refuses', () => {
+    let full = true;
+    const r = reader((bytes) => (full ? errno('EAGAIN') : bytes.length));
+    const w = new LogWriter({
+      writeBytes: r.writeBytes,
+      batchBytes: 10,
+      maxPendingBytes: 30,
+      droppedLine: (dropped) => `${dropped} dropped\n`,
+    });
+    // a flush between every few lines, as the flush timer does, each one refused
+    for (let i = 0; i < 100; i++) {
+      w.write(line(i));
+      if (i % 3 === 0) expect(w.flush()).toBe(false);
+    }
+    expect(w.dropped).toBe(96);
+    full = false;
+    expect(w.flush()).toBe(true);
+    expect(r.text()).toBe(`${[0, 1, 2, 3].map(line).join('')}96 dropped\n`);
   });
 
   it('stops writing once stdout is closed', () => {
