@@ -6,6 +6,7 @@ import {
   RACE_MAX,
   raceConnect,
   type SetTimer,
+  SpareConnects,
 } from '../../src/proxy/upstream/connect-race.ts';
 import { type BlackHole, startBlackHole } from '../helpers/fault-relay.ts';
 
@@ -35,7 +36,7 @@ function manualTimers(): { setTimer: SetTimer; fire(): void; pending(): number }
   };
 }
 
-function race(max: number) {
+function race(max: number, spares?: SpareConnects) {
   const timers = manualTimers();
   const sockets: FakeSocket[] = [];
   const outcome: { winner?: FakeSocket; error?: Error } = {};
@@ -55,7 +56,7 @@ function race(max: number) {
         outcome.error = error;
       },
     },
-    { afterMs: 250, max, setTimer: timers.setTimer },
+    { afterMs: 250, max, setTimer: timers.setTimer, ...(spares !== undefined && { spares }) },
   );
   return { timers, sockets, outcome, cancel };
 }
@@ -127,6 +128,42 @@ describe('raceConnect', () => {
     second.sockets[0]?.emit('connect');
     second.cancel();
     expect(second.sockets[0]?.destroyed).toBe(false);
+  });
+});
+
+describe('raceConnect: spare connects shared by every race', () => {
+  it('starts no spare past the shared cap, and waits the delay again for one', () => {
+    const spares = new SpareConnects(2);
+    const a = race(8, spares);
+    const b = race(8, spares);
+    a.timers.fire();
+    a.timers.fire();
+    b.timers.fire();
+    // a has its first and both spares; b only its first, and waits again for a spare
+    expect(a.sockets).toHaveLength(3);
+    expect(b.sockets).toHaveLength(1);
+    expect(spares.inFlight).toBe(2);
+    expect(b.timers.pending()).toBe(1);
+    // a connects: its spares are given back, and b's next wait starts one
+    a.sockets[2]?.emit('connect');
+    expect(spares.inFlight).toBe(0);
+    b.timers.fire();
+    expect(b.sockets).toHaveLength(2);
+    expect(spares.inFlight).toBe(1);
+  });
+
+  it('gives its spares back however the race ends: error or cancel', () => {
+    const spares = new SpareConnects(8);
+    const failed = race(3, spares);
+    failed.timers.fire();
+    failed.timers.fire();
+    expect(spares.inFlight).toBe(2);
+    failed.sockets[0]?.emit('error', new Error('refused'));
+    expect(spares.inFlight).toBe(0);
+    const cancelled = race(3, spares);
+    cancelled.timers.fire();
+    cancelled.cancel();
+    expect(spares.inFlight).toBe(0);
   });
 });
 

@@ -22,7 +22,14 @@ import { isDenied } from '../../routing/address-list.ts';
 import { REAL_TIMERS, type Timers } from '../../timers.ts';
 import type { DialFailure, HandshakeResult } from '../../vocabulary.ts';
 import { DeniedAddressError, guardedLookup } from './address-guard.ts';
-import { RACE_AFTER_MS, RACE_MAX, type RaceOptions, raceConnect } from './connect-race.ts';
+import {
+  RACE_AFTER_MS,
+  RACE_MAX,
+  type RaceOptions,
+  raceConnect,
+  SPARE_CONNECTS_MAX,
+  SpareConnects,
+} from './connect-race.ts';
 import { startTls, TlsSessions } from './upstream-tls.ts';
 
 export interface DialTarget {
@@ -72,7 +79,7 @@ export interface DialerOptions {
    * it failed (the certificate's error code and message, for the log).
    */
   readonly onHandshake?: (result: HandshakeResult, target: DialTarget, error?: DialError) => void;
-  /** How a slow TCP connect is raced (connect-race.ts); 250 ms, 8 at most, unless given. */
+  /** How a slow TCP connect is raced (connect-race.ts); 250 ms, 8 at most, 256 spares, unless given. */
   readonly race?: RaceOptions;
   /** Arms the connect timeout, and the race's timer unless `race` brings its own. */
   readonly timers?: Timers;
@@ -95,6 +102,7 @@ export class Dialer {
     this.#race = options.race ?? {
       afterMs: RACE_AFTER_MS,
       max: RACE_MAX,
+      spares: new SpareConnects(SPARE_CONNECTS_MAX),
       setTimer: (fn, ms) => {
         const timer = timers.set(fn, ms);
         return () => timers.clear(timer);
