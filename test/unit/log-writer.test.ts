@@ -24,6 +24,22 @@ function errno(code: string): Error {
 
 const line = (i: number) => `{"n":${i}}\n`;
 
+/** A writer of 10-byte batches and a 30-byte cap, its reader full until `startReading()`. */
+function behindFullReader() {
+  let full = true;
+  const r = reader((bytes) => (full ? errno('EAGAIN') : bytes.length));
+  const w = new LogWriter({
+    writeBytes: r.writeBytes,
+    batchBytes: 10,
+    maxPendingBytes: 30,
+    droppedLine: (dropped) => `${dropped} dropped\n`,
+  });
+  const startReading = () => {
+    full = false;
+  };
+  return { r, w, startReading };
+}
+
 describe('LogWriter', () => {
   it('writes nothing until a batch is full, then every line in order in one write', () => {
     const r = reader();
@@ -57,19 +73,12 @@ describe('LogWriter', () => {
   });
 
   it('holds lines while the reader is full, drops past the cap, and says how many', () => {
-    let full = true;
-    const r = reader((bytes) => (full ? errno('EAGAIN') : bytes.length));
-    const w = new LogWriter({
-      writeBytes: r.writeBytes,
-      batchBytes: 10,
-      maxPendingBytes: 30,
-      droppedLine: (dropped) => `${dropped} dropped\n`,
-    });
+    const { r, w, startReading } = behindFullReader();
     for (let i = 0; i < 10; i++) w.write(line(i));
     expect(w.flush()).toBe(false);
     // 8-byte lines: two in the refused write, two more until 32 bytes wait, six dropped
     expect(w.dropped).toBe(6);
-    full = false;
+    startReading();
     expect(w.flush()).toBe(true);
     const lines = r.text().trimEnd().split('\n');
     expect(lines.slice(0, 4)).toEqual([0, 1, 2, 3].map((i) => line(i).trimEnd()));
@@ -79,21 +88,14 @@ describe('LogWriter', () => {
   });
 
   it('holds no more than the cap however many flushes the reader refuses', () => {
-    let full = true;
-    const r = reader((bytes) => (full ? errno('EAGAIN') : bytes.length));
-    const w = new LogWriter({
-      writeBytes: r.writeBytes,
-      batchBytes: 10,
-      maxPendingBytes: 30,
-      droppedLine: (dropped) => `${dropped} dropped\n`,
-    });
+    const { r, w, startReading } = behindFullReader();
     // a flush between every few lines, as the flush timer does, each one refused
     for (let i = 0; i < 100; i++) {
       w.write(line(i));
       if (i % 3 === 0) expect(w.flush()).toBe(false);
     }
     expect(w.dropped).toBe(96);
-    full = false;
+    startReading();
     expect(w.flush()).toBe(true);
     expect(r.text()).toBe(`${[0, 1, 2, 3].map(line).join('')}96 dropped\n`);
   });
