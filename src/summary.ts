@@ -2,6 +2,7 @@
  * The one record of a finished request, tunnel or Upgrade, built by `summarize` and handed to
  * every sink (the access log line, the metrics). Sinks read it; nobody mutates it after.
  */
+import { NONE } from './lists.ts';
 import type { HedgeResult, SuppressedCause, TryOutcome } from './vocabulary.ts';
 
 /** What is known of a request the moment it arrives: when, and what logs join it on. */
@@ -84,8 +85,6 @@ export interface RequestEnd {
   readonly upstreamAddress?: string | undefined;
   readonly tls?: boolean;
 }
-
-const NONE: readonly never[] = Object.freeze([]);
 
 /** The one builder of the record, for the attempt loop, refusals, tunnels and Upgrades alike. */
 export function summarize(origin: RequestOrigin, end: RequestEnd, nowMs: number): RequestSummary {

@@ -10,6 +10,7 @@
  * "may retry" (the upstream's gate: breaker, budget, concurrency) after. Several tries may be
  * in flight (hedges); the first final answer wins and the others are cancelled.
  */
+import { appended, emptyList } from '../lists.ts';
 import type { BreakerPermit } from '../resilience/circuit-breaker.ts';
 import type { SuppressedCause } from '../vocabulary.ts';
 import type {
@@ -22,7 +23,7 @@ import type {
   OverdueFailure,
   TryEnd,
 } from './attempt-events.ts';
-import { AttemptRecord, appended } from './attempt-record.ts';
+import { AttemptRecord } from './attempt-record.ts';
 import { type BodyState, decideRetry } from './decide.ts';
 import { hedgeDelayMs } from './hedge.ts';
 import { type RequestPolicy, resolveFallbackPolicy, tryTimeoutMs } from './request-policy.ts';
@@ -63,10 +64,6 @@ const BODY_CUT = { kind: 'failure', failure: 'body-cut' } as const satisfies Try
 
 type Phase = 'new' | 'trying' | 'backoff' | 'done';
 
-/** Shared by every machine, so frozen: `appended` makes a new array of the first item. */
-const NO_TRIES = Object.freeze([]) as unknown as Try[];
-const NO_ACTIONS = Object.freeze([]) as unknown as AttemptAction[];
-
 export class AttemptMachine {
   /** What happened, for the summary (the access line and the metrics). */
   readonly record = new AttemptRecord();
@@ -77,8 +74,8 @@ export class AttemptMachine {
   #onFallback = false;
   /** The upstream whose in-flight slot the request holds until `finish`. */
   #slot: OriginTarget | undefined;
-  #inFlight: Try[] = NO_TRIES;
-  #hedges: Try[] = NO_TRIES;
+  #inFlight: Try[] = emptyList();
+  #hedges: Try[] = emptyList();
   #triesOnOrigin = 0;
   /** A try on this origin has failed: its last try is kept for a retry (`#mayHedge`). */
   #failedOnOrigin = false;
@@ -92,7 +89,7 @@ export class AttemptMachine {
   /** The hedge's wait ran out while every try was still connecting. */
   #hedgeDue = false;
   #clientGone = false;
-  #out: AttemptAction[] = NO_ACTIONS;
+  #out: AttemptAction[] = emptyList();
 
   constructor(input: MachineInput) {
     this.#in = input;
@@ -102,7 +99,7 @@ export class AttemptMachine {
 
   /** Feeds one event at `nowMs`; returns what to do, in order. */
   handle(event: AttemptEvent, nowMs: number): AttemptAction[] {
-    this.#out = NO_ACTIONS;
+    this.#out = emptyList();
     switch (event.type) {
       case 'start':
         if (this.#phase === 'new') this.#beginOrigin(this.#target, this.#policy, nowMs);
@@ -315,7 +312,7 @@ export class AttemptMachine {
     // a try cancelled earlier: its end was already accounted for
     if (index < 0 || this.#phase === 'done') return;
     const t = inFlight[index] as Try;
-    if (inFlight.length === 1) this.#inFlight = NO_TRIES;
+    if (inFlight.length === 1) this.#inFlight = emptyList();
     else inFlight.splice(index, 1);
     const gate = t.target.gate;
     if (t.hedge) gate.leave(nowMs);
@@ -462,7 +459,7 @@ export class AttemptMachine {
       this.record.addTry(t.overdue ?? TIMED_OUT, gate.authority);
       this.#emit({ type: 'cancel', tryId: t.id });
     }
-    this.#inFlight = NO_TRIES;
+    this.#inFlight = emptyList();
   }
 
   /** The tries still in flight lost the race: each was made, none is waited for. */
@@ -473,7 +470,7 @@ export class AttemptMachine {
       this.record.attempts++;
       this.#emit({ type: 'cancel', tryId: t.id });
     }
-    this.#inFlight = NO_TRIES;
+    this.#inFlight = emptyList();
   }
 
   /** No answer to relay from this origin: go to the fallback, or answer with `error`. */

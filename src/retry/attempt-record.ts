@@ -3,35 +3,23 @@
  * (the access line and the metrics): one entry per try, per retry made, per hedge.
  */
 
+import { appended, emptyList } from '../lists.ts';
 import type { SuppressedCause, TryOutcome } from '../vocabulary.ts';
 import type { HedgeResult, LoopError, TryEnd } from './attempt-events.ts';
 import { statusOutcome } from './failure.ts';
-
-/**
- * Most requests have one try and no retry: their lists stay this one empty array, frozen
- * because every record shares it (a push to it throws instead of reaching all of them).
- */
-const NONE = Object.freeze([]) as unknown as never[];
-
-/** `list` with `item` added: a first item makes an array of one (`[]` grows to 17 on a push). */
-export function appended<T>(list: T[], item: T): T[] {
-  if (list.length === 0) return [item];
-  list.push(item);
-  return list;
-}
 
 export class AttemptRecord {
   /** Tries made on the primary and the fallback together, cancelled hedges included. */
   attempts = 0;
   /** One per try that ended (a cancelled hedge has none). */
-  outcomes: TryOutcome[] = NONE;
+  outcomes: TryOutcome[] = emptyList();
   /** The upstream of each entry of `outcomes`. */
-  tryUpstreams: string[] = NONE;
+  tryUpstreams: string[] = emptyList();
   /** One per retry made: the failure name or the status code (`503`). */
-  retryReasons: string[] = NONE;
-  retryUpstreams: string[] = NONE;
+  retryReasons: string[] = emptyList();
+  retryUpstreams: string[] = emptyList();
   /** One per hedge due: `won` or `lost` once started, `suppressed` when the gate said no. */
-  hedgeResults: HedgeResult[] = NONE;
+  hedgeResults: HedgeResult[] = emptyList();
   suppressed: SuppressedCause | undefined;
   /** Why the request went to the route's fallback. */
   fallback: LoopError | undefined;

@@ -7,6 +7,7 @@
  * retry. Every exit records why in the summary, which the log line and the metrics share.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { appended, emptyList } from '../../lists.ts';
 import type {
   AttemptAction,
   AttemptEvent,
@@ -40,10 +41,6 @@ interface Flight {
   cancelled: boolean;
 }
 
-/** Shared by every exchange until its first try, so frozen: never pushed to. */
-const NO_FLIGHTS = Object.freeze([]) as unknown as Flight[];
-const NO_WAITS = Object.freeze([]) as unknown as Timer[];
-
 export function forward(
   ctx: ProxyContext,
   req: IncomingMessage,
@@ -63,9 +60,9 @@ class Exchange {
   /** The upstream request head: the first try's own, copied by every later try. */
   readonly #headers: string[];
   /** Lists made on their first item: most requests make one try and set one wait (a hedge's). */
-  #flights: Flight[] = NO_FLIGHTS;
+  #flights: Flight[] = emptyList();
   /** Every wait set, fired or not, all cleared at the end (a fired one is ignored). */
-  #waits: Timer[] = NO_WAITS;
+  #waits: Timer[] = emptyList();
   #body: ReplayableBody | undefined;
   #machine: AttemptMachine | undefined;
   #routeName = '';
@@ -159,8 +156,7 @@ class Exchange {
         case 'wait': {
           const { timerId, delayMs } = action;
           const timer = ctx.timers.set(() => this.#feed({ type: 'timer', timerId }), delayMs);
-          if (this.#waits === NO_WAITS) this.#waits = [timer];
-          else this.#waits.push(timer);
+          this.#waits = appended(this.#waits, timer);
           break;
         }
         case 'retry':
@@ -225,8 +221,7 @@ class Exchange {
       response: undefined,
       cancelled: false,
     };
-    if (this.#flights === NO_FLIGHTS) this.#flights = [flight];
-    else this.#flights.push(flight);
+    this.#flights = appended(this.#flights, flight);
     pending.result.then((result) => this.#onResult(flight, result));
   }
 

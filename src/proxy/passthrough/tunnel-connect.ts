@@ -4,6 +4,7 @@
  * loop, and every dial goes through the one dialer.
  */
 import type { Socket } from 'node:net';
+import { NONE } from '../../lists.ts';
 import type { BreakerPermit } from '../../resilience/circuit-breaker.ts';
 import type { Upstream } from '../../resilience/upstream-registry.ts';
 import { backoffDelay } from '../../retry/backoff.ts';
@@ -18,8 +19,6 @@ type TunnelRefusal = Exclude<
   TunnelOutcome,
   'established' | 'client-gone' | 'intercepted' | 'plain-http'
 >;
-
-const NONE: readonly never[] = Object.freeze([]);
 
 export type Opening =
   | {

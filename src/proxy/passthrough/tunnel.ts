@@ -12,6 +12,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import { NONE } from '../../lists.ts';
 import type { Upstream } from '../../resilience/upstream-registry.ts';
 import { type Authority, parseAuthority, socketAddress } from '../../routing/authority.ts';
 import { type RequestEnd, type RequestOrigin, summarize } from '../../summary.ts';
@@ -31,8 +32,6 @@ import {
 } from './tunnel-inside.ts';
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
-
-const NONE: readonly never[] = Object.freeze([]);
 
 /** Handles one CONNECT whose client passed the access check. Never throws. */
 export async function openTunnel(
