@@ -5,9 +5,9 @@ import {
   RACE_AFTER_MS,
   RACE_MAX,
   raceConnect,
-  type SetTimer,
   SpareConnects,
 } from '../../src/proxy/upstream/connect-race.ts';
+import type { Timers } from '../../src/timers.ts';
 import { type BlackHole, startBlackHole } from '../helpers/fault-relay.ts';
 
 class FakeSocket extends EventEmitter {
@@ -17,15 +17,19 @@ class FakeSocket extends EventEmitter {
   }
 }
 
-/** Timers that fire only when the test says so. */
-function manualTimers(): { setTimer: SetTimer; fire(): void; pending(): number } {
+/** Timers that fire only when the test says so: `fire` fires every one armed, whatever its delay. */
+function manualTimers(): { timers: Timers; fire(): void; pending(): number } {
   let due: (() => void)[] = [];
   return {
-    setTimer: (fn) => {
-      due.push(fn);
-      return () => {
-        due = due.filter((f) => f !== fn);
-      };
+    timers: {
+      set: (fn) => {
+        due.push(fn);
+        return { refresh: () => fn, fn };
+      },
+      clear: (timer) => {
+        const armed = timer as { fn?: () => void } | undefined;
+        due = due.filter((fn) => fn !== armed?.fn);
+      },
     },
     fire() {
       const now = due;
@@ -56,7 +60,7 @@ function race(max: number, spares?: SpareConnects) {
         outcome.error = error;
       },
     },
-    { afterMs: 250, max, setTimer: timers.setTimer, ...(spares !== undefined && { spares }) },
+    { afterMs: 250, max, timers: timers.timers, ...(spares !== undefined && { spares }) },
   );
   return { timers, sockets, outcome, cancel };
 }
@@ -190,7 +194,7 @@ describe('raceConnect with real loopback sockets', () => {
         return socket;
       },
       { connected: () => expect.unreachable(), failed: () => expect.unreachable() },
-      { afterMs: 250, max: 3, setTimer: timers.setTimer },
+      { afterMs: 250, max: 3, timers: timers.timers },
     );
     timers.fire();
     timers.fire();
@@ -212,7 +216,7 @@ describe('raceConnect with real loopback sockets', () => {
           return socket;
         },
         { connected: resolve, failed: reject },
-        { afterMs: 250, max: 3, setTimer: manualTimers().setTimer },
+        { afterMs: 250, max: 3, timers: manualTimers().timers },
       );
     });
     expect(winner.remotePort).toBe(port);

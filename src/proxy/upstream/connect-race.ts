@@ -10,6 +10,7 @@
  * every method. The caller keeps its own connect timeout over the whole race.
  */
 import type { EventEmitter } from 'node:events';
+import { REAL_TIMERS, type Timer, type Timers } from '../../timers.ts';
 
 /** RFC 8305's recommended connection attempt delay. */
 export const RACE_AFTER_MS = 250;
@@ -59,15 +60,13 @@ export interface RacingSocket extends EventEmitter {
   destroy(): unknown;
 }
 
-/** Calls `fn` after `ms`; returns what stops it. Real timers unless a test injects its own. */
-export type SetTimer = (fn: () => void, ms: number) => () => void;
-
 export interface RaceOptions {
   readonly afterMs: number;
   readonly max: number;
   /** Shared by the races of one dialer; when none is free, a race waits `afterMs` again. */
   readonly spares?: SpareConnects;
-  readonly setTimer?: SetTimer;
+  /** The dialer's (the app's); real timers unless given. */
+  readonly timers?: Timers;
 }
 
 export interface RaceHandlers<S> {
@@ -86,14 +85,14 @@ export function raceConnect<S extends RacingSocket>(
   handlers: RaceHandlers<S>,
   options: RaceOptions,
 ): () => void {
-  const setTimer = options.setTimer ?? realTimer;
+  const timers = options.timers ?? REAL_TIMERS;
   const racers: S[] = [];
   let settled = false;
   let sparesTaken = 0;
-  let stopTimer: () => void = ignore;
+  let timer: Timer | undefined;
   const stop = (): void => {
     settled = true;
-    stopTimer();
+    timers.clear(timer);
     for (const racer of racers) racer.destroy();
     racers.length = 0;
     options.spares?.give(sparesTaken);
@@ -102,7 +101,7 @@ export function raceConnect<S extends RacingSocket>(
   const start = (): void => {
     if (racers.length > 0 && options.spares !== undefined) {
       if (!options.spares.take()) {
-        stopTimer = setTimer(start, options.afterMs);
+        timer = timers.set(start, options.afterMs);
         return;
       }
       sparesTaken++;
@@ -122,17 +121,12 @@ export function raceConnect<S extends RacingSocket>(
       stop();
       handlers.connected(socket);
     });
-    if (racers.length < options.max) stopTimer = setTimer(start, options.afterMs);
+    if (racers.length < options.max) timer = timers.set(start, options.afterMs);
   };
   start();
   return () => {
     if (!settled) stop();
   };
-}
-
-function realTimer(fn: () => void, ms: number): () => void {
-  const timer = setTimeout(fn, ms);
-  return () => clearTimeout(timer);
 }
 
 function ignore(): void {}

@@ -79,9 +79,7 @@ export interface DialerOptions {
    * it failed (the certificate's error code and message, for the log).
    */
   readonly onHandshake?: (result: HandshakeResult, target: DialTarget, error?: DialError) => void;
-  /** How a slow TCP connect is raced (connect-race.ts); 250 ms, 8 at most, 256 spares, unless given. */
-  readonly race?: RaceOptions;
-  /** Arms the connect timeout, and the race's timer unless `race` brings its own. */
+  /** Arms the connect timeout and the race's timer (connect-race.ts). */
   readonly timers?: Timers;
 }
 
@@ -99,14 +97,12 @@ export class Dialer {
     this.#onHandshake = options.onHandshake;
     const timers = options.timers ?? REAL_TIMERS;
     this.#timers = timers;
-    this.#race = options.race ?? {
+    // a slow connect is raced: 250 ms apart, 8 at most, 256 spares across every dial
+    this.#race = {
       afterMs: RACE_AFTER_MS,
       max: RACE_MAX,
       spares: new SpareConnects(SPARE_CONNECTS_MAX),
-      setTimer: (fn, ms) => {
-        const timer = timers.set(fn, ms);
-        return () => timers.clear(timer);
-      },
+      timers,
     };
   }
 
