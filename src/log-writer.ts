@@ -35,8 +35,8 @@ export class LogWriter {
    */
   #pending: Buffer;
   #used = 0;
-  /** The first bytes of `#pending` the reader refused last time (0: it took everything). */
-  #stalled = 0;
+  /** The reader refused some of the last write: the next is left to the flush timer. */
+  #stalled = false;
   #dropped = 0;
   /** Nothing can be written any more (stdout closed). */
   #closed = false;
@@ -65,36 +65,36 @@ export class LogWriter {
       return;
     }
     this.#append(line);
-    if (this.#used >= this.#batchBytes && this.#stalled === 0) this.flush();
+    if (this.#used >= this.#batchBytes && !this.#stalled) this.flush();
   }
 
   /** Writes what waits, as far as the reader takes it; returns whether nothing is left. */
   flush(): boolean {
     if (this.#closed) return true;
-    if (this.#stalled === 0 && this.#dropped > 0) this.#append(this.#takeDropped());
+    if (!this.#stalled && this.#dropped > 0) this.#append(this.#takeDropped());
     if (this.#used === 0) return true;
     let written: number;
     try {
       written = this.#writeBytes(this.#pending.subarray(0, this.#used));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
-        this.#stalled = this.#used;
+        this.#stalled = true;
         return false;
       }
       // EPIPE, EBADF: nobody reads stdout any more
       this.#closed = true;
       this.#used = 0;
-      this.#stalled = 0;
+      this.#stalled = false;
       return true;
     }
     if (written < this.#used) {
       this.#pending.copyWithin(0, written, this.#used);
       this.#used -= written;
-      this.#stalled = this.#used;
+      this.#stalled = true;
       return false;
     }
     this.#used = 0;
-    this.#stalled = 0;
+    this.#stalled = false;
     // what a stalled reader made it hold is given back once it reads again
     if (this.#pending.length > this.#batchBytes * 2) {
       this.#pending = Buffer.allocUnsafeSlow(this.#batchBytes * 2);
