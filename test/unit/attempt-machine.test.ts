@@ -199,26 +199,51 @@ describe('one try at a time', () => {
 });
 
 /** A request with `attempts` whose first try (sent at 0) and hedge (at 2 s) are both in flight. */
-function twoInFlight(attempts: number) {
-  const r = rig({ route: { retry: { attempts, hedge: { afterMs: 2000, max: 2 } } } });
+function twoInFlight(attempts: number, hedgeAfterMs = 2000) {
+  const r = rig({ route: { retry: { attempts, hedge: { afterMs: hedgeAfterMs, max: 2 } } } });
   const out = r.start();
   const [first] = sends(out);
-  r.now = 2000;
+  r.now = hedgeAfterMs;
   const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
   return { r, first, hedge };
 }
 
+/** Three tries allowed: the first in flight, its hedge (after 50 ms) refused at 3.55 s. */
+function hedgeRefused() {
+  const { r, first, hedge } = twoInFlight(3, 50);
+  r.now = 3550;
+  const refused = r.end(hedge?.tryId ?? 0, REFUSED);
+  return { r, first, refused };
+}
+
 /**
- * Three tries allowed, two in flight, both past their per-try time: the first is kept, the
- * hedge cut, and `end` is what cutting it gave (the retry and its back-off).
+ * Three tries allowed, two in flight, both past their per-try time: the first is kept (`kept`:
+ * what its overdue gave), the hedge cut, and `end` is what cutting it gave (the retry and its
+ * back-off).
  */
 function bothOverdue() {
   const { r, first, hedge } = twoInFlight(3);
   r.now = 10_000;
-  r.overdue(first?.tryId ?? 0);
+  const kept = r.overdue(first?.tryId ?? 0);
   r.now = 12_000;
   const end = r.overdue(hedge?.tryId ?? 0);
-  return { r, first, hedge, end };
+  return { r, first, hedge, kept, end };
+}
+
+/** `actions` answer with `winner`'s response and cancel `loser`. */
+function expectWon(
+  actions: AttemptAction[],
+  winner?: { tryId: number },
+  loser?: { tryId: number },
+): void {
+  expect(actions).toContainEqual({ type: 'cancel', tryId: loser?.tryId });
+  expect(answerOf(actions)).toEqual({ kind: 'response', tryId: winner?.tryId });
+}
+
+/** The back-off in `actions` passes at `nowMs`: the sends that follow. */
+function afterBackoff(r: ReturnType<typeof rig>, actions: AttemptAction[], nowMs: number) {
+  r.now = nowMs;
+  return sends(r.fire(waits(actions)[0]?.timerId ?? 0));
 }
 
 describe('hedging', () => {
@@ -237,8 +262,7 @@ describe('hedging', () => {
     expect(hedge?.attempt).toBe(2);
     r.now = 60;
     const end = r.end(hedge?.tryId ?? 0, OK);
-    expect(end).toContainEqual({ type: 'cancel', tryId: first?.tryId });
-    expect(answerOf(end)).toEqual({ kind: 'response', tryId: hedge?.tryId });
+    expectWon(end, hedge, first);
     expect(r.machine.record).toMatchObject({ attempts: 2, wonAttempt: 2, hedgeResults: ['won'] });
     // the hedge's concurrency slot and the cancelled try's permit are given back
     expect(r.primary.inFlight).toBe(1);
@@ -296,13 +320,8 @@ describe('hedging', () => {
   });
 
   it('keeps the last try for a retry: a failed try is not replaced by a hedge then', () => {
-    const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
-    const out = r.start();
-    const [first] = sends(out);
-    r.now = 50;
-    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
-    r.now = 3550;
-    expect(r.end(hedge?.tryId ?? 0, REFUSED)).toEqual([]);
+    const { r, first, refused } = hedgeRefused();
+    expect(refused).toEqual([]);
     r.now = 10_000;
     const failed = r.end(first?.tryId ?? 0, { kind: 'failure', failure: 'timeout' });
     expect(failed.map((a) => a.type)).toEqual(['retry', 'wait']);
@@ -336,13 +355,7 @@ describe('hedging', () => {
   });
 
   it('cuts an overdue try that is alone in flight as a timeout, and retries it', () => {
-    const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
-    const out = r.start();
-    const [first] = sends(out);
-    r.now = 50;
-    const [hedge] = sends(r.fire(waits(out)[0]?.timerId ?? 0));
-    r.now = 3550;
-    r.end(hedge?.tryId ?? 0, REFUSED);
+    const { r, first } = hedgeRefused();
     r.now = 10_000;
     // no other try waits beside it: cut, it makes way for try 3
     const cut = r.overdue(first?.tryId ?? 0);
@@ -357,36 +370,29 @@ describe('hedging', () => {
     expect(r.overdue(first?.tryId ?? 0)).toEqual([]);
     r.now = 11_000;
     const won = r.end(first?.tryId ?? 0, OK);
-    expect(won).toContainEqual({ type: 'cancel', tryId: hedge?.tryId });
-    expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
+    expectWon(won, first, hedge);
     expect(r.machine.record).toMatchObject({ attempts: 2, wonAttempt: 1 });
   });
 
   it('keeps the overdue try beside the retry once the other has had its time too', () => {
-    const { r, first, hedge } = twoInFlight(3);
-    r.now = 10_000;
-    expect(r.overdue(first?.tryId ?? 0)).toEqual([]);
-    r.now = 12_000;
-    const end = r.overdue(hedge?.tryId ?? 0);
+    const { r, first, hedge, kept, end } = bothOverdue();
+    expect(kept).toEqual([]);
     // only the hedge is cut: the retry needs one place, and the first try keeps the other
     expect(end).toContainEqual({ type: 'cancel', tryId: hedge?.tryId });
     expect(end).not.toContainEqual({ type: 'cancel', tryId: first?.tryId });
     expect(end.map((a) => a.type)).toEqual(['cancel', 'retry', 'wait']);
-    r.now = 12_100;
-    const [retry] = sends(r.fire(waits(end)[0]?.timerId ?? 0));
+    const [retry] = afterBackoff(r, end, 12_100);
     expect(retry?.attempt).toBe(3);
     // under loss the kept try's next resend may get through first
     r.now = 12_600;
     const won = r.end(first?.tryId ?? 0, OK);
-    expect(won).toContainEqual({ type: 'cancel', tryId: retry?.tryId });
-    expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
+    expectWon(won, first, retry);
     expect(r.machine.record).toMatchObject({ attempts: 3, wonAttempt: 1 });
   });
 
   it('ends the kept try as a timeout when the retry beside it fails and no try is left', () => {
     const { r, first, end } = bothOverdue();
-    r.now = 12_100;
-    const [retry] = sends(r.fire(waits(end)[0]?.timerId ?? 0));
+    const [retry] = afterBackoff(r, end, 12_100);
     r.now = 15_600;
     const failed = r.end(retry?.tryId ?? 0, REFUSED);
     expect(failed).toContainEqual({ type: 'cancel', tryId: first?.tryId });
@@ -409,8 +415,7 @@ describe('hedging', () => {
     const { r, first, end } = bothOverdue();
     r.now = 12_050;
     expect(r.end(first?.tryId ?? 0, RESET)).toEqual([]);
-    r.now = 12_100;
-    expect(sends(r.fire(waits(end)[0]?.timerId ?? 0))[0]?.attempt).toBe(3);
+    expect(afterBackoff(r, end, 12_100)[0]?.attempt).toBe(3);
   });
 
   it('cancels the kept try when the client leaves during the back-off', () => {
@@ -429,8 +434,7 @@ describe('hedging', () => {
     expect(r.overdue(first?.tryId ?? 0, 'body-cut')).toEqual([]);
     r.now = 9000;
     const won = r.end(first?.tryId ?? 0, OK);
-    expect(won).toContainEqual({ type: 'cancel', tryId: hedge?.tryId });
-    expect(answerOf(won)).toEqual({ kind: 'response', tryId: first?.tryId });
+    expectWon(won, first, hedge);
   });
 
   it('keeps a stalled held body beside the retry of the try that failed beside it', () => {
@@ -440,12 +444,10 @@ describe('hedging', () => {
     r.now = 6000;
     const end = r.end(hedge?.tryId ?? 0, RESET);
     expect(end.map((a) => a.type)).toEqual(['retry', 'wait']);
-    r.now = 6100;
-    const [retry] = sends(r.fire(waits(end)[0]?.timerId ?? 0));
+    const [retry] = afterBackoff(r, end, 6100);
     r.now = 6200;
     const won = r.end(retry?.tryId ?? 0, OK);
-    expect(won).toContainEqual({ type: 'cancel', tryId: first?.tryId });
-    expect(answerOf(won)).toEqual({ kind: 'response', tryId: retry?.tryId });
+    expectWon(won, retry, first);
     expect(r.machine.record).toMatchObject({ attempts: 3, wonAttempt: 3 });
   });
 
