@@ -74,11 +74,16 @@ describe('a hedged GET', () => {
   });
 
   it('keeps the first answer when it comes before hedge.after: one try', async () => {
-    const up = await startUpstream([reply(200, 'quick')]);
-    // no time passes on the proxy's clock: the answer comes before hedge.after, whatever the load
-    const px = await startProxy(HEDGED, manualClock().options);
-    const res = await viaProxy(px.port, 'GET', `${up.origin}/`);
+    const up = await startUpstream([delayed(200, reply(200, 'quick'))]);
+    const clock = manualClock();
+    const px = await startProxy(HEDGED, clock.options);
+    const answer = viaProxy(px.port, 'GET', `${up.origin}/`);
+    // 49 of hedge.after's 50 ms pass on the proxy's clock while the first try waits
+    await until(() => up.heads === 1 && clock.armedFor(50) === 1);
+    await clock.advance(49);
+    const res = await answer;
     expect(res.body.toString()).toBe('quick');
+    expect(up.heads).toBe(1);
     expect(up.seen).toHaveLength(1);
     expect(px.requests()[0]).toMatchObject({ attempts: 1 });
     expect(px.requests()[0]?.won).toBeUndefined();
