@@ -9,6 +9,7 @@
  * says how many once the reader takes lines again.
  */
 import { writeSync } from 'node:fs';
+import type { JsonLine } from './json-line.ts';
 
 export interface LogWriterOptions {
   /** Writes bytes, returns how many were taken; throws EAGAIN when the reader is full. */
@@ -57,15 +58,17 @@ export class LogWriter {
 
   /** Queues one line (with its newline). */
   write(line: string): void {
-    if (this.#closed) return;
-    // everything waiting counts, the bytes the reader refused included: a reader that refuses
-    // every flush must not let each one make room for more
-    if (this.#used >= this.#maxPendingBytes) {
-      this.#dropped++;
-      return;
-    }
+    if (!this.#admits()) return;
     this.#append(line);
-    if (this.#used >= this.#batchBytes && !this.#stalled) this.flush();
+    this.#written();
+  }
+
+  /** Queues one line made as bytes (with its newline): copied, not encoded again. */
+  writeLine(line: JsonLine): void {
+    if (!this.#admits()) return;
+    this.#room(line.length);
+    this.#used += line.buffer.copy(this.#pending, this.#used, 0, line.length);
+    this.#written();
   }
 
   /** Writes what waits, as far as the reader takes it; returns whether nothing is left. */
@@ -109,15 +112,34 @@ export class LogWriter {
     while (!this.flush() && this.#now() < deadline) Atomics.wait(pause, 0, 0, 5);
   }
 
+  #admits(): boolean {
+    if (this.#closed) return false;
+    // everything waiting counts, the bytes the reader refused included: a reader that refuses
+    // every flush must not let each one make room for more
+    if (this.#used >= this.#maxPendingBytes) {
+      this.#dropped++;
+      return false;
+    }
+    return true;
+  }
+
+  #written(): void {
+    if (this.#used >= this.#batchBytes && !this.#stalled) this.flush();
+  }
+
   #append(text: string): void {
     // UTF-8 takes at most 3 bytes per UTF-16 unit
-    const needed = this.#used + text.length * 3;
+    this.#room(text.length * 3);
+    this.#used += this.#pending.write(text, this.#used, 'utf8');
+  }
+
+  #room(bytes: number): void {
+    const needed = this.#used + bytes;
     if (needed > this.#pending.length) {
       const bigger = Buffer.allocUnsafeSlow(Math.max(needed, this.#pending.length * 2));
       this.#pending.copy(bigger, 0, 0, this.#used);
       this.#pending = bigger;
     }
-    this.#used += this.#pending.write(text, this.#used, 'utf8');
   }
 
   #takeDropped(): string {

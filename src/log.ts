@@ -3,6 +3,7 @@
  * (CONNECT tunnels and Upgrades too, when their connection ends) at info, retry decisions at debug (SPEC §9). Credentials and query strings never reach a line.
  */
 import { pino } from 'pino';
+import { JsonLine } from './json-line.ts';
 import { LogWriter } from './log-writer.ts';
 import type { RequestSummary } from './summary.ts';
 import type { ClientHandshakeResult } from './vocabulary.ts';
@@ -51,9 +52,12 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 
 const INFO = pino.levels.values.info as number;
 
+/** What follows the time on every line pino writes for this service (base above). */
+const AFTER_TIME = ',"service":"reprise"';
+
 /** The start of every line pino writes for this service (base and level formatter above). */
 function lineStart(level: string, timeMs: number): string {
-  return `{"level":"${level}","time":${timeMs},"service":"reprise"`;
+  return `{"level":"${level}","time":${timeMs}${AFTER_TIME}`;
 }
 
 const FLUSH_EVERY_MS = 200;
@@ -80,69 +84,59 @@ export function flushLogs(): void {
   stdout?.drain();
 }
 
+/** The access line being made; one is enough, a line is made and written in one go. */
+const accessLine = new JsonLine();
+
 /**
  * The one access line of a finished request, in the shape pino gives every line. It is the
- * only line written on every request, so it is written here field by field into one string
- * (no object, no generic serialiser: strings are quoted as they are unless they need JSON
- * escapes), and written to the logger's own destination so it keeps its place among the others.
+ * only line written on every request, so it is made here field by field, as bytes
+ * (json-line.ts: no object, no generic serialiser, no string of the whole line), and written
+ * to the logger's own destination so it keeps its place among the others.
  */
 export function logRequestDone(logger: Logger, s: RequestSummary): void {
   if (logger.levelVal > INFO) return;
-  // one shape for requests, refusals, CONNECT tunnels and Upgrades; undefined fields drop out.
-  // Each string value sits between quotes that belong to the constant around it: every `+`
-  // makes one more string to collect, and this line is made once per request
-  let line = `${lineStart('info', Date.now())},"requestId":"${inQuotes(s.requestId)}"`;
-  if (s.traceId !== undefined) line += `,"traceId":"${inQuotes(s.traceId)}"`;
-  line += `,"client":"${inQuotes(s.client)}","route":"${inQuotes(s.route)}","upstream":"${inQuotes(s.upstream)}"`;
-  if (s.upstreamAddress !== undefined) {
-    line += `,"upstreamAddress":"${inQuotes(s.upstreamAddress)}"`;
-  }
+  // one shape for requests, refusals, CONNECT tunnels and Upgrades; undefined fields drop out
+  const line = accessLine.reset();
+  line.raw('{"level":"info","time":').number(Date.now()).raw(AFTER_TIME);
+  line.raw(',"requestId":').string(s.requestId);
+  if (s.traceId !== undefined) line.raw(',"traceId":').string(s.traceId);
+  line.raw(',"client":').string(s.client);
+  line.raw(',"route":').string(s.route);
+  line.raw(',"upstream":').string(s.upstream);
+  if (s.upstreamAddress !== undefined) line.raw(',"upstreamAddress":').string(s.upstreamAddress);
   // only where it is so: most lines are plain HTTP, and they stay as they were
-  if (s.tls) line += ',"tls":true';
-  if (s.tunnel !== undefined) line += `,"tunnel":"${inQuotes(s.tunnel)}"`;
-  line += `,"method":"${inQuotes(s.method)}","path":"${inQuotes(stripQuery(s.path))}","status":${number(s.status)},"attempts":${number(s.attempts)},"retries":${quotedList(s.retryReasons)}`;
-  if (s.suppressed !== undefined) line += `,"suppressed":"${inQuotes(s.suppressed)}"`;
+  if (s.tls) line.raw(',"tls":true');
+  if (s.tunnel !== undefined) line.raw(',"tunnel":').string(s.tunnel);
+  line.raw(',"method":').string(s.method);
+  line.raw(',"path":').string(stripQuery(s.path));
+  line.raw(',"status":').number(s.status);
+  line.raw(',"attempts":').number(s.attempts);
+  stringList(line.raw(',"retries":'), s.retryReasons);
+  if (s.suppressed !== undefined) line.raw(',"suppressed":').string(s.suppressed);
   // which try won, where hedges raced it
   if (s.hedges.length > 0) {
-    if (s.wonAttempt !== undefined) line += `,"won":${number(s.wonAttempt)}`;
-    line += `,"hedges":${quotedList(s.hedges)}`;
+    if (s.wonAttempt !== undefined) line.raw(',"won":').number(s.wonAttempt);
+    stringList(line.raw(',"hedges":'), s.hedges);
   }
-  if (s.fallback !== undefined) line += `,"fallback":"${inQuotes(s.fallback)}"`;
-  if (s.error !== undefined) line += `,"error":"${inQuotes(s.error)}"`;
-  if (s.reason !== undefined) line += `,"reason":"${inQuotes(s.reason)}"`;
-  line += `,"bytesIn":${number(s.bytesIn)},"bytesOut":${number(s.bytesOut)},"durationMs":${number(s.durationMs)},"msg":"request"}\n`;
+  if (s.fallback !== undefined) line.raw(',"fallback":').string(s.fallback);
+  if (s.error !== undefined) line.raw(',"error":').string(s.error);
+  if (s.reason !== undefined) line.raw(',"reason":').string(s.reason);
+  line.raw(',"bytesIn":').number(s.bytesIn);
+  line.raw(',"bytesOut":').number(s.bytesOut);
+  line.raw(',"durationMs":').number(s.durationMs);
+  line.raw(',"msg":"request"}\n');
   const destination = (logger as unknown as Record<symbol, LogDestination>)[
     pino.symbols.streamSym
   ] as LogDestination;
-  destination.write(line);
+  if (destination instanceof LogWriter) destination.writeLine(line);
+  else destination.write(line.toString());
 }
 
-/** `value` as it goes between a JSON string's quotes; itself unless a character needs escaping. */
-function inQuotes(value: string): string {
-  return needsEscape(value) ? JSON.stringify(value).slice(1, -1) : value;
-}
-
-/** Whether JSON must escape a character of `value`: quote, backslash, control, lone surrogate. */
-function needsEscape(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return true;
-  }
-  return false;
-}
-
-function quotedList(values: readonly string[]): string {
-  if (values.length === 0) return '[]';
-  let list = '["';
-  for (let i = 0; i < values.length; i++) {
-    list += (i === 0 ? '' : '","') + inQuotes(values[i] as string);
-  }
-  return `${list}"]`;
-}
-
-/** As JSON.stringify writes a number (null for NaN and the infinities). */
-function number(value: number): string {
-  return Number.isFinite(value) ? String(value) : 'null';
+function stringList(line: JsonLine, values: readonly string[]): void {
+  line.raw('[');
+  for (let i = 0; i < values.length; i++)
+    (i === 0 ? line : line.raw(',')).string(values[i] as string);
+  line.raw(']');
 }
 
 export interface RetryLine {

@@ -3,11 +3,11 @@
  * one made here and forwarded), the W3C trace id, the client's address, and the bytes each
  * request moved on its client connection.
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { socketAddress } from '../routing/authority.ts';
 import type { RequestOrigin } from '../summary.ts';
+import { randomRequestId } from './request-id.ts';
 import { tunnelledOf } from './tunnelled.ts';
 
 /** Longer client ids are logged cut to this (the header itself goes upstream whole). */
@@ -33,7 +33,7 @@ export function requestOrigin(
   return {
     startMs: nowMs,
     method,
-    requestId: made ? randomUUID() : (given as string).slice(0, MAX_LOGGED_ID_CHARS),
+    requestId: made ? randomRequestId() : (given as string).slice(0, MAX_LOGGED_ID_CHARS),
     requestIdMade: made,
     traceId: traceIdOf(headers.traceparent),
     client: clientAddress(socket),

@@ -7,6 +7,7 @@ import {
   logRetry,
   logSuppressed,
 } from '../../src/log.ts';
+import { LogWriter } from '../../src/log-writer.ts';
 import { makeSummary } from '../helpers/policy-factory.ts';
 
 /** A logger writing into an array; `lines()` parses what it wrote. */
@@ -116,6 +117,31 @@ describe('log', () => {
       }),
     );
     expect(line.endsWith('}\n')).toBe(true);
+  });
+
+  it('writes the same bytes into the batching writer as to any other destination', () => {
+    const odd = { ...done, requestId: 'r "1" \u00e9\n', path: `/${'p'.repeat(3000)}?q=1` };
+    const written: Buffer[] = [];
+    const writer = new LogWriter({
+      writeBytes: (bytes) => {
+        written.push(Buffer.from(bytes));
+        return bytes.length;
+      },
+    });
+    const batched = createLogger({ level: 'info', destination: writer });
+    const { logger, raw } = sink();
+    vi.useFakeTimers({ now: 1_700_000_000_000, toFake: ['Date'] });
+    try {
+      for (const s of [done, odd, done]) {
+        logRequestDone(batched, s);
+        logRequestDone(logger, s);
+      }
+    } finally {
+      vi.useRealTimers();
+    }
+    writer.flush();
+    expect(Buffer.concat(written).toString()).toBe(raw.join(''));
+    expect(raw.map((line) => JSON.parse(line).requestId)).toEqual(['r-1', odd.requestId, 'r-1']);
   });
 
   it('writes the access line in the shape of every other line, in order with them', () => {
