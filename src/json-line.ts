@@ -11,7 +11,7 @@ const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
 export class JsonLine {
-  #bytes = Buffer.allocUnsafeSlow(1024);
+  #bytes: Buffer = Buffer.allocUnsafeSlow(1024);
   #length = 0;
 
   /** Starts a new line; what `bytes` gave before is overwritten. */
@@ -69,12 +69,19 @@ export class JsonLine {
   }
 
   #room(more: number): Buffer {
-    const needed = this.#length + more;
-    if (needed > this.#bytes.length) {
-      const bigger = Buffer.allocUnsafeSlow(Math.max(needed, this.#bytes.length * 2));
-      this.#bytes.copy(bigger, 0, 0, this.#length);
-      this.#bytes = bigger;
-    }
+    this.#bytes = withRoom(this.#bytes, this.#length, more);
     return this.#bytes;
   }
+}
+
+/**
+ * `bytes`, whose first `used` bytes are kept, with room for `more` after them: itself, or a
+ * copy at least twice its size.
+ */
+export function withRoom(bytes: Buffer, used: number, more: number): Buffer {
+  const needed = used + more;
+  if (needed <= bytes.length) return bytes;
+  const bigger = Buffer.allocUnsafeSlow(Math.max(needed, bytes.length * 2));
+  bytes.copy(bigger, 0, 0, used);
+  return bigger;
 }

@@ -9,7 +9,7 @@
  * says how many once the reader takes lines again.
  */
 import { writeSync } from 'node:fs';
-import type { JsonLine } from './json-line.ts';
+import { type JsonLine, withRoom } from './json-line.ts';
 
 export interface LogWriterOptions {
   /** Writes bytes, returns how many were taken; throws EAGAIN when the reader is full. */
@@ -134,12 +134,7 @@ export class LogWriter {
   }
 
   #room(bytes: number): void {
-    const needed = this.#used + bytes;
-    if (needed > this.#pending.length) {
-      const bigger = Buffer.allocUnsafeSlow(Math.max(needed, this.#pending.length * 2));
-      this.#pending.copy(bigger, 0, 0, this.#used);
-      this.#pending = bigger;
-    }
+    this.#pending = withRoom(this.#pending, this.#used, bytes);
   }
 
   #takeDropped(): string {
