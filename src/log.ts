@@ -55,9 +55,13 @@ const INFO = pino.levels.values.info as number;
 /** What follows the time on every line pino writes for this service (base above). */
 const AFTER_TIME = ',"service":"reprise"';
 
+/** What comes before the time on a line pino writes at `level` (level formatter above). */
+const beforeTime = (level: string) => `{"level":"${level}","time":`;
+const INFO_BEFORE_TIME = beforeTime('info');
+
 /** The start of every line pino writes for this service (base and level formatter above). */
 function lineStart(level: string, timeMs: number): string {
-  return `{"level":"${level}","time":${timeMs}${AFTER_TIME}`;
+  return `${beforeTime(level)}${timeMs}${AFTER_TIME}`;
 }
 
 const FLUSH_EVERY_MS = 200;
@@ -97,7 +101,7 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
   if (logger.levelVal > INFO) return;
   // one shape for requests, refusals, CONNECT tunnels and Upgrades; undefined fields drop out
   const line = accessLine.reset();
-  line.raw('{"level":"info","time":').number(Date.now()).raw(AFTER_TIME);
+  line.raw(INFO_BEFORE_TIME).number(Date.now()).raw(AFTER_TIME);
   line.raw(',"requestId":').string(s.requestId);
   if (s.traceId !== undefined) line.raw(',"traceId":').string(s.traceId);
   line.raw(',"client":').string(s.client);
