@@ -138,8 +138,10 @@ export function logRequestDone(logger: Logger, s: RequestSummary): void {
 
 function stringList(line: JsonLine, values: readonly string[]): void {
   line.raw('[');
-  for (let i = 0; i < values.length; i++)
-    (i === 0 ? line : line.raw(',')).string(values[i] as string);
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) line.raw(',');
+    line.string(values[i] as string);
+  }
   line.raw(']');
 }
 
