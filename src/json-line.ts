@@ -52,7 +52,24 @@ export class JsonLine {
 
   /** As JSON.stringify writes a number (null for NaN and the infinities). */
   number(value: number): this {
+    // the line's numbers are counts, sizes and the time in ms: digits, without a string
+    if (Number.isSafeInteger(value) && value >= 0) return this.#digits(value);
     return this.raw(Number.isFinite(value) ? String(value) : 'null');
+  }
+
+  #digits(value: number): this {
+    let count = 1;
+    for (let rest = value; rest >= 10; rest = (rest - (rest % 10)) / 10) count++;
+    const bytes = this.#room(count);
+    let at = this.#length + count;
+    this.#length = at;
+    let rest = value;
+    do {
+      const digit = rest % 10;
+      bytes[--at] = 0x30 + digit;
+      rest = (rest - digit) / 10;
+    } while (rest > 0);
+    return this;
   }
 
   /** Bytes of the line so far: `buffer[0, length)`, valid until the next `reset`. */

@@ -22,7 +22,23 @@ describe('JsonLine', () => {
 
   it('writes numbers as JSON.stringify does', () => {
     const line = new JsonLine();
-    for (const value of [0, 57, -3, 1.5, 1e21, Number.NaN, Number.POSITIVE_INFINITY]) {
+    for (const value of [
+      0,
+      7,
+      10,
+      57,
+      99,
+      100,
+      1_796_412_856_115,
+      Number.MAX_SAFE_INTEGER,
+      2 ** 53,
+      -3,
+      -0,
+      1.5,
+      1e21,
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+    ]) {
       line.reset().number(value);
       expect(line.toString()).toBe(JSON.stringify(value));
     }
