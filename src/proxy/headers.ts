@@ -10,17 +10,30 @@
  * (httpoxy). Max-Forwards is decremented on the way (RFC 9110 §7.6.2).
  */
 
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
+/**
+ * The hop-by-hop names, lower-case. Matched by length first: a header name made per message
+ * is compared with at most two constants and never hashed, as a Set lookup would.
+ */
+function isHopByHop(lower: string): boolean {
+  switch (lower.length) {
+    case 2:
+      return lower === 'te';
+    case 7:
+      return lower === 'trailer' || lower === 'upgrade';
+    case 10:
+      return lower === 'connection' || lower === 'keep-alive';
+    case 16:
+      return lower === 'proxy-connection';
+    case 17:
+      return lower === 'transfer-encoding';
+    case 18:
+      return lower === 'proxy-authenticate';
+    case 19:
+      return lower === 'proxy-authorization';
+    default:
+      return false;
+  }
+}
 
 /** A message head as node:http and undici both give it: raw pairs, and parsed lower-case names. */
 export interface MessageHead<Raw extends string | Buffer = string | Buffer> {
@@ -34,11 +47,12 @@ export interface MessageHead<Raw extends string | Buffer = string | Buffer> {
  */
 function connectionListed(head: MessageHead): Set<string> | undefined {
   const value = head.headers.connection;
-  if (value === undefined) return undefined;
+  // what nearly every message says, and lists no name
+  if (value === undefined || value === 'keep-alive' || value === 'close') return undefined;
   let listed: Set<string> | undefined;
   for (const token of (Array.isArray(value) ? value.join(',') : value).split(',')) {
     const name = token.trim().toLowerCase();
-    if (name === '' || HOP_BY_HOP.has(name) || name === 'close') continue;
+    if (name === '' || isHopByHop(name) || name === 'close') continue;
     listed ??= new Set();
     listed.add(name);
   }
@@ -86,7 +100,7 @@ export function buildUpstreamHeaders(
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || lower === 'host' || lower === 'expect' || isControl(lower)) {
+    if (isHopByHop(lower) || lower === 'host' || lower === 'expect' || isControl(lower)) {
       continue;
     }
     if (listed?.has(lower) || isForProxy(lower)) continue;
@@ -127,7 +141,7 @@ export function buildClientHeaders(
   for (let i = 0; i < raw.length; i += 2) {
     const name = latin1(raw[i] as string | Buffer);
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
+    if (isHopByHop(lower) || listed?.has(lower)) continue;
     const value = latin1(raw[i + 1] as string | Buffer);
     if (lower === 'via') {
       via = via === undefined ? value : `${via}, ${value}`;
