@@ -43,32 +43,33 @@ describe('REAL_TIMERS', () => {
     const { from, to } = await socketPair();
     const order: string[] = [];
     const timer = REAL_TIMERS.set(() => order.push('deadline'), 1);
+    // set just after it, and cleared by nothing: once this one has run, so would the deadline
+    const passed = new Promise<void>((resolve) => REAL_TIMERS.set(resolve, 1));
     to.on('data', () => {
       order.push('answer');
       REAL_TIMERS.clear(timer);
     });
     from.write('answer');
     holdEventLoop(30);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await passed;
     expect(order).toEqual(['answer']);
   });
 
-  it('re-arms a deadline refreshed by I/O that came with it, and fires it after the full delay', async () => {
+  it('re-arms a deadline refreshed by I/O that came with it, and fires it once, after the full delay', async () => {
     const { from, to } = await socketPair();
     const order: string[] = [];
-    const fired = new Promise<void>((resolve) => {
-      const timer = REAL_TIMERS.set(() => {
-        order.push('deadline');
-        resolve();
-      }, 5);
+    const timer = REAL_TIMERS.set(() => order.push('deadline'), 5);
+    // set just after the refresh with the same delay: the re-armed deadline runs before it
+    const passed = new Promise<void>((resolve) => {
       to.on('data', () => {
         order.push('chunk');
         timer.refresh();
+        REAL_TIMERS.set(resolve, 5);
       });
     });
     from.write('chunk');
     holdEventLoop(30);
-    await fired;
+    await passed;
     expect(order).toEqual(['chunk', 'deadline']);
   });
 
@@ -76,8 +77,8 @@ describe('REAL_TIMERS', () => {
     const order: string[] = [];
     const cleared = REAL_TIMERS.set(() => order.push('cleared'), 1);
     REAL_TIMERS.clear(cleared);
+    // set after it with the same delay: the cleared one would have run first
     await new Promise<void>((resolve) => REAL_TIMERS.set(resolve, 1));
-    await new Promise((resolve) => setTimeout(resolve, 5));
     expect(order).toEqual([]);
   });
 });
