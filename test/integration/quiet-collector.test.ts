@@ -1,7 +1,7 @@
 /**
  * The quiet collector as the app wires it (the rule itself: test/unit/quiet-collector.test.ts):
- * none after start-up, what counts as traffic, and that a collection follows once it stops. The test fires the collection timers itself, and the collection is a recorder instead
- * of V8's.
+ * none after start-up, what counts as traffic, and that a collection follows once it stops.
+ * The test fires the collection timers itself, and the collection is a recorder instead of V8's.
  */
 import { once } from 'node:events';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
