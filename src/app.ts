@@ -23,6 +23,7 @@ import { BufferPool } from './proxy/buffer-pool.ts';
 import type { ProxyContext } from './proxy/context.ts';
 import { createProxyServer } from './proxy/inbound/server.ts';
 import { Dialer } from './proxy/upstream/dialer.ts';
+import { probeConnects } from './proxy/upstream/probe-connect.ts';
 import { UpstreamClient } from './proxy/upstream/upstream-client.ts';
 import { QuietCollector } from './quiet-collector.ts';
 import { UpstreamRegistry } from './resilience/upstream-registry.ts';
@@ -109,15 +110,21 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     },
   });
   const client = new UpstreamClient({ dialer, timers });
-  const upstreams = new UpstreamRegistry(config.defaultUpstream, config.upstreams, {
-    onTransition: (authority, to, from) => {
-      metrics?.circuitTransition(authority, to);
-      // an outage at high traffic probes (open ↔ half-open) many times a second: only leaving
-      // closed and coming back are worth a warning
-      if (from === 'closed' || to === 'closed') logger.warn({ upstream: authority, to }, 'circuit');
-      else logger.debug({ upstream: authority, to }, 'circuit');
+  const upstreams = new UpstreamRegistry(
+    config.defaultUpstream,
+    config.upstreams,
+    {
+      onTransition: (authority, to, from) => {
+        metrics?.circuitTransition(authority, to);
+        // an outage at high traffic probes (open ↔ half-open) many times a second: only leaving
+        // closed and coming back are worth a warning
+        if (from === 'closed' || to === 'closed')
+          logger.warn({ upstream: authority, to }, 'circuit');
+        else logger.debug({ upstream: authority, to }, 'circuit');
+      },
     },
-  });
+    { probing: { connect: probeConnects(dialer), timers, now } },
+  );
   if (options.metrics !== false) {
     metrics = new Metrics({
       upstreams: () => upstreams.snapshot(now()),

@@ -1,35 +1,43 @@
 /**
- * Whether the link to one upstream is back after a spell of loss, told by what reprise already
- * sees: quick answers. A try answered within `QUICK_MS` of being sent needed no resend (200 ms
- * is Linux's least retransmission timeout). Inside a burst of heavy loss that is rare for one
- * answer and very rare for two, so after `QUIET_MS` with none, `QUICK_ANSWERS` of them within
- * `WINDOW_MS` say the link is back, and the requests watching are told once: their tries sent
- * into the loss wait for TCP's next resend, seconds away, while a fresh try is answered at
- * once. Where quick answers never stop (a busy upstream, a slow one that queues) nothing is
- * told: no link came back, and a try more would only add to the queue.
+ * Whether the link to one upstream is back after a spell of loss, told by quick events: a try
+ * answered within `QUICK_MS` of being sent (it needed no resend: 200 ms is Linux's least
+ * retransmission timeout), or a probe's connect made within `QUICK_MS` (link-probe.ts). Inside a
+ * burst of heavy loss each is rare (a connect needs its SYN and SYN-ACK through: about 4% at 80%
+ * loss), and `QUICK_EVENTS` of them within `WINDOW_MS` very rare, so once the link was seen down,
+ * that many say it is back, and the requests watching are told once: their tries sent into the
+ * loss wait for TCP's next resend, seconds away, while a fresh try is answered at once.
  *
- * Pure: every call brings its time. Bounded: a ring of `QUICK_ANSWERS` times, and one watcher
+ * Seen down: a quick answer after `QUIET_MS` with no quick event, or a probe that did not
+ * connect in time. Where quick answers never stop (a busy upstream, a slow one that queues)
+ * nothing is told: no link came back, and a try more would only add to the queue. Where
+ * answers are slow but probes connect at once (a slow upstream on a sound link) nothing is
+ * told either.
+ *
+ * Pure: every call brings its time. Bounded: a ring of `QUICK_EVENTS` times, and one watcher
  * per request waiting, removed when it is done.
  */
 
-/** A try answered this soon after it was sent needed no resend. */
+/** A try answered (or a probe connected) this soon after it was sent needed no resend. */
 export const QUICK_MS = 200;
-/** No quick answer for this long: the link was down (or idle)... */
+/** No quick event for this long: the link may be down (or idle)... */
 export const QUIET_MS = 1000;
-/** ...until this many quick answers, each from a different try... */
-export const QUICK_ANSWERS = 2;
+/** ...until this many quick events, each from a different try or probe... */
+export const QUICK_EVENTS = 3;
 /** ...came this close together. */
 export const WINDOW_MS = 500;
 
 export class LinkRecovery {
-  /** When the last quick answers came, oldest first. */
+  /** When the last quick events came, oldest first. */
   readonly #quickMs: number[];
   readonly #watchers = new Set<() => void>();
-  /** No quick answer came for `QUIET_MS`, and the link has not been seen back since. */
+  /** Called on each `watch`: the link's probe starts (link-probe.ts). */
+  readonly #onWatched: (() => void) | undefined;
+  /** Seen down, and not seen back since. */
   #down = false;
 
-  constructor(quickAnswers = QUICK_ANSWERS) {
-    this.#quickMs = new Array<number>(quickAnswers).fill(Number.NEGATIVE_INFINITY);
+  constructor(onWatched?: () => void, quickEvents = QUICK_EVENTS) {
+    this.#onWatched = onWatched;
+    this.#quickMs = new Array<number>(quickEvents).fill(Number.NEGATIVE_INFINITY);
   }
 
   /** Requests waiting to be told. */
@@ -38,25 +46,57 @@ export class LinkRecovery {
   }
 
   /**
+   * Whether a probe would tell anything now: someone watches, and the link is down or nothing
+   * quick has come for `QUIET_MS`.
+   */
+  wantsProbe(nowMs: number): boolean {
+    return this.#watchers.size > 0 && (this.#down || nowMs - this.#lastQuickMs() >= QUIET_MS);
+  }
+
+  /**
    * A try sent at `sentMs` got a good answer at `nowMs` (for a held try, its whole body). Each
    * try reports once, so the answers counted are from different tries.
    */
   answered(sentMs: number, nowMs: number): void {
     if (nowMs - sentMs > QUICK_MS) return;
-    const times = this.#quickMs;
-    if (nowMs - (times[times.length - 1] as number) >= QUIET_MS) this.#down = true;
-    times.shift();
-    times.push(nowMs);
-    if (!this.#down || nowMs - (times[0] as number) > WINDOW_MS) return;
-    this.#down = false;
-    for (const watcher of this.#watchers) watcher();
+    if (nowMs - this.#lastQuickMs() >= QUIET_MS) this.#down = true;
+    this.#quick(nowMs);
+  }
+
+  /**
+   * A probe started at `startMs` ended at `nowMs`: connected, or not (lost in the link, or
+   * refused). A quick connect is a quick event; any other end says the link is down, and the
+   * count starts again.
+   */
+  probed(startMs: number, nowMs: number, connected: boolean): void {
+    if (connected && nowMs - startMs <= QUICK_MS) {
+      this.#quick(nowMs);
+      return;
+    }
+    // the quick events before it do not count: the link lost a packet since
+    this.#down = true;
+    this.#quickMs.fill(Number.NEGATIVE_INFINITY);
   }
 
   /** Calls `onBack` each time the link is seen back, until the returned function is called. */
   watch(onBack: () => void): () => void {
     this.#watchers.add(onBack);
+    this.#onWatched?.();
     return () => {
       this.#watchers.delete(onBack);
     };
+  }
+
+  #lastQuickMs(): number {
+    return this.#quickMs[this.#quickMs.length - 1] as number;
+  }
+
+  #quick(nowMs: number): void {
+    const times = this.#quickMs;
+    times.shift();
+    times.push(nowMs);
+    if (!this.#down || nowMs - (times[0] as number) > WINDOW_MS) return;
+    this.#down = false;
+    for (const watcher of this.#watchers) watcher();
   }
 }

@@ -14,6 +14,7 @@ import { findUpstreamRule } from '../routing/upstream-rule.ts';
 import type { CircuitState } from '../vocabulary.ts';
 import { type BreakerPermit, type BreakerView, CircuitBreaker } from './circuit-breaker.ts';
 import { LatencyTracker } from './latency-tracker.ts';
+import { LinkProbe, type LinkProbing } from './link-probe.ts';
 import { LinkRecovery } from './link-recovery.ts';
 import { RetryBudget } from './retry-budget.ts';
 
@@ -53,16 +54,25 @@ export class Upstream {
   /** What its answers usually take (hedging's `auto`). */
   readonly latency = new LatencyTracker(LATENCY_SAMPLES, LATENCY_QUANTILE);
   /** Whether its link is back after loss: requests with tries stuck in it watch this. */
-  readonly link = new LinkRecovery();
+  readonly link: LinkRecovery;
   inFlight = 0;
   /** Last `get`, `gate`, `record` or `leave`; idleness is measured from it. */
   lastUsedMs: number;
   /** Idle this long (and closed, nothing in flight) => dropped. */
   readonly idleMs: number;
 
-  constructor(authority: string, settings: UpstreamSettings, nowMs: number, hooks: RegistryHooks) {
+  constructor(
+    authority: string,
+    settings: UpstreamSettings,
+    nowMs: number,
+    hooks: RegistryHooks,
+    probing?: LinkProbing,
+  ) {
     this.authority = authority;
     this.settings = settings;
+    let probe: LinkProbe | undefined;
+    this.link = new LinkRecovery(probing && (() => probe?.start()));
+    if (probing !== undefined) probe = new LinkProbe(authority, this.link, probing);
     this.budget = new RetryBudget(settings.budget);
     this.breaker = new CircuitBreaker(settings.circuitBreaker, (to, from) =>
       hooks.onTransition(authority, to, from),
@@ -149,6 +159,7 @@ export class UpstreamRegistry {
   #rules: readonly UpstreamRule[];
   readonly #hooks: RegistryHooks;
   readonly #maxEntries: number;
+  readonly #probing: LinkProbing | undefined;
   readonly #entries = new Map<string, Entry>();
   /** Least recently used first. */
   #head: Entry | undefined;
@@ -158,8 +169,13 @@ export class UpstreamRegistry {
     defaultSettings: UpstreamSettings,
     rules: readonly UpstreamRule[],
     hooks: RegistryHooks,
-    options: { readonly maxEntries?: number } = {},
+    options: {
+      readonly maxEntries?: number;
+      /** Probes an upstream's link while requests wait on it (link-probe.ts); none if unset. */
+      readonly probing?: LinkProbing;
+    } = {},
   ) {
+    this.#probing = options.probing;
     this.#defaultSettings = defaultSettings;
     this.#rules = rules;
     this.#hooks = hooks;
@@ -177,7 +193,7 @@ export class UpstreamRegistry {
       if (this.#entries.size >= this.#maxEntries) this.#evictForCap();
       const settings = this.settingsFor(authority);
       entry = {
-        upstream: new Upstream(authority, settings, nowMs, this.#hooks),
+        upstream: new Upstream(authority, settings, nowMs, this.#hooks, this.#probing),
         prev: undefined,
         next: undefined,
       };

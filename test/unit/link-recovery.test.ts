@@ -1,8 +1,15 @@
 /**
- * Telling that the link to an upstream is back from quick answers, on made-up times.
+ * Telling that the link to an upstream is back from quick events (answers, probes' connects),
+ * on made-up times.
  */
 import { describe, expect, it } from 'vitest';
-import { LinkRecovery, QUICK_MS, QUIET_MS, WINDOW_MS } from '../../src/resilience/link-recovery.ts';
+import {
+  LinkRecovery,
+  QUICK_EVENTS,
+  QUICK_MS,
+  QUIET_MS,
+  WINDOW_MS,
+} from '../../src/resilience/link-recovery.ts';
 
 function watched(link: LinkRecovery): { told: number[]; now: number; stop: () => void } {
   const r = { told: [] as number[], now: 0, stop: () => {} };
@@ -15,21 +22,39 @@ function answer(link: LinkRecovery, r: { now: number }, sentMs: number, nowMs: n
   link.answered(sentMs, nowMs);
 }
 
+function probe(
+  link: LinkRecovery,
+  r: { now: number },
+  startMs: number,
+  nowMs: number,
+  ok: boolean,
+) {
+  r.now = nowMs;
+  link.probed(startMs, nowMs, ok);
+}
+
 describe('link recovery', () => {
-  it('tells the watchers once two tries are answered quickly within the window', () => {
+  it('needs three quick events to say the link is back', () => {
+    expect(QUICK_EVENTS).toBe(3);
+  });
+
+  it('tells the watchers once three tries are answered quickly within the window', () => {
     const link = new LinkRecovery();
     const r = watched(link);
     answer(link, r, 1000, 1100);
+    answer(link, r, 1150, 1200);
     expect(r.told).toEqual([]);
     answer(link, r, 1300, 1300 + QUICK_MS);
     expect(r.told).toEqual([1500]);
   });
 
-  it('does not tell on one quick answer alone', () => {
+  it('does not tell on two quick answers alone', () => {
     const link = new LinkRecovery();
     const r = watched(link);
     answer(link, r, 0, 10);
+    answer(link, r, 20, 30);
     answer(link, r, 10_000, 10_010);
+    answer(link, r, 10_020, 10_030);
     expect(r.told).toEqual([]);
   });
 
@@ -38,44 +63,48 @@ describe('link recovery', () => {
     const r = watched(link);
     answer(link, r, 0, 50);
     answer(link, r, 0, 60 + QUICK_MS);
+    answer(link, r, 100, 150);
     answer(link, r, 100, 400);
     expect(r.told).toEqual([]);
     answer(link, r, 400, 450);
     expect(r.told).toEqual([450]);
   });
 
-  it('needs the two quick answers within the window of each other', () => {
+  it('needs the quick events within the window of each other', () => {
     const link = new LinkRecovery();
     const r = watched(link);
     answer(link, r, 0, 10);
+    answer(link, r, 20, 30);
     answer(link, r, WINDOW_MS, WINDOW_MS + 11);
     expect(r.told).toEqual([]);
     answer(link, r, WINDOW_MS + 100, WINDOW_MS + 120);
-    expect(r.told).toEqual([WINDOW_MS + 120]);
+    expect(r.told).toEqual([]);
+    answer(link, r, WINDOW_MS + 130, WINDOW_MS + 140);
+    expect(r.told).toEqual([WINDOW_MS + 140]);
   });
 
   it('tells once: quick answers that never stop say no link came back', () => {
     const link = new LinkRecovery();
     const r = watched(link);
     for (let at = 0; at < 5000; at += 10) answer(link, r, at, at + 5);
-    expect(r.told).toEqual([15]);
+    expect(r.told).toEqual([25]);
   });
 
   it('tells again after a quiet spell with no quick answer', () => {
     const link = new LinkRecovery();
     const r = watched(link);
-    answer(link, r, 0, 10);
-    answer(link, r, 20, 30);
+    for (const at of [0, 20, 40]) answer(link, r, at, at + 10);
     // slow answers only: the link is lossy
     answer(link, r, 100, 1100);
     answer(link, r, 1000 + QUIET_MS, 1030 + QUIET_MS);
-    expect(r.told).toEqual([30]);
+    answer(link, r, 2040, 2050);
+    expect(r.told).toEqual([50]);
     answer(link, r, 2100, 2150);
-    expect(r.told).toEqual([30, 2150]);
+    expect(r.told).toEqual([50, 2150]);
   });
 
-  it('tells on one quick answer when asked to', () => {
-    const link = new LinkRecovery(1);
+  it('tells on one quick event when asked to', () => {
+    const link = new LinkRecovery(undefined, 1);
     const r = watched(link);
     answer(link, r, 0, 10);
     expect(r.told).toEqual([10]);
@@ -87,8 +116,77 @@ describe('link recovery', () => {
     expect(link.watching).toBe(1);
     r.stop();
     expect(link.watching).toBe(0);
-    answer(link, r, 0, 10);
-    answer(link, r, 20, 30);
+    for (const at of [0, 20, 40]) answer(link, r, at, at + 10);
     expect(r.told).toEqual([]);
+  });
+});
+
+describe('link recovery from probes', () => {
+  it('is down once a probe did not connect in time, and back after three quick connects', () => {
+    const link = new LinkRecovery();
+    const r = watched(link);
+    probe(link, r, 0, QUICK_MS, false);
+    probe(link, r, 150, 160, true);
+    probe(link, r, 300, 310, true);
+    expect(r.told).toEqual([]);
+    probe(link, r, 450, 460, true);
+    expect(r.told).toEqual([460]);
+  });
+
+  it('counts a connect made after QUICK_MS as the link still down', () => {
+    const link = new LinkRecovery();
+    const r = watched(link);
+    probe(link, r, 0, 10, true);
+    probe(link, r, 100, 110, true);
+    probe(link, r, 200, 201 + QUICK_MS, true);
+    probe(link, r, 300, 310, true);
+    expect(r.told).toEqual([]);
+    probe(link, r, 400, 410, true);
+    probe(link, r, 500, 510, true);
+    expect(r.told).toEqual([510]);
+  });
+
+  it('never tells where probes always connect: a slow upstream on a sound link', () => {
+    const link = new LinkRecovery();
+    const r = watched(link);
+    for (let at = 0; at < 20_000; at += 150) {
+      probe(link, r, at, at + 5, true);
+      if (at % 3000 === 0) answer(link, r, at - 2000, at + 1);
+    }
+    expect(r.told).toEqual([]);
+  });
+
+  it('counts probes and answers alike in the window', () => {
+    const link = new LinkRecovery();
+    const r = watched(link);
+    probe(link, r, 0, QUICK_MS, false);
+    answer(link, r, 250, 300);
+    probe(link, r, 300, 320, true);
+    answer(link, r, 350, 400);
+    expect(r.told).toEqual([400]);
+  });
+
+  it('wants a probe while watched and down or quiet, and never unwatched', () => {
+    const link = new LinkRecovery();
+    expect(link.wantsProbe(0)).toBe(false);
+    const stop = link.watch(() => {});
+    expect(link.wantsProbe(0)).toBe(true);
+    link.probed(0, 5, true);
+    expect(link.wantsProbe(5 + QUIET_MS - 1)).toBe(false);
+    expect(link.wantsProbe(5 + QUIET_MS)).toBe(true);
+    link.probed(2000, 2000 + QUICK_MS, false);
+    link.probed(2200, 2210, true);
+    expect(link.wantsProbe(2300)).toBe(true);
+    stop();
+    expect(link.wantsProbe(2300)).toBe(false);
+  });
+
+  it('calls back on each watch, for the probe to start', () => {
+    let started = 0;
+    const link = new LinkRecovery(() => started++);
+    const stop = link.watch(() => {});
+    link.watch(() => {});
+    stop();
+    expect(started).toBe(2);
   });
 });

@@ -1,0 +1,28 @@
+/**
+ * The connect a link probe makes (resilience/link-probe.ts), through the one dialer: the deny
+ * list and the address guard apply as to any try, and a denied address is never connected to.
+ * Plain TCP whatever the upstream speaks, given up after `QUICK_MS` (one SYN: the kernel's
+ * first resend comes at a second), and reset as soon as it connects: nothing is sent.
+ */
+import type { ConnectProbe } from '../../resilience/link-probe.ts';
+import { QUICK_MS } from '../../resilience/link-recovery.ts';
+import { splitAuthority, unbracket } from '../../routing/authority.ts';
+import type { Dialer } from './dialer.ts';
+
+export function probeConnects(dialer: Dialer): ConnectProbe {
+  return (authority, done) => {
+    const { host, port } = splitAuthority(authority);
+    if (port < 0) {
+      done(false);
+      return ignore;
+    }
+    const pending = dialer.dial({ host: unbracket(host), port, connectTimeoutMs: QUICK_MS });
+    void pending.result.then((dialed) => {
+      if (dialed.kind === 'connected') dialed.socket.resetAndDestroy();
+      done(dialed.kind === 'connected');
+    });
+    return pending.cancel;
+  };
+}
+
+function ignore(): void {}
