@@ -14,6 +14,7 @@ import { findUpstreamRule } from '../routing/upstream-rule.ts';
 import type { CircuitState } from '../vocabulary.ts';
 import { type BreakerPermit, type BreakerView, CircuitBreaker } from './circuit-breaker.ts';
 import { LatencyTracker } from './latency-tracker.ts';
+import { LinkRecovery } from './link-recovery.ts';
 import { RetryBudget } from './retry-budget.ts';
 
 /**
@@ -51,6 +52,8 @@ export class Upstream {
   readonly breaker: CircuitBreaker;
   /** What its answers usually take (hedging's `auto`). */
   readonly latency = new LatencyTracker(LATENCY_SAMPLES, LATENCY_QUANTILE);
+  /** Whether its link is back after loss: requests with tries stuck in it watch this. */
+  readonly link = new LinkRecovery();
   inFlight = 0;
   /** Last `get`, `gate`, `record` or `leave`; idleness is measured from it. */
   lastUsedMs: number;

@@ -38,7 +38,9 @@ export type AttemptEvent =
   | { readonly type: 'try-overdue'; readonly tryId: number; readonly failure: OverdueFailure }
   /** A `wait` is over (a back-off, or the time before a hedge). */
   | { readonly type: 'timer'; readonly timerId: number }
-  | { readonly type: 'client-gone' };
+  | { readonly type: 'client-gone' }
+  /** Quick answers from this upstream say the link is back (after `watch-link`). */
+  | { readonly type: 'link-back' };
 
 export type AttemptAction =
   | {
@@ -78,6 +80,8 @@ export type AttemptAction =
       readonly attempt: number;
       readonly cause: SuppressedCause;
     }
+  /** Feed `link-back` each time this upstream's link is seen back, until the request ends. */
+  | { readonly type: 'watch-link'; readonly link: LinkWatch }
   | { readonly type: 'answer'; readonly answer: LoopAnswer };
 
 /** The machine's last word: relay a try's answer, make one, or nobody is left to tell. */
@@ -88,11 +92,20 @@ export type LoopAnswer =
 
 export type LoopError = FailureName | 'circuit-open' | 'overflow' | 'forbidden' | 'deadline';
 
+/** resilience/link-recovery.ts `LinkRecovery`. */
+export interface LinkWatch {
+  answered(sentMs: number, nowMs: number): void;
+  /** Calls `onBack` each time the link is seen back, until the returned function is called. */
+  watch(onBack: () => void): () => void;
+}
+
 /** One upstream as the machine sees it (resilience/upstream-registry.ts `Upstream`). */
 export interface TryGate {
   readonly authority: string;
   readonly latency: UsualLatency & { add(ms: number): void };
   readonly breaker: { retryAfterMs(nowMs: number): number };
+  /** Whether the link is back after loss (resilience/link-recovery.ts). */
+  readonly link: LinkWatch;
   gate(nowMs: number, attempt: 1): BreakerPermit | 'circuit-open' | 'overflow';
   gate(nowMs: number, attempt: number): BreakerPermit | 'circuit-open' | 'budget';
   gateHedge(nowMs: number): BreakerPermit | 'circuit-open' | 'budget' | 'overflow';

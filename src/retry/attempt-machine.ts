@@ -17,6 +17,7 @@ import type {
   AttemptAction,
   AttemptEvent,
   HedgeResult,
+  LinkWatch,
   LoopAnswer,
   LoopError,
   OriginTarget,
@@ -25,7 +26,7 @@ import type {
 } from './attempt-events.ts';
 import { AttemptRecord } from './attempt-record.ts';
 import { type BodyState, decideRetry } from './decide.ts';
-import { hedgeDelayMs } from './hedge.ts';
+import { hedgeDelayMs, isHedged } from './hedge.ts';
 import { type RequestPolicy, resolveFallbackPolicy, tryTimeoutMs } from './request-policy.ts';
 
 export interface MachineInput {
@@ -50,8 +51,8 @@ interface Try {
   readonly startedMs: number;
   /** When its per-try time (perTryTimeout, or what was left before the deadline) is up. */
   readonly endsMs: number;
-  /** Connected, its request on the wire: only then may a hedge follow it. */
-  sent: boolean;
+  /** When it was connected, its request on the wire: only then may a hedge follow it. */
+  sentMs: number | undefined;
   /**
    * Failed without ending (past its per-try time, or its held body stalled), kept beside a try
    * still within its own (`#onTryOverdue`): how it ends once cut.
@@ -89,6 +90,10 @@ export class AttemptMachine {
   /** The hedge's wait ran out while every try was still connecting. */
   #hedgeDue = false;
   #clientGone = false;
+  /** Watching the link of this upstream (`watch-link`), once per request. */
+  #watchedLink: LinkWatch | undefined;
+  /** A try started when the link came back was refused by the gate: counted once. */
+  #linkHedgeRefused = false;
   #out: AttemptAction[] = emptyList();
 
   constructor(input: MachineInput) {
@@ -120,6 +125,13 @@ export class AttemptMachine {
       case 'client-gone':
         this.#onClientGone(nowMs);
         break;
+      case 'link-back':
+        this.#onLinkBack(nowMs);
+        break;
+    }
+    if (this.#watchedLink === undefined && this.#waitsForLink()) {
+      this.#watchedLink = this.#target.gate.link;
+      this.#emit({ type: 'watch-link', link: this.#watchedLink });
     }
     return this.#out;
   }
@@ -162,7 +174,7 @@ export class AttemptMachine {
       hedge,
       startedMs: nowMs,
       endsMs: nowMs + timeoutMs,
-      sent: false,
+      sentMs: undefined,
       overdue: undefined,
     };
     this.#inFlight = appended(this.#inFlight, t);
@@ -225,12 +237,63 @@ export class AttemptMachine {
     );
   }
 
+  /**
+   * A try is left that no hedge timer will start (`hedge.max` tries in flight, or the last try
+   * kept for a retry): it may start when the link is back (`#onLinkBack`).
+   */
+  #waitsForLink(): boolean {
+    const policy = this.#policy;
+    return (
+      this.#phase === 'trying' &&
+      !this.#clientGone &&
+      !this.#noTriesLeft() &&
+      isHedged(policy.retry.hedge, this.#in.method) &&
+      !policy.retry.observeOnly &&
+      this.#in.body() === 'replayable' &&
+      !this.#mayHedge()
+    );
+  }
+
+  /**
+   * Quick answers from this upstream say the link is back after loss. Tries sent into the loss
+   * wait for TCP's next resend, which after a burst is seconds away (the smoothed round trip
+   * it measured grew with the loss), while a fresh try is answered at once: the try kept for a
+   * retry starts now, as a hedge, if every try in flight is sent and late (waited what a hedge
+   * waits for). With `hedge.max` tries in flight the oldest makes room: its next resend is the
+   * furthest off.
+   */
+  #onLinkBack(nowMs: number): void {
+    const policy = this.#policy;
+    const gate = this.#target.gate;
+    if (!this.#waitsForLink() || gate.link !== this.#watchedLink) return;
+    if (nowMs >= policy.deadlineMs || this.#inFlight.length === 0) return;
+    const lateMs = hedgeDelayMs(policy.retry.hedge, this.#in.method, gate.latency);
+    if (lateMs === undefined) return;
+    let oldest = this.#inFlight[0] as Try;
+    for (const t of this.#inFlight) {
+      if (t.sentMs === undefined || nowMs - t.sentMs < lateMs) return;
+      if (t.sentMs < (oldest.sentMs as number)) oldest = t;
+    }
+    const permit = gate.gateHedge(nowMs);
+    if (permit !== 'pass' && permit !== 'probe') {
+      if (!this.#linkHedgeRefused) this.record.addHedge('suppressed');
+      this.#linkHedgeRefused = true;
+      return;
+    }
+    if (this.#inFlight.length >= Math.max(1, policy.retry.hedge.max)) {
+      this.#inFlight = this.#inFlight.filter((t) => t !== oldest);
+      if (oldest.overdue !== undefined) this.#dropKept(oldest, nowMs);
+      else this.#dropLoser(oldest, nowMs);
+    }
+    this.#send(permit, true, nowMs);
+  }
+
   #onHedgeTimer(nowMs: number): void {
     this.#hedgeTimer = 0;
     if (!this.#mayHedge()) return;
     // a slow connect is raced already (proxy/upstream/connect-race.ts); a hedge would only
     // spend a try on one more connect: it waits for the usual time once a try is sent
-    if (!this.#inFlight.some((t) => t.sent)) {
+    if (!this.#inFlight.some((t) => t.sentMs !== undefined)) {
       this.#hedgeDue = true;
       return;
     }
@@ -251,7 +314,7 @@ export class AttemptMachine {
   #onTrySent(tryId: number, nowMs: number): void {
     const t = this.#inFlightTry(tryId);
     if (t === undefined) return;
-    t.sent = true;
+    t.sentMs = nowMs;
     if (!this.#hedgeDue || this.#hedgeTimer !== 0) return;
     this.#hedgeDue = false;
     this.#armHedge(nowMs);
@@ -327,8 +390,11 @@ export class AttemptMachine {
     // the breaker learns at once: a probe must not wait for a long body to end
     gate.record(nowMs, t.permit, this.#clientGone ? undefined : failed);
     this.record.addTry(end, gate.authority);
-    if (!failed) gate.latency.add(nowMs - t.startedMs);
-    else this.#failedOnOrigin = true;
+    if (failed) this.#failedOnOrigin = true;
+    else {
+      gate.latency.add(nowMs - t.startedMs);
+      if (t.sentMs !== undefined) gate.link.answered(t.sentMs, nowMs);
+    }
     if (this.#clientGone) {
       if (end.kind === 'response') this.#emit({ type: 'cancel', tryId: t.id });
       if (this.#inFlight.length > 0) return;
@@ -452,25 +518,29 @@ export class AttemptMachine {
 
   /** The tries kept failed end as they would have when cut (`timeout`, `body-cut`). */
   #endOverdue(nowMs: number): void {
-    for (const t of this.#inFlight) {
-      const gate = t.target.gate;
-      gate.record(nowMs, t.permit, true);
-      if (t.hedge) gate.leave(nowMs);
-      this.record.addTry(t.overdue ?? TIMED_OUT, gate.authority);
-      this.#emit({ type: 'cancel', tryId: t.id });
-    }
+    for (const t of this.#inFlight) this.#dropKept(t, nowMs);
     this.#inFlight = emptyList();
+  }
+
+  #dropKept(t: Try, nowMs: number): void {
+    const gate = t.target.gate;
+    gate.record(nowMs, t.permit, true);
+    if (t.hedge) gate.leave(nowMs);
+    this.record.addTry(t.overdue ?? TIMED_OUT, gate.authority);
+    this.#emit({ type: 'cancel', tryId: t.id });
   }
 
   /** The tries still in flight lost the race: each was made, none is waited for. */
   #cancelInFlight(nowMs: number): void {
-    for (const t of this.#inFlight) {
-      t.target.gate.record(nowMs, t.permit, undefined);
-      if (t.hedge) t.target.gate.leave(nowMs);
-      this.record.attempts++;
-      this.#emit({ type: 'cancel', tryId: t.id });
-    }
+    for (const t of this.#inFlight) this.#dropLoser(t, nowMs);
     this.#inFlight = emptyList();
+  }
+
+  #dropLoser(t: Try, nowMs: number): void {
+    t.target.gate.record(nowMs, t.permit, undefined);
+    if (t.hedge) t.target.gate.leave(nowMs);
+    this.record.attempts++;
+    this.#emit({ type: 'cancel', tryId: t.id });
   }
 
   /** No answer to relay from this origin: go to the fallback, or answer with `error`. */

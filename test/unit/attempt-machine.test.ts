@@ -34,6 +34,7 @@ interface Rig {
   clientGone(): AttemptAction[];
   sent(tryId: number): AttemptAction[];
   overdue(tryId: number, failure?: OverdueFailure): AttemptAction[];
+  linkBack(): AttemptAction[];
 }
 
 function rig(
@@ -90,6 +91,7 @@ function rig(
     sent: (tryId) => keep(machine.handle({ type: 'try-sent', tryId }, r.now)),
     overdue: (tryId, failure = 'timeout') =>
       keep(machine.handle({ type: 'try-overdue', tryId, failure }, r.now)),
+    linkBack: () => keep(machine.handle({ type: 'link-back' }, r.now)),
   };
   function keep(out: AttemptAction[]): AttemptAction[] {
     actions.push(...out);
@@ -571,5 +573,122 @@ describe('hedging', () => {
     expect(gone.filter((a) => a.type === 'cancel')).toHaveLength(2);
     expect(answerOf(r.end(first?.tryId ?? 0, RESET))).toBeUndefined();
     expect(answerOf(r.end(hedge?.tryId ?? 0, RESET))).toEqual({ kind: 'client-gone' });
+  });
+});
+
+describe('when the link is back', () => {
+  const watches = (r: Rig) => r.actions.filter((a) => a.type === 'watch-link');
+
+  it('starts the kept try when both tries in flight are stuck, ending the oldest to make room', () => {
+    const { r, first, hedge } = twoInFlight(3);
+    // both in flight, the third kept: the request watches its upstream's link, once
+    expect(watches(r)).toEqual([{ type: 'watch-link', link: r.primary.link }]);
+    r.now = 14_000;
+    const out = r.linkBack();
+    expect(out).toContainEqual({ type: 'cancel', tryId: first?.tryId });
+    const [last] = sends(out);
+    expect(last).toMatchObject({ attempt: 3 });
+    r.now = 14_050;
+    expectWon(r.end(last?.tryId ?? 0, OK), last, hedge);
+    expect(r.machine.record).toMatchObject({
+      attempts: 3,
+      outcomes: ['2xx'],
+      wonAttempt: 3,
+      hedgeResults: ['lost', 'won'],
+    });
+    expect(watches(r)).toHaveLength(1);
+    expect(r.primary.inFlight).toBe(1);
+  });
+
+  it('waits until every try in flight has waited what a hedge waits for', () => {
+    const { r } = twoInFlight(3);
+    // the hedge was sent at 2 s: not late before 4 s
+    r.now = 3999;
+    expect(r.linkBack()).toEqual([]);
+    r.now = 4000;
+    expect(sends(r.linkBack())[0]).toMatchObject({ attempt: 3 });
+  });
+
+  it('starts nothing while a try in flight is still connecting', () => {
+    const r = rig({
+      route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } },
+      connecting: true,
+    });
+    const [first] = sends(r.start());
+    r.now = 10;
+    const failed = r.end(first?.tryId ?? 0, REFUSED);
+    r.now = 110;
+    r.fire(waits(failed)[0]?.timerId ?? 0);
+    r.now = 5000;
+    expect(r.linkBack()).toEqual([]);
+  });
+
+  it('uses the try kept for a retry beside the try in flight when there is room', () => {
+    const r = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } } });
+    const [first] = sends(r.start());
+    r.now = 10;
+    const failed = r.end(first?.tryId ?? 0, REFUSED);
+    r.now = 110;
+    const [retry] = sends(r.fire(waits(failed)[0]?.timerId ?? 0));
+    r.now = 5000;
+    const out = r.linkBack();
+    expect(out.filter((a) => a.type === 'cancel')).toEqual([]);
+    expect(sends(out)[0]).toMatchObject({ attempt: 3 });
+    expect(retry).toMatchObject({ attempt: 2 });
+  });
+
+  it('ends a kept overdue try that makes room as the timeout it is', () => {
+    const { r, first } = twoInFlight(3);
+    r.now = 10_000;
+    r.overdue(first?.tryId ?? 0);
+    r.now = 11_000;
+    const out = r.linkBack();
+    expect(out).toContainEqual({ type: 'cancel', tryId: first?.tryId });
+    expect(sends(out)[0]).toMatchObject({ attempt: 3 });
+    expect(r.machine.record.outcomes).toEqual(['timeout']);
+  });
+
+  it('starts nothing when no try is left, and does not watch then', () => {
+    const { r } = twoInFlight(2);
+    expect(watches(r)).toEqual([]);
+    r.now = 14_000;
+    expect(r.linkBack()).toEqual([]);
+  });
+
+  it('never replays a POST, nor a body it no longer has', () => {
+    const post = rig({ method: 'POST', route: { retry: { attempts: 3 } } });
+    post.start();
+    post.now = 14_000;
+    expect(post.linkBack()).toEqual([]);
+    expect(watches(post)).toEqual([]);
+    const streamed = rig({
+      route: { retry: { attempts: 3, hedge: { afterMs: 50, max: 2 } } },
+      body: 'buffer-full',
+    });
+    streamed.start();
+    streamed.now = 14_000;
+    expect(streamed.linkBack()).toEqual([]);
+  });
+
+  it('starts nothing once the client has left', () => {
+    const { r } = twoInFlight(3);
+    r.now = 14_000;
+    r.clientGone();
+    expect(sends(r.linkBack())).toEqual([]);
+  });
+
+  it('counts a try the gate refused as one suppressed hedge, however often the link is back', () => {
+    const r = rig({
+      route: { retry: { attempts: 3, hedge: { afterMs: 2000, max: 2 } } },
+      upstream: { maxConcurrent: 2 },
+    });
+    const out = r.start();
+    r.now = 2000;
+    expect(sends(r.fire(waits(out)[0]?.timerId ?? 0))).toHaveLength(1);
+    r.now = 14_000;
+    expect(r.linkBack()).toEqual([]);
+    r.now = 14_100;
+    expect(r.linkBack()).toEqual([]);
+    expect(r.machine.record.hedgeResults).toEqual(['suppressed']);
   });
 });

@@ -74,6 +74,10 @@ class Exchange {
   #tls = false;
   /** The message of a refusal (a 403: why), for the access line too. */
   #reason: string | undefined;
+  /** Stops watching the upstream's link (`watch-link`). */
+  #unwatch: (() => void) | undefined;
+  /** A `link-back` is on its way to the machine: more news of the link adds nothing. */
+  #linkBackQueued = false;
 
   constructor(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, target: Target) {
     this.#ctx = ctx;
@@ -131,6 +135,7 @@ class Exchange {
       const committed = this.#commit(await end);
       status = typeof committed === 'number' ? committed : await committed;
     } finally {
+      this.#unwatchLink();
       for (const timer of this.#waits) ctx.timers.clear(timer);
       machine.finish(ctx.now());
       this.#body?.release();
@@ -178,7 +183,11 @@ class Exchange {
             action.cause,
           );
           break;
+        case 'watch-link':
+          this.#unwatch = action.link.watch(() => this.#onLinkBack());
+          break;
         case 'answer':
+          this.#unwatchLink();
           this.#answered?.(action.answer);
           break;
       }
@@ -292,9 +301,25 @@ class Exchange {
     return status;
   }
 
+  /** Told by another request's answer: fed once that one's actions are done. */
+  #onLinkBack(): void {
+    if (this.#linkBackQueued) return;
+    this.#linkBackQueued = true;
+    queueMicrotask(() => {
+      this.#linkBackQueued = false;
+      if (this.#unwatch !== undefined) this.#feed({ type: 'link-back' });
+    });
+  }
+
+  #unwatchLink(): void {
+    this.#unwatch?.();
+    this.#unwatch = undefined;
+  }
+
   #onClientGone(): void {
     if (this.#clientGone) return;
     this.#clientGone = true;
+    this.#unwatchLink();
     this.#feed({ type: 'client-gone' });
   }
 
