@@ -15,6 +15,13 @@ export class LabelCache<C> {
   readonly #root = new Map<string, unknown>();
   readonly #depth: number;
   readonly #make: (values: string[]) => C;
+  // the last values asked for and their child: steady traffic asks for the same series again
+  // and again, and four string compares cost less than one hashed lookup per label
+  #lastA: string | undefined;
+  #lastB = '';
+  #lastC = '';
+  #lastD = '';
+  #last: C | undefined;
 
   constructor(depth: number, make: (values: string[]) => C) {
     if (depth < 1 || depth > 4) throw new RangeError(`LabelCache depth ${depth} not in 1..4`);
@@ -23,6 +30,19 @@ export class LabelCache<C> {
   }
 
   get(a: string, b = '', c = '', d = ''): C {
+    if (a === this.#lastA && b === this.#lastB && c === this.#lastC && d === this.#lastD) {
+      return this.#last as C;
+    }
+    const child = this.#find(a, b, c, d);
+    this.#lastA = a;
+    this.#lastB = b;
+    this.#lastC = c;
+    this.#lastD = d;
+    this.#last = child;
+    return child;
+  }
+
+  #find(a: string, b: string, c: string, d: string): C {
     let level = this.#root;
     for (let i = 0; i < this.#depth - 1; i++) {
       const key = pick(i, a, b, c, d);

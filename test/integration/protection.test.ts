@@ -6,7 +6,7 @@ import { Agent, request } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { type ManualClock, manualClock, until } from '../helpers/clock.ts';
 import { closeAfterEach } from '../helpers/close-after-each.ts';
-import { type Answer, startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
+import { startProxy, type TestProxy, viaProxy } from '../helpers/proxy.ts';
 import {
   deadPort,
   delayed,

@@ -290,6 +290,22 @@ describe('LabelCache', () => {
     expect(cache.get('a', 'b', 'c')).toBe(cache.get('a', 'b', 'c'));
   });
 
+  it('gives each combination its own child when lookups alternate and repeat', () => {
+    const cache = new LabelCache(2, (values) => ({ values }));
+    const order: [string, string][] = [
+      ['r', 'u1'],
+      ['r', 'u1'],
+      ['r', 'u2'],
+      ['r', 'u1'],
+      ['s', 'u1'],
+      ['s', 'u1'],
+      ['r', 'u2'],
+    ];
+    for (const [a, b] of order) expect(cache.get(a, b).values).toEqual([a, b]);
+    expect(cache.get('r', 'u2')).toBe(cache.get('r', 'u2'));
+    expect(cache.get('r', 'u1')).not.toBe(cache.get('r', 'u2'));
+  });
+
   it('makes one child per distinct combination, with no collision across label boundaries', () => {
     const made: string[][] = [];
     const cache = new LabelCache(2, (values) => made.push(values));
