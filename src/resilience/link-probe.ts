@@ -21,10 +21,10 @@ export const PROBE_EVERY_MS = 150;
 const MAX_PENDING = 2;
 
 /**
- * Starts one connect to `authority` (`host:port`); calls `done` once: connected (and closed at
+ * Starts one connect to where `origin` (`scheme://host:port`) is; calls `done` once: connected (and closed at
  * once) within `QUICK_MS`, or not. The returned function abandons it (`done` may still come).
  */
-export type ConnectProbe = (authority: string, done: (connected: boolean) => void) => () => void;
+export type ConnectProbe = (origin: string, done: (connected: boolean) => void) => () => void;
 
 export interface LinkProbing {
   readonly connect: ConnectProbe;
@@ -37,14 +37,14 @@ interface Pending {
 }
 
 export class LinkProbe {
-  readonly #authority: string;
+  /** Where the tries of the latest watcher go: what is dialled. */
+  #origin = '';
   readonly #link: LinkRecovery;
   readonly #probing: LinkProbing;
   #timer: Timer | undefined;
   readonly #pending = new Set<Pending>();
 
-  constructor(authority: string, link: LinkRecovery, probing: LinkProbing) {
-    this.#authority = authority;
+  constructor(link: LinkRecovery, probing: LinkProbing) {
     this.#link = link;
     this.#probing = probing;
   }
@@ -59,7 +59,8 @@ export class LinkProbe {
   }
 
   /** Someone watches the link: the loop runs (one at most). */
-  start(): void {
+  start(origin: string): void {
+    this.#origin = origin;
     if (this.#timer !== undefined) return;
     this.#timer = this.#probing.timers.set(this.#tick, PROBE_EVERY_MS);
   }
@@ -78,7 +79,7 @@ export class LinkProbe {
   #probe(startMs: number): void {
     const pending: Pending = { cancel: ignore };
     this.#pending.add(pending);
-    pending.cancel = this.#probing.connect(this.#authority, (connected) => {
+    pending.cancel = this.#probing.connect(this.#origin, (connected) => {
       // abandoned when the loop stopped: nothing to learn
       if (!this.#pending.delete(pending)) return;
       this.#link.probed(startMs, this.#probing.now(), connected);

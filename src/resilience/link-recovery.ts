@@ -7,11 +7,10 @@
  * that many say it is back, and the requests watching are told once: their tries sent into the
  * loss wait for TCP's next resend, seconds away, while a fresh try is answered at once.
  *
- * Seen down: a quick answer after `QUIET_MS` with no quick event, or a probe that did not
- * connect in time. Where quick answers never stop (a busy upstream, a slow one that queues)
- * nothing is told: no link came back, and a try more would only add to the queue. Where
- * answers are slow but probes connect at once (a slow upstream on a sound link) nothing is
- * told either.
+ * Seen down only when a probe did not connect in time: loss in the link itself. A quiet spell is
+ * not enough (an idle upstream, or one slow to answer, is not a lost link): where probes
+ * connect at once nothing is ever told, so a request whose tries wait on a slow upstream over a
+ * sound link gets no try more this way, whatever quick answers others get.
  *
  * Pure: every call brings its time. Bounded: a ring of `QUICK_EVENTS` times, and one watcher
  * per request waiting, removed when it is done.
@@ -19,9 +18,9 @@
 
 /** A try answered (or a probe connected) this soon after it was sent needed no resend. */
 export const QUICK_MS = 200;
-/** No quick event for this long: the link may be down (or idle)... */
+/** No quick event for this long while a request watches: a probe looks at the link. */
 export const QUIET_MS = 1000;
-/** ...until this many quick events, each from a different try or probe... */
+/** Once seen down, this many quick events, each from a different try or probe... */
 export const QUICK_EVENTS = 3;
 /** ...came this close together. */
 export const WINDOW_MS = 500;
@@ -31,11 +30,11 @@ export class LinkRecovery {
   readonly #quickMs: number[];
   readonly #watchers = new Set<() => void>();
   /** Called on each `watch`: the link's probe starts (link-probe.ts). */
-  readonly #onWatched: (() => void) | undefined;
+  readonly #onWatched: ((origin: string) => void) | undefined;
   /** Seen down, and not seen back since. */
   #down = false;
 
-  constructor(onWatched?: () => void, quickEvents = QUICK_EVENTS) {
+  constructor(onWatched?: (origin: string) => void, quickEvents = QUICK_EVENTS) {
     this.#onWatched = onWatched;
     this.#quickMs = new Array<number>(quickEvents).fill(Number.NEGATIVE_INFINITY);
   }
@@ -58,9 +57,7 @@ export class LinkRecovery {
    * try reports once, so the answers counted are from different tries.
    */
   answered(sentMs: number, nowMs: number): void {
-    if (nowMs - sentMs > QUICK_MS) return;
-    if (nowMs - this.#lastQuickMs() >= QUIET_MS) this.#down = true;
-    this.#quick(nowMs);
+    if (nowMs - sentMs <= QUICK_MS) this.#quick(nowMs);
   }
 
   /**
@@ -78,10 +75,13 @@ export class LinkRecovery {
     this.#quickMs.fill(Number.NEGATIVE_INFINITY);
   }
 
-  /** Calls `onBack` each time the link is seen back, until the returned function is called. */
-  watch(onBack: () => void): () => void {
+  /**
+   * Calls `onBack` each time the link is seen back, until the returned function is called;
+   * `origin` is where the watcher's tries go (what a probe dials).
+   */
+  watch(onBack: () => void, origin: string): () => void {
     this.#watchers.add(onBack);
-    this.#onWatched?.();
+    this.#onWatched?.(origin);
     return () => {
       this.#watchers.delete(onBack);
     };

@@ -71,8 +71,8 @@ export class Upstream {
     this.authority = authority;
     this.settings = settings;
     let probe: LinkProbe | undefined;
-    this.link = new LinkRecovery(probing && (() => probe?.start()));
-    if (probing !== undefined) probe = new LinkProbe(authority, this.link, probing);
+    this.link = new LinkRecovery(probing && ((origin) => probe?.start(origin)));
+    if (probing !== undefined) probe = new LinkProbe(this.link, probing);
     this.budget = new RetryBudget(settings.budget);
     this.breaker = new CircuitBreaker(settings.circuitBreaker, (to, from) =>
       hooks.onTransition(authority, to, from),

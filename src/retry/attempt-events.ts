@@ -81,7 +81,12 @@ export type AttemptAction =
       readonly cause: SuppressedCause;
     }
   /** Feed `link-back` each time this upstream's link is seen back, until the request ends. */
-  | { readonly type: 'watch-link'; readonly link: LinkWatch }
+  | {
+      readonly type: 'watch-link';
+      readonly link: LinkWatch;
+      /** Where the tries go (`scheme://host:port`): what a probe of the link dials. */
+      readonly origin: string;
+    }
   | { readonly type: 'answer'; readonly answer: LoopAnswer };
 
 /** The machine's last word: relay a try's answer, make one, or nobody is left to tell. */
@@ -96,7 +101,7 @@ export type LoopError = FailureName | 'circuit-open' | 'overflow' | 'forbidden' 
 export interface LinkWatch {
   answered(sentMs: number, nowMs: number): void;
   /** Calls `onBack` each time the link is seen back, until the returned function is called. */
-  watch(onBack: () => void): () => void;
+  watch(onBack: () => void, origin: string): () => void;
 }
 
 /** One upstream as the machine sees it (resilience/upstream-registry.ts `Upstream`). */

@@ -131,7 +131,7 @@ export class AttemptMachine {
     }
     if (this.#watchedLink === undefined && this.#waitsForLink()) {
       this.#watchedLink = this.#target.gate.link;
-      this.#emit({ type: 'watch-link', link: this.#watchedLink });
+      this.#emit({ type: 'watch-link', link: this.#watchedLink, origin: this.#target.origin });
     }
     return this.#out;
   }

@@ -1,6 +1,6 @@
 /**
- * The try kept for a retry starts when the link is back: quick answers to other requests on the
- * same upstream while every try of a request is stuck. Real proxy, real loopback upstream, the
+ * The try kept for a retry starts when the link is back: once a probe saw it lost, quick connects
+ * and quick answers to other requests on the same upstream while every try of a request is stuck. Real proxy, real loopback upstream, the
  * proxy's clock stepped by the test.
  */
 import { describe, expect, it } from 'vitest';
@@ -15,41 +15,70 @@ closeAfterEach();
 
 const HEDGED = `${FAST}      attempts: 3\n      hedge: { after: 50ms, max: 2 }\n`;
 
+/** The proxy's config, with every loopback address denied or not. */
+function config(denyLoopback: boolean) {
+  const denied = denyLoopback ? 'access:\n  deniedUpstreams: [127.0.0.0/8, ::1/128]\n' : '';
+  const text = `version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\n${HEDGED}${denied}`;
+  return loadConfigText(text, 'reload.yaml');
+}
+
+/** Time enough for a connect on loopback, had one been started. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+
 describe('a request whose tries are all stuck', () => {
-  it('starts its last try once three other requests are answered at once', async () => {
-    // the stuck request's two tries, three quick answers to others, then its last try
-    const up = await startUpstream([
-      hang(),
-      hang(),
-      reply(200, 'other'),
-      reply(200, 'other'),
-      reply(200, 'other'),
-      reply(200, 'fresh'),
-    ]);
+  /** A request whose two tries hang and have waited what a hedge waits for. */
+  async function stuckRequest(answers: ReturnType<typeof reply>[]) {
+    const up = await startUpstream([hang(), hang(), ...answers]);
     const clock = manualClock();
     const px = await startProxy(HEDGED, clock.options);
-    const stuck = viaProxy(px.port, 'GET', `${up.origin}/stuck`);
+    const client = new AbortController();
+    const stuck = viaProxy(px.port, 'GET', `${up.origin}/stuck`, { signal: client.signal });
     await until(() => up.heads === 1 && clock.armedFor(50) === 1);
     await clock.advance(50);
     await until(() => up.heads === 2);
-    // the hedge has waited what a hedge waits for: both tries are late
     await clock.advance(50);
+    return { up, clock, px, client, stuck };
+  }
+
+  it('starts its last try once a probe saw the link lost and then back', async () => {
+    const { up, clock, px, stuck } = await stuckRequest([reply(200, 'fresh')]);
+    // a probe that cannot connect (the upstream denied for a moment) sees the link down
+    await px.app.reload(config(true));
+    for (let i = 0; i < 2; i++) {
+      await clock.advance(PROBE_EVERY_MS);
+      await settle();
+    }
+    expect(up.heads).toBe(2);
+    // then quick connects say it is back: the kept try starts, the oldest making room
+    await px.app.reload(config(false));
+    for (let i = 0; i < 6 && up.heads === 2; i++) {
+      await clock.advance(PROBE_EVERY_MS);
+      await settle();
+    }
+    const res = await stuck;
+    expect(res.body.toString()).toBe('fresh');
+    expect(up.seen.map((s) => s.headers['x-reprise-attempt'])).toEqual(['1', '2', '3']);
+    const line = px.requests().find((l) => l.path === '/stuck');
+    expect(line).toMatchObject({ status: 200, attempts: 3, won: 3, hedges: ['lost', 'won'] });
+  });
+
+  it('gets no try more from quick answers to others alone: slow is not lost', async () => {
+    const others = [reply(200, 'other'), reply(200, 'other'), reply(200, 'other')];
+    const { up, clock, px, client, stuck } = await stuckRequest(others);
     for (const path of ['/a', '/b', '/c']) {
       const res = await viaProxy(px.port, 'GET', `${up.origin}${path}`);
       expect(res.body.toString()).toBe('other');
     }
-    const res = await stuck;
-    expect(res.body.toString()).toBe('fresh');
-    expect(up.seen.map((s) => s.headers['x-reprise-attempt'])).toEqual([
-      '1',
-      '2',
-      '1',
-      '1',
-      '1',
-      '3',
-    ]);
-    const line = px.requests().find((l) => l.path === '/stuck');
-    expect(line).toMatchObject({ status: 200, attempts: 3, won: 3, hedges: ['lost', 'won'] });
+    // probes connect at once on this sound link: it is never seen down
+    for (let i = 0; i < 20; i++) {
+      await clock.advance(PROBE_EVERY_MS);
+      await settle();
+    }
+    expect(up.heads).toBe(5);
+    client.abort();
+    await stuck.catch(() => {});
+    await until(() => px.requests().some((l) => l.path === '/stuck'));
+    expect(up.seen.map((s) => s.headers['x-reprise-attempt'])).toEqual(['1', '2', '1', '1', '1']);
   });
 });
 
@@ -72,9 +101,6 @@ describe('the link probe', () => {
     return { up, clock, px, leave };
   }
 
-  /** Time enough for a connect on loopback, had one been started. */
-  const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
-
   it('connects to the upstream a request waits on, sends it nothing, and stops with the request', async () => {
     const { up, clock, leave } = await stuck();
     expect(up.connections).toBe(2);
@@ -92,9 +118,7 @@ describe('the link probe', () => {
 
   it('never connects to an upstream in access.deniedUpstreams', async () => {
     const { up, clock, px, leave } = await stuck();
-    const denied = 'access:\n  deniedUpstreams: [127.0.0.0/8, ::1/128]\n';
-    const text = `version: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\n${HEDGED}${denied}`;
-    await px.app.reload(loadConfigText(text, 'reload.yaml'));
+    await px.app.reload(config(true));
     for (let i = 0; i < 10; i++) {
       await clock.advance(PROBE_EVERY_MS);
       await settle();

@@ -582,7 +582,9 @@ describe('when the link is back', () => {
   it('starts the kept try when both tries in flight are stuck, ending the oldest to make room', () => {
     const { r, first, hedge } = twoInFlight(3);
     // both in flight, the third kept: the request watches its upstream's link, once
-    expect(watches(r)).toEqual([{ type: 'watch-link', link: r.primary.link }]);
+    expect(watches(r)).toEqual([
+      { type: 'watch-link', link: r.primary.link, origin: 'http://a.test:80' },
+    ]);
     r.now = 14_000;
     const out = r.linkBack();
     expect(out).toContainEqual({ type: 'cancel', tryId: first?.tryId });

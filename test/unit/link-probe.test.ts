@@ -6,8 +6,10 @@ import { LinkProbe, PROBE_EVERY_MS } from '../../src/resilience/link-probe.ts';
 import { LinkRecovery, QUICK_MS, QUIET_MS } from '../../src/resilience/link-recovery.ts';
 import { manualClock } from '../helpers/clock.ts';
 
+const ORIGIN = 'http://a:80';
+
 interface Connect {
-  readonly authority: string;
+  readonly origin: string;
   readonly atMs: number;
   done: (connected: boolean) => void;
   cancelled: boolean;
@@ -17,12 +19,12 @@ function setUp() {
   const clock = manualClock(0);
   const connects: Connect[] = [];
   let probe: LinkProbe | undefined;
-  const link = new LinkRecovery(() => probe?.start());
-  probe = new LinkProbe('a:80', link, {
+  const link = new LinkRecovery((origin) => probe?.start(origin));
+  probe = new LinkProbe(link, {
     timers: clock.timers,
     now: clock.now,
-    connect: (authority, done) => {
-      const c: Connect = { authority, atMs: clock.now(), done, cancelled: false };
+    connect: (origin, done) => {
+      const c: Connect = { origin, atMs: clock.now(), done, cancelled: false };
       connects.push(c);
       return () => {
         c.cancelled = true;
@@ -42,15 +44,15 @@ describe('link probe', () => {
 
   it('probes every PROBE_EVERY_MS once watched and quiet, and stops when unwatched', async () => {
     const { clock, connects, link, probe } = setUp();
-    const stop = link.watch(() => {});
+    const stop = link.watch(() => {}, ORIGIN);
     for (let i = 0; i < 3; i++) {
       await clock.advance(PROBE_EVERY_MS);
       if (i < 2) connects[i]?.done(false);
     }
-    expect(connects.map((c) => [c.authority, c.atMs])).toEqual([
-      ['a:80', PROBE_EVERY_MS],
-      ['a:80', 2 * PROBE_EVERY_MS],
-      ['a:80', 3 * PROBE_EVERY_MS],
+    expect(connects.map((c) => [c.origin, c.atMs])).toEqual([
+      [ORIGIN, PROBE_EVERY_MS],
+      [ORIGIN, 2 * PROBE_EVERY_MS],
+      [ORIGIN, 3 * PROBE_EVERY_MS],
     ]);
     stop();
     await clock.advance(PROBE_EVERY_MS);
@@ -66,9 +68,9 @@ describe('link probe', () => {
 
   it('runs one loop however many watch', async () => {
     const { clock, connects, link } = setUp();
-    link.watch(() => {});
-    link.watch(() => {});
-    link.watch(() => {});
+    link.watch(() => {}, ORIGIN);
+    link.watch(() => {}, ORIGIN);
+    link.watch(() => {}, ORIGIN);
     expect(clock.armed).toBe(1);
     await clock.advance(PROBE_EVERY_MS);
     expect(connects.length).toBe(1);
@@ -76,7 +78,7 @@ describe('link probe', () => {
 
   it('keeps no more than two connects in flight', async () => {
     const { clock, connects, link, probe } = setUp();
-    link.watch(() => {});
+    link.watch(() => {}, ORIGIN);
     await clock.advance(5 * PROBE_EVERY_MS);
     expect(connects.length).toBe(2);
     expect(probe.pending).toBe(2);
@@ -87,7 +89,7 @@ describe('link probe', () => {
 
   it('pauses while quick connects say the link is sound, and probes again once quiet', async () => {
     const { clock, connects, link } = setUp();
-    link.watch(() => {});
+    link.watch(() => {}, ORIGIN);
     await clock.advance(PROBE_EVERY_MS);
     connects[0]?.done(true);
     await clock.advance(QUIET_MS - PROBE_EVERY_MS);
@@ -99,7 +101,7 @@ describe('link probe', () => {
   it('tells the watchers after three quick connects following a lost one', async () => {
     const { clock, connects, link } = setUp();
     const told: number[] = [];
-    link.watch(() => told.push(clock.now()));
+    link.watch(() => told.push(clock.now()), ORIGIN);
     await clock.advance(PROBE_EVERY_MS);
     await clock.advance(QUICK_MS);
     connects[0]?.done(false);
@@ -114,7 +116,7 @@ describe('link probe', () => {
   it('tells nothing from quick connects alone: a slow upstream on a sound link', async () => {
     const { clock, connects, link } = setUp();
     const told: number[] = [];
-    link.watch(() => told.push(clock.now()));
+    link.watch(() => told.push(clock.now()), ORIGIN);
     for (let step = 0; step < 100; step++) {
       await clock.advance(PROBE_EVERY_MS);
       for (const c of connects) c.done(true);
@@ -126,7 +128,7 @@ describe('link probe', () => {
   it('counts a connect that took longer than QUICK_MS as lost', async () => {
     const { clock, connects, link } = setUp();
     const told: number[] = [];
-    link.watch(() => told.push(clock.now()));
+    link.watch(() => told.push(clock.now()), ORIGIN);
     const next = async (ms = PROBE_EVERY_MS): Promise<Connect> => {
       await clock.advance(ms);
       return connects.at(-1) as Connect;

@@ -13,7 +13,7 @@ import {
 
 function watched(link: LinkRecovery): { told: number[]; now: number; stop: () => void } {
   const r = { told: [] as number[], now: 0, stop: () => {} };
-  r.stop = link.watch(() => r.told.push(r.now));
+  r.stop = link.watch(() => r.told.push(r.now), 'http://a:80');
   return r;
 }
 
@@ -33,6 +33,11 @@ function probe(
   link.probed(startMs, nowMs, ok);
 }
 
+/** A probe that did not connect in time, ending at `nowMs`: the link is seen down. */
+function lost(link: LinkRecovery, r: { now: number }, nowMs: number): void {
+  probe(link, r, nowMs - QUICK_MS, nowMs, false);
+}
+
 describe('link recovery', () => {
   it('needs three quick events to say the link is back', () => {
     expect(QUICK_EVENTS).toBe(3);
@@ -41,6 +46,7 @@ describe('link recovery', () => {
   it('tells the watchers once three tries are answered quickly within the window', () => {
     const link = new LinkRecovery();
     const r = watched(link);
+    lost(link, r, 900);
     answer(link, r, 1000, 1100);
     answer(link, r, 1150, 1200);
     expect(r.told).toEqual([]);
@@ -51,8 +57,10 @@ describe('link recovery', () => {
   it('does not tell on two quick answers alone', () => {
     const link = new LinkRecovery();
     const r = watched(link);
+    lost(link, r, 0);
     answer(link, r, 0, 10);
     answer(link, r, 20, 30);
+    lost(link, r, 5000);
     answer(link, r, 10_000, 10_010);
     answer(link, r, 10_020, 10_030);
     expect(r.told).toEqual([]);
@@ -61,6 +69,7 @@ describe('link recovery', () => {
   it('does not count slow answers: a resent exchange says nothing of the link now', () => {
     const link = new LinkRecovery();
     const r = watched(link);
+    lost(link, r, 0);
     answer(link, r, 0, 50);
     answer(link, r, 0, 60 + QUICK_MS);
     answer(link, r, 100, 150);
@@ -73,6 +82,7 @@ describe('link recovery', () => {
   it('needs the quick events within the window of each other', () => {
     const link = new LinkRecovery();
     const r = watched(link);
+    lost(link, r, 0);
     answer(link, r, 0, 10);
     answer(link, r, 20, 30);
     answer(link, r, WINDOW_MS, WINDOW_MS + 11);
@@ -86,26 +96,39 @@ describe('link recovery', () => {
   it('tells once: quick answers that never stop say no link came back', () => {
     const link = new LinkRecovery();
     const r = watched(link);
+    lost(link, r, 0);
     for (let at = 0; at < 5000; at += 10) answer(link, r, at, at + 5);
     expect(r.told).toEqual([25]);
   });
 
-  it('tells again after a quiet spell with no quick answer', () => {
+  it('never tells on quick answers alone, even after an idle spell: idle is not loss', () => {
     const link = new LinkRecovery();
     const r = watched(link);
     for (const at of [0, 20, 40]) answer(link, r, at, at + 10);
-    // slow answers only: the link is lossy
-    answer(link, r, 100, 1100);
-    answer(link, r, 1000 + QUIET_MS, 1030 + QUIET_MS);
-    answer(link, r, 2040, 2050);
+    // nothing for a while, then quick answers again: the link was idle, not lost
+    for (const at of [5000, 5020, 5040, 5060]) answer(link, r, at, at + 10);
+    expect(r.told).toEqual([]);
+  });
+
+  it('tells again once a probe is lost again', () => {
+    const link = new LinkRecovery();
+    const r = watched(link);
+    lost(link, r, 0);
+    for (const at of [0, 20, 40]) answer(link, r, at, at + 10);
     expect(r.told).toEqual([50]);
-    answer(link, r, 2100, 2150);
-    expect(r.told).toEqual([50, 2150]);
+    // slow answers and a quiet spell: nothing new is known of the link
+    answer(link, r, 100, 1100);
+    for (const at of [2000, 2020, 2040]) answer(link, r, at, at + 10);
+    expect(r.told).toEqual([50]);
+    lost(link, r, 3000);
+    for (const at of [3000, 3020, 3040]) answer(link, r, at, at + 10);
+    expect(r.told).toEqual([50, 3050]);
   });
 
   it('tells on one quick event when asked to', () => {
     const link = new LinkRecovery(undefined, 1);
     const r = watched(link);
+    lost(link, r, 0);
     answer(link, r, 0, 10);
     expect(r.told).toEqual([10]);
   });
@@ -116,6 +139,7 @@ describe('link recovery', () => {
     expect(link.watching).toBe(1);
     r.stop();
     expect(link.watching).toBe(0);
+    lost(link, r, 0);
     for (const at of [0, 20, 40]) answer(link, r, at, at + 10);
     expect(r.told).toEqual([]);
   });
@@ -169,7 +193,7 @@ describe('link recovery from probes', () => {
   it('wants a probe while watched and down or quiet, and never unwatched', () => {
     const link = new LinkRecovery();
     expect(link.wantsProbe(0)).toBe(false);
-    const stop = link.watch(() => {});
+    const stop = link.watch(() => {}, 'http://a:80');
     expect(link.wantsProbe(0)).toBe(true);
     link.probed(0, 5, true);
     expect(link.wantsProbe(5 + QUIET_MS - 1)).toBe(false);
@@ -184,8 +208,8 @@ describe('link recovery from probes', () => {
   it('calls back on each watch, for the probe to start', () => {
     let started = 0;
     const link = new LinkRecovery(() => started++);
-    const stop = link.watch(() => {});
-    link.watch(() => {});
+    const stop = link.watch(() => {}, 'http://a:80');
+    link.watch(() => {}, 'http://a:80');
     stop();
     expect(started).toBe(2);
   });

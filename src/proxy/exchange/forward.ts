@@ -184,7 +184,7 @@ class Exchange {
           );
           break;
         case 'watch-link':
-          this.#unwatch = action.link.watch(() => this.#onLinkBack());
+          this.#unwatch = action.link.watch(() => this.#onLinkBack(), action.origin);
           break;
         case 'answer':
           this.#unwatchLink();

@@ -10,8 +10,8 @@ import { splitAuthority, unbracket } from '../../routing/authority.ts';
 import type { Dialer } from './dialer.ts';
 
 export function probeConnects(dialer: Dialer): ConnectProbe {
-  return (authority, done) => {
-    const { host, port } = splitAuthority(authority);
+  return (origin, done) => {
+    const { host, port } = splitAuthority(origin.slice(origin.indexOf('//') + 2));
     if (port < 0) {
       done(false);
       return ignore;
