@@ -69,11 +69,13 @@ describe('a request whose tries are all stuck', () => {
       const res = await viaProxy(px.port, 'GET', `${up.origin}${path}`);
       expect(res.body.toString()).toBe('other');
     }
-    // probes connect at once on this sound link: it is never seen down
+    // probes connect at once on this sound link (one each quiet second): it is never seen down
+    const before = up.connections;
     for (let i = 0; i < 20; i++) {
       await clock.advance(PROBE_EVERY_MS);
       await settle();
     }
+    expect(up.connections).toBeGreaterThan(before);
     expect(up.heads).toBe(5);
     client.abort();
     await stuck.catch(() => {});
