@@ -122,6 +122,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
           logger.warn({ upstream: authority, to }, 'circuit');
         else logger.debug({ upstream: authority, to }, 'circuit');
       },
+      onLink: (authority, state) => {
+        if (state === 'down') logger.warn({ upstream: authority, link: state }, 'link');
+        else logger.info({ upstream: authority, link: state }, 'link');
+      },
     },
     { probing: { connect: probeConnects(dialer), timers, now } },
   );

@@ -25,17 +25,30 @@ export const QUICK_EVENTS = 3;
 /** ...came this close together. */
 export const WINDOW_MS = 500;
 
+export type LinkState = 'down' | 'back';
+
+export interface LinkRecoveryOptions {
+  /** Called on each `watch` with where the watcher's tries go: the link's probe starts. */
+  readonly onWatched?: (origin: string) => void;
+  /** Called when the link is seen down, and when it is seen back (for the log). */
+  readonly onChange?: (state: LinkState) => void;
+  readonly quickEvents?: number;
+}
+
 export class LinkRecovery {
   /** When the last quick events came, oldest first. */
   readonly #quickMs: number[];
   readonly #watchers = new Set<() => void>();
   /** Called on each `watch`: the link's probe starts (link-probe.ts). */
   readonly #onWatched: ((origin: string) => void) | undefined;
+  readonly #onChange: ((state: LinkState) => void) | undefined;
   /** Seen down, and not seen back since. */
   #down = false;
 
-  constructor(onWatched?: (origin: string) => void, quickEvents = QUICK_EVENTS) {
-    this.#onWatched = onWatched;
+  constructor(options: LinkRecoveryOptions = {}) {
+    this.#onWatched = options.onWatched;
+    this.#onChange = options.onChange;
+    const quickEvents = options.quickEvents ?? QUICK_EVENTS;
     this.#quickMs = new Array<number>(quickEvents).fill(Number.NEGATIVE_INFINITY);
   }
 
@@ -71,8 +84,10 @@ export class LinkRecovery {
       return;
     }
     // the quick events before it do not count: the link lost a packet since
-    this.#down = true;
     this.#quickMs.fill(Number.NEGATIVE_INFINITY);
+    if (this.#down) return;
+    this.#down = true;
+    this.#onChange?.('down');
   }
 
   /**
@@ -97,6 +112,7 @@ export class LinkRecovery {
     times.push(nowMs);
     if (!this.#down || nowMs - (times[0] as number) > WINDOW_MS) return;
     this.#down = false;
+    this.#onChange?.('back');
     for (const watcher of this.#watchers) watcher();
   }
 }

@@ -15,7 +15,7 @@ import type { CircuitState } from '../vocabulary.ts';
 import { type BreakerPermit, type BreakerView, CircuitBreaker } from './circuit-breaker.ts';
 import { LatencyTracker } from './latency-tracker.ts';
 import { LinkProbe, type LinkProbing } from './link-probe.ts';
-import { LinkRecovery } from './link-recovery.ts';
+import { LinkRecovery, type LinkState } from './link-recovery.ts';
 import { RetryBudget } from './retry-budget.ts';
 
 /**
@@ -30,6 +30,8 @@ type RetryGate = Exclude<Gate, 'overflow'>;
 
 export interface RegistryHooks {
   onTransition(authority: string, to: CircuitState, from: CircuitState): void;
+  /** The upstream's link is seen down by a lost probe, or back (link-recovery.ts). */
+  onLink?(authority: string, state: LinkState): void;
 }
 
 export interface UpstreamSnapshot {
@@ -71,7 +73,10 @@ export class Upstream {
     this.authority = authority;
     this.settings = settings;
     let probe: LinkProbe | undefined;
-    this.link = new LinkRecovery(probing && ((origin) => probe?.start(origin)));
+    this.link = new LinkRecovery({
+      onWatched: probing && ((origin) => probe?.start(origin)),
+      onChange: (state) => hooks.onLink?.(authority, state),
+    });
     if (probing !== undefined) probe = new LinkProbe(this.link, probing);
     this.budget = new RetryBudget(settings.budget);
     this.breaker = new CircuitBreaker(settings.circuitBreaker, (to, from) =>

@@ -60,6 +60,13 @@ describe('a request whose tries are all stuck', () => {
     expect(up.seen.map((s) => s.headers['x-reprise-attempt'])).toEqual(['1', '2', '3']);
     const line = px.requests().find((l) => l.path === '/stuck');
     expect(line).toMatchObject({ status: 200, attempts: 3, won: 3, hedges: ['lost', 'won'] });
+    // the operator reads both turns of the link in the log
+    const links = px.logs.filter((l) => l.msg === 'link');
+    const upstream = new URL(up.origin).host;
+    expect(links).toMatchObject([
+      { level: 'warn', upstream, link: 'down' },
+      { level: 'info', upstream, link: 'back' },
+    ]);
   });
 
   it('gets no try more from quick answers to others alone: slow is not lost', async () => {
@@ -76,6 +83,7 @@ describe('a request whose tries are all stuck', () => {
       await settle();
     }
     expect(up.connections).toBeGreaterThan(before);
+    expect(px.logs.filter((l) => l.msg === 'link')).toEqual([]);
     expect(up.heads).toBe(5);
     client.abort();
     await stuck.catch(() => {});

@@ -19,7 +19,7 @@ function setUp() {
   const clock = manualClock(0);
   const connects: Connect[] = [];
   let probe: LinkProbe | undefined;
-  const link = new LinkRecovery((origin) => probe?.start(origin));
+  const link = new LinkRecovery({ onWatched: (origin) => probe?.start(origin) });
   probe = new LinkProbe(link, {
     timers: clock.timers,
     now: clock.now,

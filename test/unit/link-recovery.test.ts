@@ -126,7 +126,7 @@ describe('link recovery', () => {
   });
 
   it('tells on one quick event when asked to', () => {
-    const link = new LinkRecovery(undefined, 1);
+    const link = new LinkRecovery({ quickEvents: 1 });
     const r = watched(link);
     lost(link, r, 0);
     answer(link, r, 0, 10);
@@ -207,10 +207,24 @@ describe('link recovery from probes', () => {
 
   it('calls back on each watch, for the probe to start', () => {
     let started = 0;
-    const link = new LinkRecovery(() => started++);
+    const link = new LinkRecovery({ onWatched: () => started++ });
     const stop = link.watch(() => {}, 'http://a:80');
     link.watch(() => {}, 'http://a:80');
     stop();
     expect(started).toBe(2);
+  });
+
+  it('says once when the link is seen down, and once when it is back', () => {
+    const changes: string[] = [];
+    const link = new LinkRecovery({ onChange: (state) => changes.push(state) });
+    const r = watched(link);
+    for (const at of [0, 20, 40]) answer(link, r, at, at + 10);
+    expect(changes).toEqual([]);
+    lost(link, r, 1000);
+    lost(link, r, 1150);
+    expect(changes).toEqual(['down']);
+    for (const at of [1200, 1220, 1240]) answer(link, r, at, at + 10);
+    for (const at of [1300, 1320, 1340]) answer(link, r, at, at + 10);
+    expect(changes).toEqual(['down', 'back']);
   });
 });
