@@ -129,7 +129,15 @@ export class AttemptMachine {
         this.#onLinkBack(nowMs);
         break;
     }
-    if (this.#watchedLink === undefined && this.#waitsForLink()) {
+    // a start (one try), a sent try and a client leaving never make a request wait for the
+    // link: the two events every request has skip the check
+    if (
+      this.#watchedLink === undefined &&
+      event.type !== 'start' &&
+      event.type !== 'try-sent' &&
+      event.type !== 'client-gone' &&
+      this.#waitsForLink()
+    ) {
       this.#watchedLink = this.#target.gate.link;
       this.#emit({ type: 'watch-link', link: this.#watchedLink, origin: this.#target.origin });
     }
