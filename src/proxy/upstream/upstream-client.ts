@@ -10,7 +10,6 @@ import type { buildConnector, Dispatcher, Client as UndiciClient } from 'undici'
 import type { UpstreamTls } from '../../config/types.ts';
 import { socketAddress } from '../../routing/authority.ts';
 import { REAL_TIMERS, type Timers } from '../../timers.ts';
-import type { BufferPool } from '../buffer-pool.ts';
 import { dialerConnector } from './connector.ts';
 import type { Dialer } from './dialer.ts';
 import { Agent, Client, Pool } from './undici-agent.ts';
@@ -18,29 +17,15 @@ import { type DeniedTry, type TryLimits, type TryResult, UpstreamTry } from './u
 
 export type { DeniedTry, TryResult };
 
-export interface TryRequest {
+/** One try: where it goes and what it sends, with the limits the try keeps (TryLimits). */
+export interface TryRequest extends TryLimits {
   readonly origin: string;
   readonly path: string;
-  readonly method: string;
   readonly headers: string[];
   readonly body: Buffer | AsyncIterable<Buffer> | null;
   readonly connectTimeoutMs: number;
   /** Speak TLS to the upstream with these settings (`origin` is then `https://host:port`). */
   readonly tls?: UpstreamTls | undefined;
-  /** Until the response head, and until a held body is whole: min(perTryTimeout, time left). */
-  readonly tryTimeoutMs: number;
-  /** Response body bytes held until the body is whole (content-aware retry); 0 = none. */
-  readonly holdBytes: number;
-  /** Longest pause between body bytes while held. */
-  readonly bodyTimeoutMs: number;
-  /** Longest pause between body bytes once the response streams. */
-  readonly streamIdleTimeoutMs: number;
-  /** Held response bytes are reserved here, with the replay copies. */
-  readonly pool: BufferPool;
-  /** Called once the try is connected and its request is being written. */
-  readonly onSent?: () => void;
-  /** Called when a sent try has had its time or its held body stalled: see TryLimits.onOverdue. */
-  readonly onOverdue?: TryLimits['onOverdue'];
 }
 
 /** A try on its way; `abort` cancels it wherever it is (the client went away). */
