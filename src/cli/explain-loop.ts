@@ -12,7 +12,7 @@ const OPEN_GATE: TryGate = {
   authority: 'explain',
   latency: { samples: 0, quantileMs: () => undefined, add() {} },
   breaker: { retryAfterMs: () => 0 },
-  link: { answered() {}, watch: () => () => {} },
+  link: { down: false, answered() {}, watch: () => () => {} },
   gate: () => 'pass',
   gateHedge: () => 'pass',
   confirm: () => true,

@@ -21,10 +21,11 @@ export const PROBE_EVERY_MS = 150;
 const MAX_PENDING = 2;
 
 /**
- * Starts one connect to where `origin` (`scheme://host:port`) is; calls `done` once: connected (and closed at
- * once) within `QUICK_MS`, or not. The returned function abandons it (`done` may still come).
+ * Starts one connect to where `origin` (`scheme://host:port`) is; calls `done` once: `reached`
+ * when the host answered within `QUICK_MS` (connected, and closed at once; or refused), or not.
+ * The returned function abandons it (`done` may still come).
  */
-export type ConnectProbe = (origin: string, done: (connected: boolean) => void) => () => void;
+export type ConnectProbe = (origin: string, done: (reached: boolean) => void) => () => void;
 
 export interface LinkProbing {
   readonly connect: ConnectProbe;
@@ -79,10 +80,10 @@ export class LinkProbe {
   #probe(startMs: number): void {
     const pending: Pending = { cancel: ignore };
     this.#pending.add(pending);
-    pending.cancel = this.#probing.connect(this.#origin, (connected) => {
+    pending.cancel = this.#probing.connect(this.#origin, (reached) => {
       // abandoned when the loop stopped: nothing to learn
       if (!this.#pending.delete(pending)) return;
-      this.#link.probed(startMs, this.#probing.now(), connected);
+      this.#link.probed(startMs, this.#probing.now(), reached);
     });
   }
 

@@ -7,7 +7,8 @@
  * that many say it is back, and the requests watching are told once: their tries sent into the
  * loss wait for TCP's next resend, seconds away, while a fresh try is answered at once.
  *
- * Seen down only when a probe did not connect in time: loss in the link itself. A quiet spell is
+ * Seen down only when a probe got no answer in time: loss in the link itself (a refused connect
+ * is an answer, from a host that is there: an upstream that is down is not a lost link). A quiet spell is
  * not enough (an idle upstream, or one slow to answer, is not a lost link): where probes
  * connect at once nothing is ever told, so a request whose tries wait on a slow upstream over a
  * sound link gets no try more this way, whatever quick answers others get.
@@ -44,12 +45,23 @@ export class LinkRecovery {
   readonly #onChange: ((state: LinkState) => void) | undefined;
   /** Seen down, and not seen back since. */
   #down = false;
+  /** A quick event came once: the link can be seen back. */
+  #everQuick = false;
 
   constructor(options: LinkRecoveryOptions = {}) {
     this.#onWatched = options.onWatched;
     this.#onChange = options.onChange;
     const quickEvents = options.quickEvents ?? QUICK_EVENTS;
     this.#quickMs = new Array<number>(quickEvents).fill(Number.NEGATIVE_INFINITY);
+  }
+
+  /**
+   * Seen down by a lost probe and not back since, on a link once seen quick: one that never
+   * was (an upstream further than `QUICK_MS` away) can never be seen back, so it is not down
+   * for anyone waiting on it.
+   */
+  get down(): boolean {
+    return this.#down && this.#everQuick;
   }
 
   /** Requests waiting to be told. */
@@ -74,12 +86,12 @@ export class LinkRecovery {
   }
 
   /**
-   * A probe started at `startMs` ended at `nowMs`: connected, or not (lost in the link, or
-   * refused). A quick connect is a quick event; any other end says the link is down, and the
-   * count starts again.
+   * A probe started at `startMs` ended at `nowMs`: `reached` when the upstream's host answered
+   * (connected, or refused: the refusal came back over the link), else lost in the link. A quick
+   * answer is a quick event; any other end says the link is down, and the count starts again.
    */
-  probed(startMs: number, nowMs: number, connected: boolean): void {
-    if (connected && nowMs - startMs <= QUICK_MS) {
+  probed(startMs: number, nowMs: number, reached: boolean): void {
+    if (reached && nowMs - startMs <= QUICK_MS) {
       this.#quick(nowMs);
       return;
     }
@@ -107,6 +119,7 @@ export class LinkRecovery {
   }
 
   #quick(nowMs: number): void {
+    this.#everQuick = true;
     const times = this.#quickMs;
     times.shift();
     times.push(nowMs);

@@ -99,6 +99,8 @@ export type LoopError = FailureName | 'circuit-open' | 'overflow' | 'forbidden' 
 
 /** resilience/link-recovery.ts `LinkRecovery`. */
 export interface LinkWatch {
+  /** Seen down by a lost probe, not back since, and able to be seen back. */
+  readonly down: boolean;
   answered(sentMs: number, nowMs: number): void;
   /** Calls `onBack` each time the link is seen back, until the returned function is called. */
   watch(onBack: () => void, origin: string): () => void;

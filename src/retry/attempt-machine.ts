@@ -60,6 +60,9 @@ interface Try {
   overdue: { readonly kind: 'failure'; readonly failure: OverdueFailure } | undefined;
 }
 
+/** Failures of a try lost in the link: no answer came back over it. */
+const LOST_IN_LINK: ReadonlySet<string> = new Set(['connect-failure', 'timeout', 'body-cut']);
+
 const TIMED_OUT = { kind: 'failure', failure: 'timeout' } as const satisfies TryEnd;
 const BODY_CUT = { kind: 'failure', failure: 'body-cut' } as const satisfies TryEnd;
 
@@ -94,6 +97,8 @@ export class AttemptMachine {
   #watchedLink: LinkWatch | undefined;
   /** A try started when the link came back was refused by the gate: counted once. */
   #linkHedgeRefused = false;
+  /** The retry due now has waited for the link (`#waitForLink`): it goes at the next word. */
+  #linkWaited = false;
   #out: AttemptAction[] = emptyList();
 
   constructor(input: MachineInput) {
@@ -271,6 +276,10 @@ export class AttemptMachine {
    * furthest off.
    */
   #onLinkBack(nowMs: number): void {
+    if (this.#phase === 'backoff') {
+      if (this.#linkWaited && this.#backoffTimer !== 0) this.#afterBackoff(nowMs);
+      return;
+    }
     const policy = this.#policy;
     const gate = this.#target.gate;
     if (!this.#waitsForLink() || gate.link !== this.#watchedLink) return;
@@ -490,6 +499,8 @@ export class AttemptMachine {
 
   #afterBackoff(nowMs: number): void {
     this.#backoffTimer = 0;
+    if (this.#waitForLink(nowMs)) return;
+    this.#linkWaited = false;
     const gate = this.#target.gate;
     if (!gate.confirm(nowMs, this.#retryPermit)) {
       // the answer that led here was discarded for the retry: reprise answers instead
@@ -500,6 +511,32 @@ export class AttemptMachine {
     // counted once it is made: a client that left during the wait got no retry
     this.record.addRetry(this.#retryReason, gate.authority);
     this.#send(this.#retryPermit, false, nowMs);
+  }
+
+  /**
+   * A retry after a try lost in the link (no answer came back: `connect-failure`, `timeout`,
+   * `body-cut`) while the upstream's link is seen down would most likely be lost the same way,
+   * and its try with it: it waits for the link to be seen back (`link-back`, from the probes
+   * its watching keeps going), at most `perTryTimeout` and leaving a connect's time before the
+   * deadline, then goes. A refused connect, a reset or a status came back over the link: never
+   * a wait. Whether the retry waits now.
+   */
+  #waitForLink(nowMs: number): boolean {
+    if (this.#linkWaited || this.#retryPermit !== 'pass') return false;
+    const link = this.#target.gate.link;
+    const { retry, deadlineMs } = this.#policy;
+    const waitMs = Math.min(retry.perTryTimeoutMs, deadlineMs - nowMs - retry.connectTimeoutMs);
+    if (!link.down || !LOST_IN_LINK.has(this.#retryReason) || waitMs <= 0) return false;
+    // told only about the link it watches (a request watches one, the first it needed)
+    if (this.#watchedLink !== undefined && this.#watchedLink !== link) return false;
+    if (this.#watchedLink === undefined) {
+      this.#watchedLink = link;
+      this.#emit({ type: 'watch-link', link, origin: this.#target.origin });
+    }
+    this.#linkWaited = true;
+    this.#backoffTimer = ++this.#nextId;
+    this.#emit({ type: 'wait', timerId: this.#backoffTimer, delayMs: waitMs });
+    return true;
   }
 
   /** Ends the tries on this origin with `t`'s end; `cause`: why a due retry was not made. */

@@ -3,8 +3,11 @@
  * and quick answers to other requests on the same upstream while every try of a request is stuck. Real proxy, real loopback upstream, the
  * proxy's clock stepped by the test.
  */
+import { type AddressInfo, BlockList, createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { loadConfigText } from '../../src/config/load.ts';
+import { Dialer } from '../../src/proxy/upstream/dialer.ts';
+import { probeConnects } from '../../src/proxy/upstream/probe-connect.ts';
 import { PROBE_EVERY_MS } from '../../src/resilience/link-probe.ts';
 import { manualClock, until } from '../helpers/clock.ts';
 import { closeAfterEach } from '../helpers/close-after-each.ts';
@@ -25,21 +28,21 @@ function config(denyLoopback: boolean) {
 /** Time enough for a connect on loopback, had one been started. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 
-describe('a request whose tries are all stuck', () => {
-  /** A request whose two tries hang and have waited what a hedge waits for. */
-  async function stuckRequest(answers: ReturnType<typeof reply>[]) {
-    const up = await startUpstream([hang(), hang(), ...answers]);
-    const clock = manualClock();
-    const px = await startProxy(HEDGED, clock.options);
-    const client = new AbortController();
-    const stuck = viaProxy(px.port, 'GET', `${up.origin}/stuck`, { signal: client.signal });
-    await until(() => up.heads === 1 && clock.armedFor(50) === 1);
-    await clock.advance(50);
-    await until(() => up.heads === 2);
-    await clock.advance(50);
-    return { up, clock, px, client, stuck };
-  }
+/** A request whose two tries hang and have waited what a hedge waits for. */
+async function stuckRequest(answers: ReturnType<typeof reply>[]) {
+  const up = await startUpstream([hang(), hang(), ...answers]);
+  const clock = manualClock();
+  const px = await startProxy(HEDGED, clock.options);
+  const client = new AbortController();
+  const stuck = viaProxy(px.port, 'GET', `${up.origin}/stuck`, { signal: client.signal });
+  await until(() => up.heads === 1 && clock.armedFor(50) === 1);
+  await clock.advance(50);
+  await until(() => up.heads === 2);
+  await clock.advance(50);
+  return { up, clock, px, client, stuck };
+}
 
+describe('a request whose tries are all stuck', () => {
   it('starts its last try once a probe saw the link lost and then back', async () => {
     const { up, clock, px, stuck } = await stuckRequest([reply(200, 'fresh')]);
     // a probe that cannot connect (the upstream denied for a moment) sees the link down
@@ -92,6 +95,40 @@ describe('a request whose tries are all stuck', () => {
   });
 });
 
+describe('a retry after tries lost in the link', () => {
+  it('waits while the link is seen down and goes when it is back', async () => {
+    const { up, clock, px, stuck } = await stuckRequest([reply(200, 'fresh')]);
+    // a probe connects at once (the link can be seen back), then one that cannot (the
+    // upstream denied for a moment) sees the link down
+    const connected = up.connections;
+    await clock.advance(PROBE_EVERY_MS);
+    await until(() => up.connections > connected);
+    await px.app.reload(config(true));
+    for (let i = 0; i < 2; i++) {
+      await clock.advance(PROBE_EVERY_MS);
+      await settle();
+    }
+    // both tries have their perTryTimeout (10 s): the retry is due, and waits for the link
+    // (made now, it would be refused: the upstream is still denied)
+    for (let elapsed = 0; elapsed < 10_500; elapsed += PROBE_EVERY_MS) {
+      await clock.advance(PROBE_EVERY_MS);
+      await settle();
+    }
+    expect(px.requests()).toEqual([]);
+    expect(up.heads).toBe(2);
+    // quick connects say the link is back: the retry goes
+    await px.app.reload(config(false));
+    for (let i = 0; i < 6 && up.heads === 2; i++) {
+      await clock.advance(PROBE_EVERY_MS);
+      await settle();
+    }
+    const res = await stuck;
+    expect(res.body.toString()).toBe('fresh');
+    const line = px.requests().find((l) => l.path === '/stuck');
+    expect(line).toMatchObject({ status: 200, attempts: 3, retries: ['timeout'] });
+  });
+});
+
 describe('the link probe', () => {
   /** A request to `up` whose two tries hang: it watches the link (hedge.max in flight). */
   async function stuck() {
@@ -137,5 +174,18 @@ describe('the link probe', () => {
     expect(clock.armedFor(PROBE_EVERY_MS)).toBe(1);
     expect(up.connections).toBe(2);
     await leave();
+  });
+
+  it('takes a refused connect for an answer over the link, a denied one for none', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise((resolve) => closed.close(resolve));
+    const probe = (dialer: Dialer) =>
+      new Promise<boolean>((resolve) => probeConnects(dialer)(`http://127.0.0.1:${port}`, resolve));
+    expect(await probe(new Dialer())).toBe(true);
+    const denied = new BlockList();
+    denied.addSubnet('127.0.0.0', 8);
+    expect(await probe(new Dialer({ deniedUpstreams: () => denied }))).toBe(false);
   });
 });

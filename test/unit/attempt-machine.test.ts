@@ -694,3 +694,100 @@ describe('when the link is back', () => {
     expect(r.machine.record.hedgeResults).toEqual(['suppressed']);
   });
 });
+
+describe('a retry while the link is seen down', () => {
+  const LOST: TryEnd = { kind: 'failure', failure: 'timeout' };
+
+  /** One try at a time (no hedge); the upstream's link seen down by a lost probe at 0. */
+  function linkDown(options: { attempts?: number; headers?: Record<string, string> } = {}) {
+    const r = rig({
+      route: { retry: { attempts: options.attempts ?? 3, hedge: { afterMs: 'off', max: 1 } } },
+      headers: options.headers,
+    });
+    // quick once (the link can be seen back), then a probe lost
+    r.primary.link.answered(0, 10);
+    r.primary.link.probed(100, 300, false);
+    return r;
+  }
+
+  /** The first try ends with `end` at 10 ms, and its back-off (100 ms) is over at 110. */
+  function retryDue(r: Rig, end: TryEnd) {
+    const [first] = sends(r.start());
+    r.now = 10;
+    const failed = r.end(first?.tryId ?? 0, end);
+    r.now = 110;
+    return r.fire(waits(failed)[0]?.timerId ?? 0);
+  }
+
+  it('waits for the link after a try lost in it, and goes when the link is back', () => {
+    const r = linkDown();
+    const out = retryDue(r, LOST);
+    expect(sends(out)).toEqual([]);
+    expect(out).toContainEqual({
+      type: 'watch-link',
+      link: r.primary.link,
+      origin: 'http://a.test:80',
+    });
+    r.now = 5000;
+    const [retry] = sends(r.linkBack());
+    expect(retry).toMatchObject({ attempt: 2 });
+    expect(r.machine.record.retryReasons).toEqual(['timeout']);
+    // the wait's own end, later, starts nothing more
+    r.now = 10_110;
+    expect(sends(r.fire(waits(out)[0]?.timerId ?? 0))).toEqual([]);
+  });
+
+  it('waits at most perTryTimeout, then goes', () => {
+    const r = linkDown();
+    const out = retryDue(r, { kind: 'failure', failure: 'connect-failure' });
+    expect(waits(out)).toEqual([{ type: 'wait', timerId: expect.any(Number), delayMs: 10_000 }]);
+    r.now = 10_110;
+    expect(sends(r.fire(waits(out)[0]?.timerId ?? 0))[0]).toMatchObject({ attempt: 2 });
+  });
+
+  it('leaves a connect time before the deadline, and does not wait when there is none', () => {
+    const short = linkDown({ headers: { 'x-reprise-timeout-ms': '5000' } });
+    const out = retryDue(short, { kind: 'failure', failure: 'body-cut' });
+    // 5000 − 110 − 3500 (connectTimeout)
+    expect(waits(out)[0]?.delayMs).toBe(1390);
+    const none = linkDown({ headers: { 'x-reprise-timeout-ms': '3600' } });
+    expect(sends(retryDue(none, LOST))[0]).toMatchObject({ attempt: 2 });
+  });
+
+  it('does not wait after an answer that came back over the link, or while the link is sound', () => {
+    for (const end of [UNAVAILABLE, RESET]) {
+      expect(sends(retryDue(linkDown(), end))[0]).toMatchObject({ attempt: 2 });
+    }
+    const sound = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 'off', max: 1 } } } });
+    expect(sends(retryDue(sound, LOST))[0]).toMatchObject({ attempt: 2 });
+    // a link never seen quick (an upstream further than 200 ms) could never be seen back
+    const far = rig({ route: { retry: { attempts: 3, hedge: { afterMs: 'off', max: 1 } } } });
+    far.primary.link.probed(0, 300, false);
+    expect(sends(retryDue(far, LOST))[0]).toMatchObject({ attempt: 2 });
+  });
+
+  it('waits again for the next retry, each once', () => {
+    const r = linkDown();
+    retryDue(r, LOST);
+    r.now = 5000;
+    const [second] = sends(r.linkBack());
+    r.primary.link.probed(5100, 5300, false);
+    r.now = 5400;
+    const failed = r.end(second?.tryId ?? 0, LOST);
+    r.now = 5800;
+    const out = r.fire(waits(failed)[0]?.timerId ?? 0);
+    expect(sends(out)).toEqual([]);
+    r.now = 6000;
+    expect(sends(r.linkBack())[0]).toMatchObject({ attempt: 3 });
+  });
+
+  it('answers a client that leaves while it waits, and sends nothing more', () => {
+    const r = linkDown();
+    retryDue(r, LOST);
+    r.now = 2000;
+    expect(answerOf(r.clientGone())).toEqual({ kind: 'client-gone' });
+    expect(r.machine.record.suppressed).toBe('client-gone');
+    r.now = 3000;
+    expect(r.linkBack()).toEqual([]);
+  });
+});

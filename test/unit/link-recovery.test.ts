@@ -228,3 +228,25 @@ describe('link recovery from probes', () => {
     expect(changes).toEqual(['down', 'back']);
   });
 });
+
+describe('down, for a retry deciding whether to wait', () => {
+  it('is down from a lost probe until back, once the link was seen quick', () => {
+    const link = new LinkRecovery();
+    const r = watched(link);
+    answer(link, r, 0, 10);
+    expect(link.down).toBe(false);
+    lost(link, r, 1000);
+    expect(link.down).toBe(true);
+    for (const at of [1100, 1250, 1400]) probe(link, r, at, at + 10, true);
+    expect(r.told).toEqual([1410]);
+    expect(link.down).toBe(false);
+  });
+
+  it('is never down where nothing was ever quick: it could never be seen back', () => {
+    const link = new LinkRecovery();
+    const r = watched(link);
+    lost(link, r, 1000);
+    answer(link, r, 1000, 1500);
+    expect(link.down).toBe(false);
+  });
+});
