@@ -7,11 +7,11 @@
  * that many say it is back, and the requests watching are told once: their tries sent into the
  * loss wait for TCP's next resend, seconds away, while a fresh try is answered at once.
  *
- * Seen down only when a probe got no answer in time: loss in the link itself (a refused connect
- * is an answer, from a host that is there: an upstream that is down is not a lost link). A quiet spell is
- * not enough (an idle upstream, or one slow to answer, is not a lost link): where probes
- * connect at once nothing is ever told, so a request whose tries wait on a slow upstream over a
- * sound link gets no try more this way, whatever quick answers others get.
+ * Seen down only when a probe got no answer in time: loss in the link itself (a refused
+ * connect is an answer, from a host that is there: an upstream that is down is not a lost
+ * link). A quiet spell is not enough (an idle upstream, or one slow to answer, is not a lost
+ * link): where probes connect at once nothing is ever told, so a request whose tries wait on a
+ * slow upstream over a sound link gets no try more this way, whatever quick answers others get.
  *
  * Pure: every call brings its time. Bounded: a ring of `QUICK_EVENTS` times, and one watcher
  * per request waiting, removed when it is done.

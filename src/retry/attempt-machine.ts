@@ -12,7 +12,7 @@
  */
 import { appended, emptyList } from '../lists.ts';
 import type { BreakerPermit } from '../resilience/circuit-breaker.ts';
-import type { SuppressedCause } from '../vocabulary.ts';
+import type { FailureName, SuppressedCause } from '../vocabulary.ts';
 import type {
   AttemptAction,
   AttemptEvent,
@@ -61,7 +61,11 @@ interface Try {
 }
 
 /** Failures of a try lost in the link: no answer came back over it. */
-const LOST_IN_LINK: ReadonlySet<string> = new Set(['connect-failure', 'timeout', 'body-cut']);
+const LOST_IN_LINK: ReadonlySet<string> = new Set<FailureName>([
+  'connect-failure',
+  'timeout',
+  'body-cut',
+]);
 
 const TIMED_OUT = { kind: 'failure', failure: 'timeout' } as const satisfies TryEnd;
 const BODY_CUT = { kind: 'failure', failure: 'body-cut' } as const satisfies TryEnd;
@@ -277,7 +281,7 @@ export class AttemptMachine {
    */
   #onLinkBack(nowMs: number): void {
     if (this.#phase === 'backoff') {
-      if (this.#linkWaited && this.#backoffTimer !== 0) this.#afterBackoff(nowMs);
+      if (this.#linkWaited) this.#afterBackoff(nowMs);
       return;
     }
     const policy = this.#policy;
