@@ -9,7 +9,7 @@ import { loadConfigText } from '../../src/config/load.ts';
 import { Dialer } from '../../src/proxy/upstream/dialer.ts';
 import { probeConnects } from '../../src/proxy/upstream/probe-connect.ts';
 import { PROBE_EVERY_MS } from '../../src/resilience/link-probe.ts';
-import { manualClock, until } from '../helpers/clock.ts';
+import { type ManualClock, manualClock, until } from '../helpers/clock.ts';
 import { closeAfterEach } from '../helpers/close-after-each.ts';
 import { FAST, startProxy, viaProxy } from '../helpers/proxy.ts';
 import { hang, reply, startUpstream } from '../helpers/upstream.ts';
@@ -27,6 +27,14 @@ function config(denyLoopback: boolean) {
 
 /** Time enough for a connect on loopback, had one been started. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+
+/** Steps the proxy's clock `ticks` probe intervals, each tick's connect let happen, until `done`. */
+async function probeTicks(clock: ManualClock, ticks: number, done = () => false): Promise<void> {
+  for (let i = 0; i < ticks && !done(); i++) {
+    await clock.advance(PROBE_EVERY_MS);
+    await settle();
+  }
+}
 
 /** A request whose two tries hang and have waited what a hedge waits for. */
 async function stuckRequest(answers: ReturnType<typeof reply>[]) {
@@ -47,17 +55,11 @@ describe('a request whose tries are all stuck', () => {
     const { up, clock, px, stuck } = await stuckRequest([reply(200, 'fresh')]);
     // a probe that cannot connect (the upstream denied for a moment) sees the link down
     await px.app.reload(config(true));
-    for (let i = 0; i < 2; i++) {
-      await clock.advance(PROBE_EVERY_MS);
-      await settle();
-    }
+    await probeTicks(clock, 2);
     expect(up.heads).toBe(2);
     // then quick connects say it is back: the kept try starts, the oldest making room
     await px.app.reload(config(false));
-    for (let i = 0; i < 6 && up.heads === 2; i++) {
-      await clock.advance(PROBE_EVERY_MS);
-      await settle();
-    }
+    await probeTicks(clock, 6, () => up.heads !== 2);
     const res = await stuck;
     expect(res.body.toString()).toBe('fresh');
     expect(up.seen.map((s) => s.headers['x-reprise-attempt'])).toEqual(['1', '2', '3']);
@@ -81,10 +83,7 @@ describe('a request whose tries are all stuck', () => {
     }
     // probes connect at once on this sound link (one each quiet second): it is never seen down
     const before = up.connections;
-    for (let i = 0; i < 20; i++) {
-      await clock.advance(PROBE_EVERY_MS);
-      await settle();
-    }
+    await probeTicks(clock, 20);
     expect(up.connections).toBeGreaterThan(before);
     expect(px.logs.filter((l) => l.msg === 'link')).toEqual([]);
     expect(up.heads).toBe(5);
@@ -104,24 +103,15 @@ describe('a retry after tries lost in the link', () => {
     await clock.advance(PROBE_EVERY_MS);
     await until(() => up.connections > connected);
     await px.app.reload(config(true));
-    for (let i = 0; i < 2; i++) {
-      await clock.advance(PROBE_EVERY_MS);
-      await settle();
-    }
+    await probeTicks(clock, 2);
     // both tries have their perTryTimeout (10 s): the retry is due, and waits for the link
     // (made now, it would be refused: the upstream is still denied)
-    for (let elapsed = 0; elapsed < 10_500; elapsed += PROBE_EVERY_MS) {
-      await clock.advance(PROBE_EVERY_MS);
-      await settle();
-    }
+    await probeTicks(clock, Math.ceil(10_500 / PROBE_EVERY_MS));
     expect(px.requests()).toEqual([]);
     expect(up.heads).toBe(2);
     // quick connects say the link is back: the retry goes
     await px.app.reload(config(false));
-    for (let i = 0; i < 6 && up.heads === 2; i++) {
-      await clock.advance(PROBE_EVERY_MS);
-      await settle();
-    }
+    await probeTicks(clock, 6, () => up.heads !== 2);
     const res = await stuck;
     expect(res.body.toString()).toBe('fresh');
     const line = px.requests().find((l) => l.path === '/stuck');
@@ -155,10 +145,7 @@ describe('the link probe', () => {
     await until(() => up.connections === 3);
     expect(up.heads).toBe(2);
     await leave();
-    for (let i = 0; i < 10; i++) {
-      await clock.advance(PROBE_EVERY_MS);
-      await settle();
-    }
+    await probeTicks(clock, 10);
     expect(up.connections).toBe(3);
     expect(clock.armedFor(PROBE_EVERY_MS)).toBe(0);
   });
@@ -166,10 +153,7 @@ describe('the link probe', () => {
   it('never connects to an upstream in access.deniedUpstreams', async () => {
     const { up, clock, px, leave } = await stuck();
     await px.app.reload(config(true));
-    for (let i = 0; i < 10; i++) {
-      await clock.advance(PROBE_EVERY_MS);
-      await settle();
-    }
+    await probeTicks(clock, 10);
     // still probing (a denied dial is a probe that did not connect), never connecting
     expect(clock.armedFor(PROBE_EVERY_MS)).toBe(1);
     expect(up.connections).toBe(2);
