@@ -1,7 +1,8 @@
 /**
- * The try kept for a retry starts when the link is back: once a probe saw it lost, quick connects
- * and quick answers to other requests on the same upstream while every try of a request is stuck. Real proxy, real loopback upstream, the
- * proxy's clock stepped by the test.
+ * Tries under a lost link, on a real proxy and a real loopback upstream, the proxy's clock
+ * stepped by the test: the try kept for a retry starts when the link is back (once a probe saw
+ * it lost: quick connects, and quick answers to other requests on the same upstream), a retry
+ * after tries lost in the link waits for it, and what the probe itself does.
  */
 import { type AddressInfo, BlockList, createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
