@@ -101,8 +101,8 @@ export class AttemptMachine {
   #watchedLink: LinkWatch | undefined;
   /** A try started when the link came back was refused by the gate: counted once. */
   #linkHedgeRefused = false;
-  /** The retry due now has waited for the link (`#waitForLink`): it goes at the next word. */
-  #linkWaited = false;
+  /** The retry due now is held for the link (`#holdRetryForLink`): it goes at the next word. */
+  #retryHeld = false;
   #out: AttemptAction[] = emptyList();
 
   constructor(input: MachineInput) {
@@ -147,10 +147,16 @@ export class AttemptMachine {
       event.type !== 'client-gone' &&
       this.#waitsForLink()
     ) {
-      this.#watchedLink = this.#target.gate.link;
-      this.#emit({ type: 'watch-link', link: this.#watchedLink, origin: this.#target.origin });
+      this.#watchLink();
     }
     return this.#out;
+  }
+
+  /** Asks to be told when this upstream's link is back (`link-back`): once per request. */
+  #watchLink(): void {
+    const link = this.#target.gate.link;
+    this.#watchedLink = link;
+    this.#emit({ type: 'watch-link', link, origin: this.#target.origin });
   }
 
   /** Most events have one action: an array of one, not `[]` grown to 17 slots. */
@@ -281,7 +287,7 @@ export class AttemptMachine {
    */
   #onLinkBack(nowMs: number): void {
     if (this.#phase === 'backoff') {
-      if (this.#linkWaited) this.#afterBackoff(nowMs);
+      if (this.#retryHeld) this.#afterBackoff(nowMs);
       return;
     }
     const policy = this.#policy;
@@ -503,8 +509,8 @@ export class AttemptMachine {
 
   #afterBackoff(nowMs: number): void {
     this.#backoffTimer = 0;
-    if (this.#waitForLink(nowMs)) return;
-    this.#linkWaited = false;
+    if (this.#holdRetryForLink(nowMs)) return;
+    this.#retryHeld = false;
     const gate = this.#target.gate;
     if (!gate.confirm(nowMs, this.#retryPermit)) {
       // the answer that led here was discarded for the retry: reprise answers instead
@@ -525,19 +531,16 @@ export class AttemptMachine {
    * deadline, then goes. A refused connect, a reset or a status came back over the link: never
    * a wait. Whether the retry waits now.
    */
-  #waitForLink(nowMs: number): boolean {
-    if (this.#linkWaited || this.#retryPermit !== 'pass') return false;
+  #holdRetryForLink(nowMs: number): boolean {
+    if (this.#retryHeld || this.#retryPermit !== 'pass') return false;
     const link = this.#target.gate.link;
     const { retry, deadlineMs } = this.#policy;
     const waitMs = Math.min(retry.perTryTimeoutMs, deadlineMs - nowMs - retry.connectTimeoutMs);
     if (!link.down || !LOST_IN_LINK.has(this.#retryReason) || waitMs <= 0) return false;
     // told only about the link it watches (a request watches one, the first it needed)
-    if (this.#watchedLink !== undefined && this.#watchedLink !== link) return false;
-    if (this.#watchedLink === undefined) {
-      this.#watchedLink = link;
-      this.#emit({ type: 'watch-link', link, origin: this.#target.origin });
-    }
-    this.#linkWaited = true;
+    if (this.#watchedLink === undefined) this.#watchLink();
+    else if (this.#watchedLink !== link) return false;
+    this.#retryHeld = true;
     this.#backoffTimer = ++this.#nextId;
     this.#emit({ type: 'wait', timerId: this.#backoffTimer, delayMs: waitMs });
     return true;
