@@ -185,8 +185,9 @@ async function startBareProxy(
   return track(name, child, port, () => '');
 }
 
-/** undici's `request` and `pipe`, no features. */
-export const startReference = (): Promise<Proc> => startBareProxy('reference');
+/** undici's `request` and `pipe`, no features; `node`: as for reprise (none: node's defaults). */
+export const startReference = (node?: NodeSettings): Promise<Proc> =>
+  startBareProxy('reference', node);
 
 /** undici's `dispatch` straight into the response, no features; `node`: as for reprise. */
 export const startFloor = (node?: NodeSettings): Promise<Proc> => startBareProxy('floor', node);
@@ -199,8 +200,9 @@ export const startBareTls = (
   name: 'reference' | 'floor',
   caFile: string,
   servername: string,
+  node?: NodeSettings,
 ): Promise<Proc> =>
-  startBareProxy(name, undefined, { BARE_TLS_CA: caFile, BARE_TLS_SERVERNAME: servername });
+  startBareProxy(name, node, { BARE_TLS_CA: caFile, BARE_TLS_SERVERNAME: servername });
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -354,6 +354,14 @@ export function targetLines(rows: readonly Row[]): string[] {
     },
     {
       label:
+        "1 KiB GET c50, side by side on one CPU: proxy CPU per request, reprise / the reference run with reprise's V8 settings",
+      value: by.get('sbs-get-1024-c50-bounded/reprise')?.cpuVsReference,
+      goal: 1,
+      atMost: true,
+      unit: '×',
+    },
+    {
+      label:
         '1 KiB GET c50, side by side on one CPU: proxy CPU per request, with / without the V8 settings',
       value: quotient(
         by.get('sbs-get-1024-c50/reprise')?.cpuVsReference,
@@ -367,6 +375,14 @@ export function targetLines(rows: readonly Row[]): string[] {
       label:
         'TLS origination 1 KiB GET c50 (issue 22), side by side on one CPU: proxy CPU per request, reprise / bare TLS reference',
       value: by.get('sbs-tls-get-1024-c50/reprise')?.cpuVsReference,
+      goal: 1.1,
+      atMost: true,
+      unit: '×',
+    },
+    {
+      label:
+        "TLS origination 1 KiB GET c50, side by side on one CPU: proxy CPU per request, reprise / the bare TLS reference run with reprise's V8 settings",
+      value: by.get('sbs-tls-get-1024-c50-bounded/reprise')?.cpuVsReference,
       goal: 1.1,
       atMost: true,
       unit: '×',

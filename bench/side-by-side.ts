@@ -9,13 +9,15 @@
  * Each proxy then has half the CPU, so it serves about half the req/s it would alone and does
  * a little more work per request (fewer requests per read): the ratios, not the absolute
  * figures, are what this scenario is for. Pairs: reprise (its shipped settings) and reprise
- * without its V8 settings against the bare reference, plain HTTP and TLS origination.
+ * without its V8 settings against the bare reference, plain HTTP and TLS origination; and
+ * reprise against the bare reference run with reprise's V8 settings (`-bounded` keys), which
+ * parts what reprise's work costs from what its bounded heap costs.
  */
 
 import { type LoadResult, runLoad } from './load.ts';
 import type { Row } from './measure.ts';
 import { cpuMs, type Proc, startBareTls, startReference, startUpstream } from './processes.ts';
-import { startReprise, UNBOUNDED } from './proxies.ts';
+import { shippedSettings, startReprise, UNBOUNDED } from './proxies.ts';
 import type { BenchContext } from './scenarios.ts';
 import { makeCertificates, TLS_SERVERNAME } from './tls-origination.ts';
 
@@ -96,12 +98,16 @@ async function measurePair(ctx: BenchContext, pair: Pair): Promise<Row> {
   return row;
 }
 
-/** 12: reprise and the bare reference loaded at once on one CPU, plain HTTP and TLS. */
+/**
+ * 12: reprise and the bare reference loaded at once on one CPU, plain HTTP and TLS; the
+ * reference also with reprise's V8 settings.
+ */
 export async function sideBySide(ctx: BenchContext): Promise<Row[]> {
   const rows: Row[] = [];
   const plain = [await startReference(), await startReprise({}, ctx.tmpDir, 'sbs-reprise')];
   plain.push(await startReprise({}, ctx.tmpDir, 'sbs-unbounded', { node: UNBOUNDED }));
-  const [reference, reprise, unbounded] = plain as [Proc, Proc, Proc];
+  plain.push(await startReference(shippedSettings()));
+  const [reference, reprise, unbounded, boundedReference] = plain as [Proc, Proc, Proc, Proc];
   try {
     const base = { key: 'sbs-get-1024-c50', scenario: '1 KiB GET, side by side on one CPU' };
     const upstreamPort = ctx.upstream.port;
@@ -114,6 +120,16 @@ export async function sideBySide(ctx: BenchContext): Promise<Row[]> {
         via: 'reprise-unbounded',
         reference,
         proxy: unbounded,
+        upstreamPort,
+      }),
+    );
+    rows.push(
+      await measurePair(ctx, {
+        key: 'sbs-get-1024-c50-bounded',
+        scenario: "1 KiB GET, side by side on one CPU, the reference with reprise's V8 settings",
+        via: 'reprise',
+        reference: boundedReference,
+        proxy: reprise,
         upstreamPort,
       }),
     );
@@ -132,13 +148,25 @@ export async function sideBySide(ctx: BenchContext): Promise<Row[]> {
   try {
     tls.push(await startBareTls('reference', caFile, TLS_SERVERNAME));
     tls.push(await startReprise(config, ctx.tmpDir, 'sbs-reprise-tls'));
-    const [tlsReference, tlsReprise] = tls as [Proc, Proc];
+    tls.push(await startBareTls('reference', caFile, TLS_SERVERNAME, shippedSettings()));
+    const [tlsReference, tlsReprise, tlsBoundedReference] = tls as [Proc, Proc, Proc];
     rows.push(
       await measurePair(ctx, {
         key: 'sbs-tls-get-1024-c50',
         scenario: '1 KiB GET, proxy originates TLS, side by side on one CPU',
         via: 'reprise',
         reference: tlsReference,
+        proxy: tlsReprise,
+        upstreamPort: upstream.port,
+      }),
+    );
+    rows.push(
+      await measurePair(ctx, {
+        key: 'sbs-tls-get-1024-c50-bounded',
+        scenario:
+          "1 KiB GET, proxy originates TLS, side by side on one CPU, the reference with reprise's V8 settings",
+        via: 'reprise',
+        reference: tlsBoundedReference,
         proxy: tlsReprise,
         upstreamPort: upstream.port,
       }),
