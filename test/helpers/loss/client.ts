@@ -2,10 +2,13 @@
  * The client of a packet-loss run, started inside the namespace: `concurrency` closed-loop
  * workers make `requests` GETs in all, directly or through a proxy (absolute form, as an
  * HTTP_PROXY client does), each given up after `timeoutMs`. Prints one JSON line: how each
- * request ended, as the client saw it.
+ * request ended, as the client saw it. With `caFile` the upstream speaks HTTPS: a direct
+ * client verifies it against that CA; a proxied one calls `http://` (the proxy originates TLS).
  * argv: a JSON ClientPlan.
  */
-import { Agent, request } from 'node:http';
+import { readFileSync } from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
 
 interface ClientPlan {
   readonly url: string;
@@ -17,11 +20,19 @@ interface ClientPlan {
   /** Pause between one worker's requests, so the run spans the loss schedule. */
   readonly paceMs: number;
   readonly expectBytes: number;
+  /** The upstream speaks HTTPS with a certificate this CA signed. */
+  readonly caFile?: string;
 }
 
 const plan = JSON.parse(process.argv[2] as string) as ClientPlan;
 const target = new URL(plan.url);
-const agent = new Agent({ keepAlive: true, maxSockets: plan.concurrency });
+const direct = plan.proxyPort === undefined;
+const overTls = direct && plan.caFile !== undefined;
+const agentOptions = { keepAlive: true, maxSockets: plan.concurrency };
+const agent = overTls
+  ? new https.Agent({ ...agentOptions, ca: readFileSync(plan.caFile as string) })
+  : new http.Agent(agentOptions);
+const request = overTls ? https.request : http.request;
 
 /** ok | body-cut (head, then a broken body) | body-timeout | timeout (no head) | error:NAME | status:N | connect-error */
 function one(): Promise<string> {
@@ -35,7 +46,7 @@ function one(): Promise<string> {
       resolve(outcome);
     };
     const req = request(
-      plan.proxyPort === undefined
+      direct
         ? { host: target.hostname, port: target.port, path: target.pathname, agent }
         : { host: '127.0.0.1', port: plan.proxyPort, path: plan.url, agent },
       (res) => {

@@ -2,7 +2,9 @@
  * One packet-loss run (the issue's experiment, shortened): inside a namespace of its own, an
  * upstream serving a 7 KB JSON, one reprise per variant (the first may be the embedded
  * defaults, no file at all), and one client per side, direct and through each reprise, all at
- * the same time under the same seeded Gilbert–Elliott loss on the upstream's port.
+ * the same time under the same seeded Gilbert–Elliott loss on the upstream's port. With `tls`
+ * the upstream speaks HTTPS: the direct client calls it so, the others call `http://` and each
+ * variant's config says how reprise originates the TLS.
  * Shared by test/integration/packet-loss.test.ts and the bench's longer run.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -29,6 +31,8 @@ export interface LossRunOptions {
   readonly paceMs: number;
   readonly loss: Omit<BurstLossOptions, 'ports' | 'seed'>;
   readonly variants: readonly Variant[];
+  /** The upstream's certificate and key, and the CA that signed them (PEM files). */
+  readonly tls?: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
 }
 
 export interface SideResult {
@@ -62,7 +66,13 @@ export async function runLossExperiment(
 ): Promise<LossRunResult> {
   const dir = mkdtempSync(`${tmpdir()}/reprise-loss-`);
   try {
-    const upstream = ns.spawn(process.execPath, [`${HERE}upstream.ts`, String(UPSTREAM_PORT)]);
+    const { tls } = options;
+    const upstreamArgs = tls === undefined ? [] : [tls.certFile, tls.keyFile];
+    const upstream = ns.spawn(process.execPath, [
+      `${HERE}upstream.ts`,
+      String(UPSTREAM_PORT),
+      ...upstreamArgs,
+    ]);
     const ready = await firstLine(upstream);
     const expectBytes = Number(ready.split(' ')[1]);
     const reprises = await Promise.all(
@@ -82,6 +92,7 @@ export async function runLossExperiment(
       timeoutMs: options.clientTimeoutMs,
       paceMs: options.paceMs,
       expectBytes,
+      caFile: tls?.caFile,
     });
     const runs = [
       runClient(ns, 'direct', plan()),
