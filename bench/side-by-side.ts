@@ -63,6 +63,14 @@ async function loadBoth(pair: Pair, durationS: number): Promise<[Side, Side]> {
   }) as [Side, Side];
 }
 
+/** The same pair against the reference run with reprise's V8 settings (the `-bounded` rows). */
+const againstBounded = (pair: Pair, boundedReference: Proc): Pair => ({
+  ...pair,
+  key: `${pair.key}-bounded`,
+  scenario: `${pair.scenario}, the reference with reprise's V8 settings`,
+  reference: boundedReference,
+});
+
 async function measurePair(ctx: BenchContext, pair: Pair): Promise<Row> {
   const rounds = Math.max(3, ctx.rounds * 2);
   const durationS = Math.max(2, Math.round(ctx.durationS / 2));
@@ -109,30 +117,17 @@ export async function sideBySide(ctx: BenchContext): Promise<Row[]> {
   plain.push(await startReference(shippedSettings()));
   const [reference, reprise, unbounded, boundedReference] = plain as [Proc, Proc, Proc, Proc];
   try {
-    const base = { key: 'sbs-get-1024-c50', scenario: '1 KiB GET, side by side on one CPU' };
-    const upstreamPort = ctx.upstream.port;
-    rows.push(
-      await measurePair(ctx, { ...base, via: 'reprise', reference, proxy: reprise, upstreamPort }),
-    );
-    rows.push(
-      await measurePair(ctx, {
-        ...base,
-        via: 'reprise-unbounded',
-        reference,
-        proxy: unbounded,
-        upstreamPort,
-      }),
-    );
-    rows.push(
-      await measurePair(ctx, {
-        key: 'sbs-get-1024-c50-bounded',
-        scenario: "1 KiB GET, side by side on one CPU, the reference with reprise's V8 settings",
-        via: 'reprise',
-        reference: boundedReference,
-        proxy: reprise,
-        upstreamPort,
-      }),
-    );
+    const shipped: Pair = {
+      key: 'sbs-get-1024-c50',
+      scenario: '1 KiB GET, side by side on one CPU',
+      via: 'reprise',
+      reference,
+      proxy: reprise,
+      upstreamPort: ctx.upstream.port,
+    };
+    rows.push(await measurePair(ctx, shipped));
+    rows.push(await measurePair(ctx, { ...shipped, via: 'reprise-unbounded', proxy: unbounded }));
+    rows.push(await measurePair(ctx, againstBounded(shipped, boundedReference)));
   } finally {
     await Promise.all(plain.map((p) => p.stop()));
   }
@@ -150,27 +145,16 @@ export async function sideBySide(ctx: BenchContext): Promise<Row[]> {
     tls.push(await startReprise(config, ctx.tmpDir, 'sbs-reprise-tls'));
     tls.push(await startBareTls('reference', caFile, TLS_SERVERNAME, shippedSettings()));
     const [tlsReference, tlsReprise, tlsBoundedReference] = tls as [Proc, Proc, Proc];
-    rows.push(
-      await measurePair(ctx, {
-        key: 'sbs-tls-get-1024-c50',
-        scenario: '1 KiB GET, proxy originates TLS, side by side on one CPU',
-        via: 'reprise',
-        reference: tlsReference,
-        proxy: tlsReprise,
-        upstreamPort: upstream.port,
-      }),
-    );
-    rows.push(
-      await measurePair(ctx, {
-        key: 'sbs-tls-get-1024-c50-bounded',
-        scenario:
-          "1 KiB GET, proxy originates TLS, side by side on one CPU, the reference with reprise's V8 settings",
-        via: 'reprise',
-        reference: tlsBoundedReference,
-        proxy: tlsReprise,
-        upstreamPort: upstream.port,
-      }),
-    );
+    const originating: Pair = {
+      key: 'sbs-tls-get-1024-c50',
+      scenario: '1 KiB GET, proxy originates TLS, side by side on one CPU',
+      via: 'reprise',
+      reference: tlsReference,
+      proxy: tlsReprise,
+      upstreamPort: upstream.port,
+    };
+    rows.push(await measurePair(ctx, originating));
+    rows.push(await measurePair(ctx, againstBounded(originating, tlsBoundedReference)));
   } finally {
     await Promise.all([...tls.map((p) => p.stop()), upstream.stop()]);
   }
