@@ -27,12 +27,14 @@ interface ClientPlan {
 const plan = JSON.parse(process.argv[2] as string) as ClientPlan;
 const target = new URL(plan.url);
 const direct = plan.proxyPort === undefined;
-const overTls = direct && plan.caFile !== undefined;
+/** Only a direct client speaks TLS: through the proxy it calls `http://`. */
+const caFile = direct ? plan.caFile : undefined;
 const agentOptions = { keepAlive: true, maxSockets: plan.concurrency };
-const agent = overTls
-  ? new https.Agent({ ...agentOptions, ca: readFileSync(plan.caFile as string) })
-  : new http.Agent(agentOptions);
-const request = overTls ? https.request : http.request;
+const agent =
+  caFile === undefined
+    ? new http.Agent(agentOptions)
+    : new https.Agent({ ...agentOptions, ca: readFileSync(caFile) });
+const request = caFile === undefined ? http.request : https.request;
 
 /** ok | body-cut (head, then a broken body) | body-timeout | timeout (no head) | error:NAME | status:N | connect-error */
 function one(): Promise<string> {
